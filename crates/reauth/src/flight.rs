@@ -1,0 +1,289 @@
+//! The single flight: one refresh per token generation, shared by everybody.
+//!
+//! # The state
+//!
+//! * `current` — the published token set, in an [`ArcSwapOption`]. Readers load
+//!   it without a lock; the fast path of [`Session::access_token`] is this load
+//!   and one time compare.
+//! * `state` — a short, never-held-across-`.await` mutex over the session phase
+//!   (no session / active / ended), its epoch (bumped by every `start`), and the
+//!   refresh in flight, if any.
+//!
+//! # The invariants
+//!
+//! 1. At most one flight exists, and while it exists it refreshes **the
+//!    generation in `current`**: `flight.from == current.generation`. Both are
+//!    changed together under the lock ([`Cell::finish`], [`Cell::start`],
+//!    [`Cell::end`]), so the invariant holds whenever the lock is free.
+//! 2. A caller asks for a refresh *of the generation it saw* ([`Cell::join`]).
+//!    Under the lock that generation is re-checked against `current` (the
+//!    smithy-rs `ExpiringCache` trick): if the session moved on meanwhile, the
+//!    caller is told to look again ([`Join::Newer`]) and **no refresh starts**.
+//!    A late 401 for an old token therefore never refreshes twice (C3).
+//! 3. Whoever finds no flight installs one and is handed the [`Ticket`]; the
+//!    session *spawns* the refresh for it, so cancelling that caller cannot
+//!    cancel the refresh the others wait for (C8). Everybody else clones the
+//!    shared waiter (C1).
+//! 4. Only the holder of the flight's ticket can complete it, and only while the
+//!    flight is still installed: a `logout` or a new `start` removes the flight
+//!    (waking its waiters at once) and the old refresh's result is discarded.
+//! 5. The phase moves `Active → Ended` exactly once per epoch, under the lock;
+//!    only the caller that moved it reports the end (C6, C17).
+//!
+//! [`Session::access_token`]: crate::Session::access_token
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwapOption;
+use futures::channel::oneshot;
+use futures::future::{BoxFuture, FutureExt, Shared};
+
+use crate::error::{EndReason, Error};
+use crate::events::Trigger;
+use crate::sync::{AtomicBool, Mutex, lock};
+use crate::token::{Bearer, Generation, TokenSet};
+
+/// A published token set.
+#[derive(Debug)]
+pub(crate) struct Published {
+    pub(crate) tokens: TokenSet,
+    /// Expiry minus leeway, precomputed so the fast path is one compare.
+    usable_until: Option<SystemTime>,
+    /// Set when a request was refused with this token: readers must wait for
+    /// the refresh instead of sending a doomed request (C4a).
+    rejected: AtomicBool,
+}
+
+impl Published {
+    pub(crate) fn new(tokens: TokenSet, usable_until: Option<SystemTime>) -> Self {
+        Self { tokens, usable_until, rejected: AtomicBool::new(false) }
+    }
+
+    pub(crate) fn generation(&self) -> Generation {
+        self.tokens.generation
+    }
+
+    /// The bearer, if this set may still be used at `now`.
+    #[inline]
+    pub(crate) fn usable(&self, now: SystemTime) -> Option<Bearer> {
+        if self.rejected.load(Ordering::Acquire) {
+            return None;
+        }
+        match self.usable_until {
+            Some(until) if now >= until => None,
+            _ => Some(Bearer::new(self.tokens.access_token.clone(), self.tokens.generation)),
+        }
+    }
+}
+
+/// What waiters of a flight learn when it completes.
+#[derive(Clone, Debug)]
+pub(crate) enum Outcome {
+    /// Look at `current` again: a new set was published, or the flight was
+    /// superseded by a new session.
+    LookAgain,
+    /// The refresh failed; every waiter gets this error.
+    Failed(Error),
+}
+
+pub(crate) type Waiter = Shared<BoxFuture<'static, Outcome>>;
+
+/// The right (and duty) to run the refresh of one flight.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    id: u64,
+    pub(crate) from: Arc<Published>,
+}
+
+/// What [`Cell::join`] tells its caller.
+pub(crate) enum Join {
+    /// A refresh of the generation is in flight; wait for it.
+    Wait(Waiter),
+    /// No refresh was in flight; the caller must spawn one for `ticket`.
+    Start(Ticket, Waiter),
+    /// The session has moved past the generation the caller saw: look again.
+    Newer,
+}
+
+/// How a flight ends.
+pub(crate) enum Finish {
+    /// Publish a new set (refreshed, or adopted from the store).
+    Publish(Arc<Published>),
+    /// Keep the current set; waiters get the error.
+    Fail(Error),
+    /// End the session.
+    End(EndReason),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    NoSession,
+    Active,
+    Ended(EndReason),
+}
+
+struct InFlight {
+    id: u64,
+    tx: oneshot::Sender<Outcome>,
+    waiter: Waiter,
+}
+
+struct State {
+    phase: Phase,
+    epoch: u64,
+    /// The highest generation ever published, so a new session continues above it.
+    last_generation: Generation,
+    flight: Option<InFlight>,
+    next_id: u64,
+}
+
+/// The published token set and the flight that replaces it.
+pub(crate) struct Cell {
+    current: ArcSwapOption<Published>,
+    state: Mutex<State>,
+}
+
+impl Cell {
+    pub(crate) fn new() -> Self {
+        Self {
+            current: ArcSwapOption::empty(),
+            state: Mutex::new(State {
+                phase: Phase::NoSession,
+                epoch: 0,
+                last_generation: Generation::default(),
+                flight: None,
+                next_id: 0,
+            }),
+        }
+    }
+
+    /// The published set, lock-free.
+    #[inline]
+    pub(crate) fn load(&self) -> arc_swap::Guard<Option<Arc<Published>>> {
+        self.current.load()
+    }
+
+    /// The published set, or why there is none.
+    pub(crate) fn current(&self) -> Result<Arc<Published>, Error> {
+        if let Some(p) = self.current.load_full() {
+            return Ok(p);
+        }
+        match lock(&self.state).phase {
+            Phase::Ended(reason) => Err(Error::SessionEnded(reason)),
+            _ => Err(Error::NoSession),
+        }
+    }
+
+    /// The current epoch (incremented by every [`Cell::start`]).
+    pub(crate) fn epoch(&self) -> u64 {
+        lock(&self.state).epoch
+    }
+
+    pub(crate) fn last_generation(&self) -> Generation {
+        lock(&self.state).last_generation
+    }
+
+    /// Joins the refresh of generation `seen`, or starts it. See the module docs.
+    ///
+    /// A `trigger` other than [`Trigger::Ahead`] marks the set as refused, so
+    /// that new readers wait for the flight rather than use the token (C4a); a
+    /// refresh-ahead leaves readers on the old, still valid token (C4b).
+    pub(crate) fn join(&self, seen: Generation, trigger: Trigger) -> Result<Join, Error> {
+        let mut st = lock(&self.state);
+        match st.phase {
+            Phase::NoSession => return Err(Error::NoSession),
+            Phase::Ended(reason) => return Err(Error::SessionEnded(reason)),
+            Phase::Active => {}
+        }
+        // Re-check under the lock: the generation the caller saw may be gone.
+        let Some(cur) = self.current.load_full() else {
+            return Err(Error::NoSession);
+        };
+        if cur.generation() != seen {
+            return Ok(Join::Newer);
+        }
+        if trigger != Trigger::Ahead {
+            cur.rejected.store(true, Ordering::Release);
+        }
+        if let Some(flight) = &st.flight {
+            // Invariant 1: this flight refreshes `cur`.
+            return Ok(Join::Wait(flight.waiter.clone()));
+        }
+        let (tx, rx) = oneshot::channel();
+        let waiter = rx.map(|r| r.unwrap_or(Outcome::LookAgain)).boxed().shared();
+        let id = st.next_id;
+        st.next_id += 1;
+        st.flight = Some(InFlight { id, tx, waiter: waiter.clone() });
+        Ok(Join::Start(Ticket { id, from: cur }, waiter))
+    }
+
+    /// Whether `ticket`'s flight is still installed (no logout or new session since).
+    pub(crate) fn is_current(&self, ticket: &Ticket) -> bool {
+        lock(&self.state).flight.as_ref().is_some_and(|f| f.id == ticket.id)
+    }
+
+    /// Completes `ticket`'s flight: publishes, fails, or ends the session, and
+    /// wakes the waiters. Returns `false`, changing nothing, if the flight was
+    /// superseded (the caller then discards its result).
+    pub(crate) fn finish(&self, ticket: &Ticket, how: Finish) -> bool {
+        let mut st = lock(&self.state);
+        if st.flight.as_ref().is_none_or(|f| f.id != ticket.id) {
+            return false;
+        }
+        let outcome = match how {
+            Finish::Publish(p) => {
+                st.last_generation = st.last_generation.max(p.generation());
+                self.current.store(Some(p));
+                Outcome::LookAgain
+            }
+            Finish::Fail(e) => Outcome::Failed(e),
+            Finish::End(reason) => {
+                st.phase = Phase::Ended(reason);
+                self.current.store(None);
+                Outcome::Failed(Error::SessionEnded(reason))
+            }
+        };
+        let flight = st.flight.take();
+        drop(st);
+        if let Some(f) = flight {
+            let _ = f.tx.send(outcome);
+        }
+        true
+    }
+
+    /// Publishes `p` as a new session (login or restore) and returns its epoch.
+    /// A flight of the previous session is superseded; its waiters look again.
+    pub(crate) fn start(&self, p: Arc<Published>) -> u64 {
+        let mut st = lock(&self.state);
+        st.epoch += 1;
+        st.phase = Phase::Active;
+        st.last_generation = st.last_generation.max(p.generation());
+        self.current.store(Some(p));
+        let flight = st.flight.take();
+        let epoch = st.epoch;
+        drop(st);
+        if let Some(f) = flight {
+            let _ = f.tx.send(Outcome::LookAgain);
+        }
+        epoch
+    }
+
+    /// Ends an active session. Returns the set it held, or `None` if there was
+    /// no active session (so only one caller ever reports an end).
+    pub(crate) fn end(&self, reason: EndReason) -> Option<Arc<Published>> {
+        let mut st = lock(&self.state);
+        if st.phase != Phase::Active {
+            return None;
+        }
+        st.phase = Phase::Ended(reason);
+        let old = self.current.swap(None);
+        let flight = st.flight.take();
+        drop(st);
+        if let Some(f) = flight {
+            let _ = f.tx.send(Outcome::Failed(Error::SessionEnded(reason)));
+        }
+        old
+    }
+}

@@ -1,0 +1,224 @@
+//! Timing policy and the pure functions behind it: expiry, refresh-ahead, backoff.
+//!
+//! Everything here is a pure function of its inputs, so each is unit-tested on
+//! its own (the smithy-rs `expired(expiration, buffer, now)` habit).
+
+use std::time::{Duration, SystemTime};
+
+/// When the refresh-ahead timer fires.
+///
+/// The timer refreshes at `expires_at − max(skew, fraction × lifetime)`, minus up
+/// to `jitter`, but never earlier than halfway through the token's lifetime, so a
+/// short-lived token cannot make it loop.
+///
+/// ```
+/// use std::time::Duration;
+/// let ahead = reauth::RefreshAhead { skew: Duration::from_secs(60), ..Default::default() };
+/// assert!(ahead.enabled);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct RefreshAhead {
+    /// Whether to refresh before expiry at all (otherwise only on expiry / 401).
+    pub enabled: bool,
+    /// The least time before expiry to refresh at.
+    pub skew: Duration,
+    /// The share of the token's lifetime to refresh ahead by, if more than `skew`.
+    pub fraction: f64,
+    /// Up to this much earlier, at random, so that many clients do not refresh in step.
+    pub jitter: Duration,
+    /// The longest the timer sleeps before looking at the clock again, so that a
+    /// suspended machine or a clock jump is noticed.
+    pub recheck: Duration,
+}
+
+impl Default for RefreshAhead {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            skew: Duration::from_secs(30),
+            fraction: 0.1,
+            jitter: Duration::from_secs(5),
+            recheck: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RefreshAhead {
+    /// Refresh-ahead turned off.
+    pub fn disabled() -> Self {
+        Self { enabled: false, ..Self::default() }
+    }
+}
+
+/// How transient refresh failures are retried.
+///
+/// Delays grow exponentially from `initial_backoff` up to `max_backoff`, with
+/// "equal jitter" (half fixed, half random), and are stretched to a server's
+/// `Retry-After`. The refresh gives up after `max_attempts` or when the next
+/// attempt would start after `budget`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// The first delay.
+    pub initial_backoff: Duration,
+    /// The largest delay.
+    pub max_backoff: Duration,
+    /// The total time a refresh may spend retrying.
+    pub budget: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+            budget: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// One attempt, no retries.
+    pub fn never() -> Self {
+        Self { max_attempts: 1, ..Self::default() }
+    }
+}
+
+/// The lifetime of a token obtained at `obtained_at` that expires at `expires_at`.
+fn lifetime(obtained_at: SystemTime, expires_at: SystemTime) -> Duration {
+    expires_at.duration_since(obtained_at).unwrap_or(Duration::ZERO)
+}
+
+/// Whether a token must no longer be used at `now`.
+///
+/// A token counts as expired `leeway` before `expires_at` (to absorb clock skew
+/// and transit time), but the leeway is capped at a quarter of the token's
+/// lifetime, so a token that is short-lived by design is still usable when new.
+/// A token without an expiry never expires by time (only by a 401).
+pub fn is_expired(
+    expires_at: Option<SystemTime>,
+    obtained_at: Option<SystemTime>,
+    leeway: Duration,
+    now: SystemTime,
+) -> bool {
+    let Some(expires_at) = expires_at else { return false };
+    let leeway = match obtained_at {
+        Some(obtained) => leeway.min(lifetime(obtained, expires_at) / 4),
+        None => leeway,
+    };
+    match expires_at.checked_sub(leeway) {
+        Some(limit) => now >= limit,
+        None => true,
+    }
+}
+
+/// When the refresh-ahead timer should refresh a token, given a jitter already
+/// drawn from `[0, policy.jitter]`. `None` when the token has no expiry.
+pub fn refresh_at(
+    expires_at: Option<SystemTime>,
+    obtained_at: SystemTime,
+    policy: &RefreshAhead,
+    jitter: Duration,
+) -> Option<SystemTime> {
+    let expires_at = expires_at?;
+    let life = lifetime(obtained_at, expires_at);
+    let by_fraction = life.mul_f64(policy.fraction.clamp(0.0, 1.0));
+    let lead = policy.skew.max(by_fraction) + jitter.min(policy.jitter);
+    let lead = lead.min(life / 2);
+    Some(expires_at.checked_sub(lead).unwrap_or(obtained_at))
+}
+
+/// The delay before retry number `attempt` (1 = the first retry), before jitter
+/// is added: `initial × 2^(attempt−1)`, capped at `max_backoff`.
+pub fn backoff_base(policy: &RetryPolicy, attempt: u32) -> Duration {
+    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
+    policy.initial_backoff.saturating_mul(factor).min(policy.max_backoff)
+}
+
+/// The delay before retry `attempt`: half of [`backoff_base`] fixed, plus
+/// `jitter` (drawn from `[0, base/2]`), stretched to `retry_after` if the server
+/// asked for longer.
+pub fn backoff_delay(
+    policy: &RetryPolicy,
+    attempt: u32,
+    jitter: Duration,
+    retry_after: Option<Duration>,
+) -> Duration {
+    let base = backoff_base(policy, attempt);
+    let delay = base / 2 + jitter.min(base / 2);
+    match retry_after {
+        Some(ra) => delay.max(ra),
+        None => delay,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    fn t(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_000_000 + secs)
+    }
+
+    #[test]
+    fn expiry_respects_leeway() {
+        let leeway = Duration::from_secs(5);
+        assert!(!is_expired(Some(t(300)), Some(t(0)), leeway, t(294)));
+        assert!(is_expired(Some(t(300)), Some(t(0)), leeway, t(295)));
+        assert!(is_expired(Some(t(300)), Some(t(0)), leeway, t(400)));
+        assert!(!is_expired(None, None, leeway, t(1_000_000)));
+    }
+
+    #[test]
+    fn leeway_is_capped_for_short_lived_tokens() {
+        // A 4 s token with a 5 s leeway would be born expired; the cap makes it usable.
+        let leeway = Duration::from_secs(5);
+        assert!(!is_expired(Some(t(4)), Some(t(0)), leeway, t(0)));
+        assert!(is_expired(Some(t(4)), Some(t(0)), leeway, t(3)));
+    }
+
+    #[test]
+    fn c14_refresh_at_uses_the_larger_of_skew_and_fraction() {
+        let p = RefreshAhead { skew: Duration::from_secs(30), fraction: 0.1, ..Default::default() };
+        // 5 min token: max(30 s, 30 s) = 30 s early.
+        assert_eq!(refresh_at(Some(t(300)), t(0), &p, Duration::ZERO), Some(t(270)));
+        // 1 h token: 10 % = 6 min early.
+        assert_eq!(refresh_at(Some(t(3600)), t(0), &p, Duration::ZERO), Some(t(3240)));
+        // Jitter moves it earlier, within its bound.
+        assert_eq!(refresh_at(Some(t(300)), t(0), &p, Duration::from_secs(5)), Some(t(265)));
+        assert_eq!(refresh_at(Some(t(300)), t(0), &p, Duration::from_secs(50)), Some(t(265)));
+        assert_eq!(refresh_at(None, t(0), &p, Duration::ZERO), None);
+    }
+
+    #[test]
+    fn c14_short_token_refreshes_at_half_life_not_immediately() {
+        let p = RefreshAhead::default();
+        // 10 s token, 30 s skew: without the cap it would refresh at once, forever.
+        assert_eq!(refresh_at(Some(t(10)), t(0), &p, Duration::from_secs(5)), Some(t(5)));
+    }
+
+    #[test]
+    fn c5_backoff_grows_exponentially_and_is_capped() {
+        let p = RetryPolicy {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            ..Default::default()
+        };
+        assert_eq!(backoff_base(&p, 1), Duration::from_millis(100));
+        assert_eq!(backoff_base(&p, 2), Duration::from_millis(200));
+        assert_eq!(backoff_base(&p, 4), Duration::from_millis(800));
+        assert_eq!(backoff_base(&p, 5), Duration::from_secs(1));
+        assert_eq!(backoff_base(&p, 60), Duration::from_secs(1));
+        assert_eq!(backoff_delay(&p, 2, Duration::ZERO, None), Duration::from_millis(100));
+        assert_eq!(backoff_delay(&p, 2, Duration::from_secs(9), None), Duration::from_millis(200));
+        assert_eq!(
+            backoff_delay(&p, 1, Duration::ZERO, Some(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
+    }
+}

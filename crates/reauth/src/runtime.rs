@@ -1,0 +1,207 @@
+//! Injected time, sleep, spawn and randomness.
+//!
+//! The core never calls tokio (or any executor) directly. A [`Runtime`] bundles
+//! the four capabilities it needs; [`Runtime::tokio`] is the usual choice, and
+//! tests swap in a clock that follows tokio's paused time. In a browser
+//! (wasm32), supply a clock backed by `Date.now()` and a spawner backed by
+//! `wasm_bindgen_futures::spawn_local`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::future::BoxFuture;
+
+/// A source of wall-clock time. Token expiry is wall-clock time, because it is
+/// persisted and shared between processes.
+pub trait Clock: Send + Sync + 'static {
+    /// The current time.
+    fn now(&self) -> SystemTime;
+}
+
+/// Asynchronous sleep.
+pub trait Sleep: Send + Sync + 'static {
+    /// A future that completes after `duration`.
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
+}
+
+/// Runs a future to completion in the background, detached from the caller.
+///
+/// The session spawns each refresh so that a caller that is cancelled cannot
+/// cancel the refresh everybody else is waiting for.
+pub trait Spawn: Send + Sync + 'static {
+    /// Starts `task` in the background.
+    fn spawn(&self, task: BoxFuture<'static, ()>);
+}
+
+/// Randomness for backoff and refresh-ahead jitter.
+pub trait Jitter: Send + Sync + 'static {
+    /// A duration uniformly drawn from `[0, max]`.
+    fn jitter(&self, max: Duration) -> Duration;
+}
+
+/// [`Clock`] reading [`SystemTime::now`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// [`Jitter`] from a fast non-cryptographic generator.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RandomJitter;
+
+impl Jitter for RandomJitter {
+    fn jitter(&self, max: Duration) -> Duration {
+        let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(fastrand::u64(0..=nanos))
+    }
+}
+
+/// [`Jitter`] that always returns zero; for deterministic tests.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoJitter;
+
+impl Jitter for NoJitter {
+    fn jitter(&self, _max: Duration) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// The capabilities a [`Session`](crate::Session) needs from its environment.
+///
+/// ```
+/// # #[cfg(feature = "tokio")] {
+/// use reauth::Runtime;
+/// let rt = Runtime::tokio();
+/// # let _ = rt; }
+/// ```
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) sleep: Arc<dyn Sleep>,
+    pub(crate) spawn: Arc<dyn Spawn>,
+    pub(crate) jitter: Arc<dyn Jitter>,
+}
+
+impl Runtime {
+    /// A runtime from its parts.
+    pub fn new(
+        clock: impl Clock,
+        sleep: impl Sleep,
+        spawn: impl Spawn,
+        jitter: impl Jitter,
+    ) -> Self {
+        Self {
+            clock: Arc::new(clock),
+            sleep: Arc::new(sleep),
+            spawn: Arc::new(spawn),
+            jitter: Arc::new(jitter),
+        }
+    }
+
+    /// Replaces the clock.
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Replaces the jitter source.
+    #[must_use]
+    pub fn with_jitter(mut self, jitter: impl Jitter) -> Self {
+        self.jitter = Arc::new(jitter);
+        self
+    }
+
+    /// The current time from the injected clock.
+    pub fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "tokio")]
+mod tokio_rt {
+    use super::*;
+
+    /// [`Sleep`] on tokio's timer (honours `tokio::time::pause`).
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct TokioSleep;
+
+    impl Sleep for TokioSleep {
+        fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+            Box::pin(tokio::time::sleep(duration))
+        }
+    }
+
+    /// [`Spawn`] with `tokio::spawn` on the current runtime.
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct TokioSpawn;
+
+    impl Spawn for TokioSpawn {
+        fn spawn(&self, task: BoxFuture<'static, ()>) {
+            drop(tokio::spawn(task));
+        }
+    }
+
+    /// A [`Clock`] that follows tokio's clock, anchored at the wall-clock time it
+    /// was created. Under `tokio::time::pause` it is virtual time: it stands still
+    /// until the test advances it.
+    #[derive(Clone, Copy, Debug)]
+    pub struct TokioClock {
+        wall: SystemTime,
+        mono: tokio::time::Instant,
+    }
+
+    impl TokioClock {
+        /// A clock reading `start` now.
+        pub fn starting_at(start: SystemTime) -> Self {
+            Self { wall: start, mono: tokio::time::Instant::now() }
+        }
+    }
+
+    impl Default for TokioClock {
+        fn default() -> Self {
+            Self::starting_at(SystemTime::now())
+        }
+    }
+
+    impl Clock for TokioClock {
+        fn now(&self) -> SystemTime {
+            self.wall + self.mono.elapsed()
+        }
+    }
+
+    impl Runtime {
+        /// The system clock, tokio's timer and spawner, and random jitter.
+        pub fn tokio() -> Self {
+            Self::new(SystemClock, TokioSleep, TokioSpawn, RandomJitter)
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+pub use tokio_rt::{TokioClock, TokioSleep, TokioSpawn};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_jitter_stays_within_bounds() {
+        let j = RandomJitter;
+        for _ in 0..1000 {
+            assert!(j.jitter(Duration::from_millis(10)) <= Duration::from_millis(10));
+        }
+        assert_eq!(j.jitter(Duration::ZERO), Duration::ZERO);
+    }
+}

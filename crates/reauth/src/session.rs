@@ -1,0 +1,417 @@
+//! The session: the one object requests ask for a token.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::future::{Either, select};
+use futures::lock::Mutex as AsyncMutex;
+use tracing::Instrument;
+
+use crate::error::{EndReason, Error, StoreError};
+use crate::events::{EventStream, Events, SessionEvent, Trigger};
+use crate::flight::{Cell, Join, Outcome, Published, Waiter};
+use crate::policy::{RefreshAhead, RetryPolicy, is_expired};
+use crate::refresher::Refresher;
+use crate::runtime::Runtime;
+use crate::store::{MemoryStore, TokenStore};
+use crate::token::{Bearer, Generation, TokenSet};
+use crate::{ahead, metrics as m, refresh};
+
+/// Timeouts and policies of a session; see the [`SessionBuilder`] methods.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) refresh_ahead: RefreshAhead,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) refresh_timeout: Duration,
+    pub(crate) wait_timeout: Duration,
+    pub(crate) expiry_leeway: Duration,
+    pub(crate) store_attempts: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            refresh_ahead: RefreshAhead::default(),
+            retry: RetryPolicy::default(),
+            refresh_timeout: Duration::from_secs(10),
+            wait_timeout: Duration::from_secs(30),
+            expiry_leeway: Duration::from_secs(5),
+            store_attempts: 3,
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) cell: Cell,
+    pub(crate) refresher: Arc<dyn Refresher>,
+    pub(crate) store: Arc<dyn TokenStore>,
+    pub(crate) rt: Runtime,
+    pub(crate) config: Config,
+    pub(crate) events: Events,
+    /// Serialises store writes with publication: a refresh holds it from its
+    /// "still current?" check through persist and publish; `start` and `logout`
+    /// take it for their writes. So the store never ends up holding a set older
+    /// than, or from another session than, what was published last.
+    pub(crate) persist: AsyncMutex<()>,
+}
+
+impl Inner {
+    pub(crate) fn publishable(&self, mut tokens: TokenSet) -> Arc<Published> {
+        if tokens.obtained_at.is_none() {
+            tokens.obtained_at = Some(self.rt.now());
+        }
+        let usable_until = tokens.expires_at.map(|exp| {
+            // The first instant `is_expired` says yes.
+            let leeway = self.config.expiry_leeway;
+            let capped = match tokens.obtained_at {
+                Some(o) => leeway.min(exp.duration_since(o).unwrap_or(Duration::ZERO) / 4),
+                None => leeway,
+            };
+            exp.checked_sub(capped).unwrap_or(SystemTime::UNIX_EPOCH)
+        });
+        debug_assert!(usable_until.is_none_or(|u| is_expired(tokens.expires_at, tokens.obtained_at, self.config.expiry_leeway, u)));
+        Arc::new(Published::new(tokens, usable_until))
+    }
+}
+
+/// Keeps one token set fresh for any number of concurrent callers.
+///
+/// Cheap to clone; clones share everything. Before a request, call
+/// [`access_token`](Self::access_token); when the server refuses the token,
+/// call [`invalidate`](Self::invalidate) with the bearer that was sent and
+/// replay once with the bearer it returns. However many callers do that at
+/// once, one refresh runs per token generation.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use reauth::{refresh_fn, Session, TokenSet};
+///
+/// let session = Session::builder(refresh_fn(|_current: TokenSet| async {
+///     Ok(TokenSet::new("fresh-access").with_refresh_token("fresh-refresh"))
+/// }))
+/// .build();
+/// session.start(TokenSet::new("first-access").with_refresh_token("first-refresh")).await?;
+///
+/// let bearer = session.access_token().await?;
+/// // ... the server answered 401 for `bearer`:
+/// let replay_with = session.invalidate(&bearer).await?;
+/// assert_eq!(replay_with.token().secret(), "fresh-access");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("generation", &self.generation())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Session`].
+#[must_use]
+pub struct SessionBuilder {
+    refresher: Arc<dyn Refresher>,
+    store: Arc<dyn TokenStore>,
+    runtime: Runtime,
+    config: Config,
+    on_ended: Vec<Arc<dyn Fn(EndReason) + Send + Sync>>,
+}
+
+impl fmt::Debug for SessionBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionBuilder").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl SessionBuilder {
+    /// Where token sets are persisted. Defaults to a [`MemoryStore`].
+    pub fn store(mut self, store: impl TokenStore) -> Self {
+        self.store = Arc::new(store);
+        self
+    }
+
+    /// A store shared with other owners.
+    pub fn shared_store(mut self, store: Arc<dyn TokenStore>) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// The clock, sleep, spawner and jitter to use.
+    pub fn runtime(mut self, runtime: Runtime) -> Self {
+        self.runtime = runtime;
+        self
+    }
+
+    /// The refresh-ahead timer (C14). Default: on, 30 s / 10 % ahead, 5 s jitter.
+    pub fn refresh_ahead(mut self, policy: RefreshAhead) -> Self {
+        self.config.refresh_ahead = policy;
+        self
+    }
+
+    /// How transient refresh failures are retried (C5). Default: 4 attempts
+    /// within 30 s, backoff from 200 ms.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.config.retry = policy;
+        self
+    }
+
+    /// The time one refresh attempt may take before it counts as a transient
+    /// failure (C9). Default 10 s.
+    pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
+        self.config.refresh_timeout = timeout;
+        self
+    }
+
+    /// The longest one caller waits for a refresh before it gets
+    /// [`Error::Timeout`] (C9). The refresh itself goes on. Default 30 s.
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.config.wait_timeout = timeout;
+        self
+    }
+
+    /// How long before `expires_at` a token stops being handed out (capped at a
+    /// quarter of its lifetime). Default 5 s.
+    pub fn expiry_leeway(mut self, leeway: Duration) -> Self {
+        self.config.expiry_leeway = leeway;
+        self
+    }
+
+    /// Called once when the session ends (rejected refresh or logout), before
+    /// the [`SessionEvent::SessionEnded`] event is delivered.
+    pub fn on_session_ended(mut self, f: impl Fn(EndReason) + Send + Sync + 'static) -> Self {
+        self.on_ended.push(Arc::new(f));
+        self
+    }
+
+    /// The session, with no tokens yet: call [`Session::start`] or [`Session::restore`].
+    pub fn build(self) -> Session {
+        let events = Events::default();
+        for cb in self.on_ended {
+            events.on_ended(cb);
+        }
+        Session {
+            inner: Arc::new(Inner {
+                cell: Cell::new(),
+                refresher: self.refresher,
+                store: self.store,
+                rt: self.runtime,
+                config: self.config,
+                events,
+                persist: AsyncMutex::new(()),
+            }),
+        }
+    }
+}
+
+impl Session {
+    /// A builder on the tokio runtime.
+    #[cfg(feature = "tokio")]
+    pub fn builder(refresher: impl Refresher) -> SessionBuilder {
+        Self::builder_with_runtime(refresher, Runtime::tokio())
+    }
+
+    /// A builder on the given runtime (for other executors and wasm32).
+    pub fn builder_with_runtime(refresher: impl Refresher, runtime: Runtime) -> SessionBuilder {
+        SessionBuilder {
+            refresher: Arc::new(refresher),
+            store: Arc::new(MemoryStore::new()),
+            runtime,
+            config: Config::default(),
+            on_ended: Vec::new(),
+        }
+    }
+
+    /// Starts a session from a login result: persists `tokens` with a
+    /// generation above any seen before, then publishes them and arms the
+    /// refresh-ahead timer. Replaces any previous session.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the store refused the write; the session is then not
+    /// started, and `tokens` are not lost (retry, or use another store).
+    pub async fn start(&self, mut tokens: TokenSet) -> Result<Generation, StoreError> {
+        let inner = &self.inner;
+        let _guard = inner.persist.lock().await;
+        let stored = inner.store.load().await.ok().flatten().map(|t| t.generation).unwrap_or_default();
+        tokens.generation = inner.cell.last_generation().max(stored).next();
+        let p = inner.publishable(tokens);
+        inner.store.store(&p.tokens).await?;
+        let generation = p.generation();
+        let epoch = inner.cell.start(p);
+        drop(_guard);
+        inner.events.emit(SessionEvent::Started { generation });
+        ahead::spawn(inner, epoch);
+        Ok(generation)
+    }
+
+    /// Resumes the session persisted in the store, if any (a restart). Returns
+    /// whether one was found.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the store could not be read.
+    pub async fn restore(&self) -> Result<bool, StoreError> {
+        let inner = &self.inner;
+        let _guard = inner.persist.lock().await;
+        let Some(tokens) = inner.store.load().await? else { return Ok(false) };
+        let p = inner.publishable(tokens);
+        let generation = p.generation();
+        let epoch = inner.cell.start(p);
+        drop(_guard);
+        inner.events.emit(SessionEvent::Started { generation });
+        ahead::spawn(inner, epoch);
+        Ok(true)
+    }
+
+    /// The token to send now.
+    ///
+    /// Returns at once while the current token is valid — also while a
+    /// refresh-ahead is running (C4b). Waits for the refresh when the token has
+    /// expired or a request was refused with it (C4a), starting that refresh if
+    /// nobody has.
+    ///
+    /// # Errors
+    ///
+    /// See [`Error`]: no session, session ended, refresh unavailable or
+    /// misconfigured, or this caller's wait timed out.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe. Dropping the future never cancels a refresh: refreshes run
+    /// on their own spawned task, and other waiters still get the result (C8).
+    pub async fn access_token(&self) -> Result<Bearer, Error> {
+        let now = self.inner.rt.now();
+        if let Some(p) = self.inner.cell.load().as_ref()
+            && let Some(bearer) = p.usable(now)
+        {
+            return Ok(bearer);
+        }
+        self.slow_path(None).await
+    }
+
+    /// Reports that the server refused `sent` (a 401) and returns the bearer to
+    /// replay the request with.
+    ///
+    /// If `sent` is from the current generation, a refresh starts (or the one
+    /// in flight is joined) and this waits for it. If a newer generation was
+    /// published meanwhile, no refresh happens and the newer token is returned
+    /// (C3). Replay once; if the replay is refused too, return that response to
+    /// the caller (C10) and call [`replay_rejected`](Self::replay_rejected).
+    ///
+    /// # Errors
+    ///
+    /// As [`access_token`](Self::access_token).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`access_token`](Self::access_token).
+    pub async fn invalidate(&self, sent: &Bearer) -> Result<Bearer, Error> {
+        self.slow_path(Some(sent.generation())).await
+    }
+
+    /// Records that a request replayed with `bearer` was refused again: emits
+    /// [`SessionEvent::ReplayRejected`]. Starts no refresh.
+    pub fn replay_rejected(&self, bearer: &Bearer) {
+        m::replay_rejected();
+        self.inner.events.emit(SessionEvent::ReplayRejected { generation: bearer.generation() });
+    }
+
+    async fn slow_path(&self, mut refused: Option<Generation>) -> Result<Bearer, Error> {
+        let inner = &self.inner;
+        let started = inner.rt.now();
+        let mut deadline = inner.rt.sleep.sleep(inner.config.wait_timeout);
+        let mut waited = false;
+        let result = loop {
+            let cur = match inner.cell.current() {
+                Ok(cur) => cur,
+                Err(e) => break Err(e),
+            };
+            let trigger = match refused.take() {
+                Some(g) if g == cur.generation() => Trigger::Rejected,
+                Some(_) => {
+                    // A newer generation exists: replay with it, no refresh (C3).
+                    continue;
+                }
+                None => match cur.usable(inner.rt.now()) {
+                    Some(bearer) => break Ok(bearer),
+                    None => Trigger::Expired,
+                },
+            };
+            let waiter: Waiter = match inner.cell.join(cur.generation(), trigger) {
+                Err(e) => break Err(e),
+                Ok(Join::Newer) => continue,
+                Ok(Join::Wait(w)) => {
+                    m::joined();
+                    w
+                }
+                Ok(Join::Start(ticket, w)) => {
+                    refresh::spawn(inner, ticket, trigger);
+                    w
+                }
+            };
+            waited = true;
+            let wait = waiter.instrument(tracing::debug_span!("reauth.wait", generation = %cur.generation()));
+            match select(wait, &mut deadline).await {
+                Either::Left((Outcome::LookAgain, _)) => {}
+                Either::Left((Outcome::Failed(e), _)) => break Err(e),
+                Either::Right(((), _)) => break Err(Error::Timeout),
+            }
+        };
+        if waited {
+            m::waited(inner.rt.now().duration_since(started).unwrap_or_default());
+        }
+        result
+    }
+
+    /// Ends the session (C17): wakes every waiter with
+    /// [`Error::SessionEnded`], emits the end event once, clears the store, and
+    /// asks the server to revoke the tokens (RFC 7009, best effort). Does
+    /// nothing if no session is active.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if clearing the store failed. The session has ended regardless.
+    pub async fn logout(&self) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let Some(old) = inner.cell.end(EndReason::LoggedOut) else { return Ok(()) };
+        m::session_ended(EndReason::LoggedOut);
+        inner.events.emit(SessionEvent::SessionEnded { reason: EndReason::LoggedOut });
+        let cleared = {
+            let _guard = inner.persist.lock().await;
+            inner.store.clear().await
+        };
+        let revoke = inner.refresher.revoke(&old.tokens);
+        let timeout = inner.rt.sleep.sleep(inner.config.refresh_timeout);
+        match select(revoke, timeout).await {
+            Either::Left((Ok(()), _)) => {}
+            Either::Left((Err(e), _)) => tracing::warn!(error = %e, "token revocation failed"),
+            Either::Right(_) => tracing::warn!("token revocation timed out"),
+        }
+        cleared
+    }
+
+    /// Subscribes to the session's events from now on.
+    pub fn events(&self) -> EventStream {
+        self.inner.events.subscribe()
+    }
+
+    /// The generation of the published token set, if a session is active.
+    pub fn generation(&self) -> Option<Generation> {
+        self.inner.cell.load().as_ref().map(|p| p.generation())
+    }
+
+    /// A copy of the published token set, if a session is active.
+    pub fn tokens(&self) -> Option<TokenSet> {
+        self.inner.cell.load().as_ref().map(|p| p.tokens.clone())
+    }
+
+    /// Whether a session is active.
+    pub fn is_active(&self) -> bool {
+        self.inner.cell.load().is_some()
+    }
+}
