@@ -13,8 +13,9 @@ use std::time::{Duration, SystemTime};
 ///
 /// ```
 /// use std::time::Duration;
-/// let ahead = reauth::RefreshAhead { skew: Duration::from_secs(60), ..Default::default() };
+/// let ahead = reauth::RefreshAhead::default().with_skew(Duration::from_secs(60));
 /// assert!(ahead.enabled);
+/// assert_eq!(ahead.skew, Duration::from_secs(60));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
@@ -48,6 +49,34 @@ impl RefreshAhead {
     /// Refresh-ahead turned off.
     pub fn disabled() -> Self {
         Self { enabled: false, ..Self::default() }
+    }
+
+    /// Sets [`skew`](Self::skew).
+    #[must_use]
+    pub fn with_skew(mut self, skew: Duration) -> Self {
+        self.skew = skew;
+        self
+    }
+
+    /// Sets [`fraction`](Self::fraction).
+    #[must_use]
+    pub fn with_fraction(mut self, fraction: f64) -> Self {
+        self.fraction = fraction;
+        self
+    }
+
+    /// Sets [`jitter`](Self::jitter).
+    #[must_use]
+    pub fn with_jitter(mut self, jitter: Duration) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// Sets [`recheck`](Self::recheck).
+    #[must_use]
+    pub fn with_recheck(mut self, recheck: Duration) -> Self {
+        self.recheck = recheck;
+        self
     }
 }
 
@@ -85,6 +114,40 @@ impl RetryPolicy {
     /// One attempt, no retries.
     pub fn never() -> Self {
         Self { max_attempts: 1, ..Self::default() }
+    }
+
+    /// Sets [`max_attempts`](Self::max_attempts).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let retry = reauth::RetryPolicy::default().with_max_attempts(6).with_budget(Duration::from_secs(60));
+    /// assert_eq!(retry.max_attempts, 6);
+    /// ```
+    #[must_use]
+    pub fn with_max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+
+    /// Sets [`initial_backoff`](Self::initial_backoff).
+    #[must_use]
+    pub fn with_initial_backoff(mut self, d: Duration) -> Self {
+        self.initial_backoff = d;
+        self
+    }
+
+    /// Sets [`max_backoff`](Self::max_backoff).
+    #[must_use]
+    pub fn with_max_backoff(mut self, d: Duration) -> Self {
+        self.max_backoff = d;
+        self
+    }
+
+    /// Sets [`budget`](Self::budget).
+    #[must_use]
+    pub fn with_budget(mut self, d: Duration) -> Self {
+        self.budget = d;
+        self
     }
 }
 

@@ -1,0 +1,465 @@
+//! The client contract, DESIGN.md §3.2: one test per row, on virtual time.
+//!
+//! Every test runs on a paused tokio clock; the session's clock follows it, so
+//! expiry, backoff and timeouts happen without waiting. The refresher is
+//! `FakeServer`, whose refresh tokens are one-time: a duplicate refresh is
+//! answered `invalid_grant` and would end the session, exactly as on a strict
+//! real server — so "one refresh" is checked by the count *and* by the session
+//! surviving.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::FutureExt;
+use reauth::test_util::{FakeServer, FlakyStore, JumpClock, Step, runtime};
+use reauth::{
+    Bearer, EndReason, Error, EventStream, Generation, RefreshAhead, RefreshErrorKind, Runtime, Session,
+    SessionEvent, TokioSleep, TokioSpawn, NoJitter,
+};
+use tokio::time::Instant;
+
+const LIFETIME: Duration = Duration::from_secs(300);
+
+struct Harness {
+    session: Session,
+    server: FakeServer,
+    store: FlakyStore,
+    events: EventStream,
+    ended_callbacks: Arc<AtomicUsize>,
+}
+
+fn harness_with(rt: Runtime, configure: impl FnOnce(reauth::SessionBuilder) -> reauth::SessionBuilder) -> Harness {
+    let server = FakeServer::new(&rt, LIFETIME);
+    let store = FlakyStore::new();
+    let ended_callbacks = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&ended_callbacks);
+    let builder = Session::builder_with_runtime(server.clone(), rt)
+        .store(store.clone())
+        .on_session_ended(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+    let session = configure(builder).build();
+    let events = session.events();
+    Harness { session, server, store, events, ended_callbacks }
+}
+
+/// A started session with refresh-ahead off (rows that are not about the timer).
+async fn started() -> Harness {
+    started_with(|b| b.refresh_ahead(RefreshAhead::disabled())).await
+}
+
+async fn started_with(configure: impl FnOnce(reauth::SessionBuilder) -> reauth::SessionBuilder) -> Harness {
+    let h = harness_with(runtime(), configure);
+    h.session.start(h.server.login()).await.expect("start");
+    h
+}
+
+fn drain(events: &mut EventStream) -> Vec<SessionEvent> {
+    std::iter::from_fn(|| events.try_next()).collect()
+}
+
+fn ended_count(events: &[SessionEvent]) -> usize {
+    events.iter().filter(|e| matches!(e, SessionEvent::SessionEnded { .. })).count()
+}
+
+/// Lets spawned tasks run without letting virtual time move.
+async fn settle() {
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..10_000 {
+        if cond() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("never happened: {what}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn c1_burst_of_401s_refreshes_once() {
+    const N: usize = 10_000;
+    let h = started().await;
+    h.server.set_delay(Duration::from_millis(50));
+    let sent = h.session.access_token().await.unwrap();
+    let tasks: Vec<_> = (0..N)
+        .map(|_| {
+            let s = h.session.clone();
+            let sent = sent.clone();
+            tokio::spawn(async move { s.invalidate(&sent).await })
+        })
+        .collect();
+    for t in tasks {
+        let replay = t.await.unwrap().expect("every request gets a token to replay with");
+        assert_eq!(replay.generation(), sent.generation().next());
+        assert_eq!(replay.token().secret(), "access-1");
+    }
+    assert_eq!(h.server.calls(), 1, "exactly one refresh for {N} concurrent 401s");
+    assert!(h.session.is_active());
+}
+
+#[tokio::test(start_paused = true)]
+async fn c2_refresh_ahead_racing_401s_refreshes_once() {
+    let mut h = started_with(|b| b).await; // refresh-ahead on: 300 s token refreshes at 270 s
+    h.server.set_delay(Duration::from_secs(1));
+    let old = h.session.access_token().await.unwrap();
+    tokio::time::advance(Duration::from_secs(270)).await;
+    wait_until("the timer starts a refresh", || h.server.calls() == 1).await;
+    // The server now refuses the old token (say it was revoked early) while
+    // the timer's refresh is in flight.
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let s = h.session.clone();
+            let old = old.clone();
+            tokio::spawn(async move { s.invalidate(&old).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap().token().secret(), "access-1");
+    }
+    assert_eq!(h.server.calls(), 1);
+    let events = drain(&mut h.events);
+    assert_eq!(ended_count(&events), 0, "no logout: {events:?}");
+    assert!(events.iter().any(|e| matches!(e, SessionEvent::Refreshed { trigger: reauth::Trigger::Ahead, .. })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn c3_late_401_for_older_generation_replays_without_refresh() {
+    let h = started().await;
+    let g1 = h.session.access_token().await.unwrap();
+    let g2 = h.session.invalidate(&g1).await.unwrap();
+    assert_eq!(h.server.calls(), 1);
+    // A request that went out with g1 comes back 401 after g2 was published.
+    let late = h.session.invalidate(&g1).await.unwrap();
+    assert_eq!(late, g2, "replayed with the newer token");
+    assert_eq!(h.server.calls(), 1, "a late 401 must not refresh again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn c4a_request_during_reactive_refresh_waits_for_new_token() {
+    let h = started().await;
+    h.server.set_delay(Duration::from_secs(1));
+    let old = h.session.access_token().await.unwrap();
+    let s = h.session.clone();
+    let refusing = tokio::spawn(async move { s.invalidate(&old).await });
+    wait_until("refresh in flight", || h.server.calls() == 1).await;
+    // The token is known bad: a new request must not go out with it.
+    let fresh = h.session.access_token().await.unwrap();
+    assert_eq!(fresh.token().secret(), "access-1");
+    assert_eq!(refusing.await.unwrap().unwrap(), fresh);
+    assert_eq!(h.server.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn c4b_request_during_refresh_ahead_goes_out_at_once_with_old_token() {
+    let h = started_with(|b| b).await;
+    h.server.set_delay(Duration::from_secs(1));
+    tokio::time::advance(Duration::from_secs(270)).await;
+    wait_until("the timer starts a refresh", || h.server.calls() == 1).await;
+    let now = h.session.access_token().now_or_never().expect("readers never block on refresh-ahead");
+    assert_eq!(now.unwrap().token().secret(), "access-0", "old token, still valid");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    wait_until("refresh-ahead published", || h.session.generation() == Some(Generation::new(2))).await;
+    assert_eq!(h.session.access_token().await.unwrap().token().secret(), "access-1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn c5_transient_failures_retry_with_backoff_honouring_retry_after() {
+    let mut h = started().await;
+    h.server.push(Step::Fail(RefreshErrorKind::Transient, Some(Duration::from_secs(3))));
+    h.server.push(Step::Fail(RefreshErrorKind::Transient, None));
+    let old = h.session.access_token().await.unwrap();
+    let t0 = Instant::now();
+    let fresh = h.session.invalidate(&old).await.expect("recovered after retries");
+    assert_eq!(fresh.token().secret(), "access-1");
+    assert_eq!(h.server.calls(), 3);
+    assert!(t0.elapsed() >= Duration::from_secs(3), "Retry-After honoured: {:?}", t0.elapsed());
+    let events = drain(&mut h.events);
+    let delays: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::RefreshRetrying { delay, .. } => Some(*delay),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays.len(), 2, "{events:?}");
+    assert!(delays[0] >= Duration::from_secs(3));
+    assert_eq!(ended_count(&events), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn c5_exhausted_budget_reports_unavailable_keeps_session_and_next_call_retries() {
+    let h = started().await;
+    for _ in 0..4 {
+        h.server.push(Step::Fail(RefreshErrorKind::Transient, None));
+    }
+    let old = h.session.access_token().await.unwrap();
+    let waiters: Vec<_> = (0..20)
+        .map(|_| {
+            let s = h.session.clone();
+            let old = old.clone();
+            tokio::spawn(async move { s.invalidate(&old).await })
+        })
+        .collect();
+    for w in waiters {
+        assert!(matches!(w.await.unwrap(), Err(Error::RefreshUnavailable { .. })));
+    }
+    assert_eq!(h.server.calls(), 4, "default budget: 4 attempts, shared by all waiters");
+    assert!(h.session.is_active(), "a transient failure never logs out");
+    assert_eq!(h.ended_callbacks.load(Ordering::SeqCst), 0);
+    let next = h.session.access_token().await.expect("the next call tries again");
+    assert_eq!(next.token().secret(), "access-1");
+    assert_eq!(h.server.calls(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn c6_rejected_refresh_ends_session_exactly_once() {
+    let mut h = started().await;
+    h.server.revoke_all();
+    let old = h.session.access_token().await.unwrap();
+    let waiters: Vec<_> = (0..100)
+        .map(|_| {
+            let s = h.session.clone();
+            let old = old.clone();
+            tokio::spawn(async move { s.invalidate(&old).await })
+        })
+        .collect();
+    for w in waiters {
+        assert!(matches!(w.await.unwrap(), Err(Error::SessionEnded(EndReason::RefreshRejected))));
+    }
+    assert_eq!(h.server.calls(), 1, "no loop");
+    assert_eq!(h.ended_callbacks.load(Ordering::SeqCst), 1);
+    assert_eq!(ended_count(&drain(&mut h.events)), 1);
+    assert!(h.store.peek().is_none(), "store cleared");
+    // Later calls fail fast, without the network.
+    let later = h.session.access_token().now_or_never().expect("fails fast");
+    assert!(matches!(later, Err(Error::SessionEnded(EndReason::RefreshRejected))));
+    assert!(h.session.invalidate(&old).await.is_err());
+    assert_eq!(h.server.calls(), 1);
+    // A new login starts a new session.
+    h.session.start(h.server.login()).await.unwrap();
+    assert!(h.session.access_token().await.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn c7_misconfiguration_is_reported_not_a_logout() {
+    let mut h = started().await;
+    h.server.push(Step::Fail(RefreshErrorKind::Misconfigured, None));
+    let old = h.session.access_token().await.unwrap();
+    let err = h.session.invalidate(&old).await.unwrap_err();
+    assert!(matches!(err, Error::Misconfigured(_)), "{err:?}");
+    assert_eq!(h.server.calls(), 1, "misconfiguration is not retried");
+    assert!(h.session.is_active());
+    assert_eq!(ended_count(&drain(&mut h.events)), 0);
+    assert_eq!(h.ended_callbacks.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn c8_cancelled_starter_does_not_cancel_the_refresh() {
+    let h = started().await;
+    h.server.set_delay(Duration::from_secs(1));
+    let old = h.session.access_token().await.unwrap();
+    let s = h.session.clone();
+    let old2 = old.clone();
+    let starter = tokio::spawn(async move { s.invalidate(&old2).await });
+    wait_until("refresh in flight", || h.server.calls() == 1).await;
+    starter.abort();
+    assert!(starter.await.unwrap_err().is_cancelled());
+    let s = h.session.clone();
+    let other = tokio::spawn(async move { s.invalidate(&old).await });
+    let got = other.await.unwrap().expect("the other waiter gets the refreshed token");
+    assert_eq!(got.token().secret(), "access-1");
+    assert_eq!(h.server.calls(), 1);
+    assert_eq!(h.store.peek().unwrap().generation, got.generation(), "persisted");
+}
+
+#[tokio::test(start_paused = true)]
+async fn c9_hanging_refresh_times_out_and_no_waiter_waits_forever() {
+    let h = started_with(|b| {
+        b.refresh_ahead(RefreshAhead::disabled())
+            .wait_timeout(Duration::from_secs(5))
+            .refresh_timeout(Duration::from_secs(10))
+    })
+    .await;
+    h.server.push(Step::Hang);
+    let old = h.session.access_token().await.unwrap();
+    let t0 = Instant::now();
+    let err = h.session.invalidate(&old).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout), "{err:?}");
+    assert_eq!(t0.elapsed(), Duration::from_secs(5), "the waiter's own deadline");
+    // The refresh has its own timeout: the hung attempt is abandoned at 10 s
+    // and retried; by 11 s the new token is there.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(h.server.calls(), 2);
+    let fresh = h.session.access_token().await.expect("refresh completes after the timeout");
+    assert_eq!(fresh.token().secret(), "access-1");
+    assert_eq!(h.server.calls(), 2);
+    assert!(t0.elapsed() >= Duration::from_secs(10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn c10_replay_refused_again_is_reported_without_second_refresh() {
+    let mut h = started().await;
+    let old = h.session.access_token().await.unwrap();
+    let replay = h.session.invalidate(&old).await.unwrap();
+    h.session.replay_rejected(&replay);
+    assert_eq!(h.server.calls(), 1);
+    let events = drain(&mut h.events);
+    assert!(
+        events.iter().any(|e| matches!(e, SessionEvent::ReplayRejected { generation } if *generation == replay.generation())),
+        "{events:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn c12_response_without_refresh_token_keeps_the_old_one() {
+    let h = started().await;
+    h.server.push(Step::OmitRefreshToken);
+    let old = h.session.access_token().await.unwrap();
+    let fresh = h.session.invalidate(&old).await.unwrap();
+    assert_eq!(fresh.token().secret(), "access-1");
+    let kept = h.session.tokens().unwrap().refresh_token.unwrap();
+    assert_eq!(kept.secret(), "refresh-0");
+    assert_eq!(h.store.peek().unwrap().refresh_token.unwrap().secret(), "refresh-0");
+    // And the kept refresh token still works for the next rotation.
+    let again = h.session.invalidate(&fresh).await.unwrap();
+    assert_eq!(again.token().secret(), "access-2");
+    assert!(h.session.is_active());
+}
+
+#[tokio::test(start_paused = true)]
+async fn c13_rotated_tokens_are_stored_before_any_waiter_resumes() {
+    let h = started().await;
+    h.server.set_delay(Duration::from_millis(10));
+    let old = h.session.access_token().await.unwrap();
+    let waiters: Vec<_> = (0..100)
+        .map(|_| {
+            let s = h.session.clone();
+            let store = h.store.clone();
+            let old = old.clone();
+            tokio::spawn(async move {
+                let got = s.invalidate(&old).await.unwrap();
+                // At the moment this waiter resumes, the store must already hold it.
+                let stored = store.peek().expect("stored");
+                (got, stored.generation, stored.access_token)
+            })
+        })
+        .collect();
+    for w in waiters {
+        let (got, stored_gen, stored_access) = w.await.unwrap();
+        assert_eq!(stored_gen, got.generation());
+        assert_eq!(&stored_access, got.token());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn c13_store_failure_is_reported_and_retried_never_dropped() {
+    let mut h = started().await;
+    h.store.fail_next_writes(2);
+    let old = h.session.access_token().await.unwrap();
+    let fresh = h.session.invalidate(&old).await.unwrap();
+    let failures = drain(&mut h.events).iter().filter(|e| matches!(e, SessionEvent::StoreFailed { .. })).count();
+    assert_eq!(failures, 2, "each failed write is reported");
+    assert_eq!(h.store.peek().unwrap().generation, fresh.generation(), "third write landed");
+
+    // Every write failing: the rotated token is still kept in memory, and reported.
+    h.store.fail_next_writes(100);
+    let fresher = h.session.invalidate(&fresh).await.unwrap();
+    assert_eq!(fresher.token().secret(), "access-2");
+    let failures = drain(&mut h.events).iter().filter(|e| matches!(e, SessionEvent::StoreFailed { .. })).count();
+    assert_eq!(failures, 3);
+    assert!(h.session.is_active());
+}
+
+#[tokio::test(start_paused = true)]
+async fn c14_refresh_ahead_fires_before_expiry_not_earlier() {
+    let h = started_with(|b| b).await;
+    tokio::time::advance(Duration::from_secs(269)).await;
+    settle().await;
+    assert_eq!(h.server.calls(), 0, "too early");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    wait_until("refresh at expires_at − 30 s", || h.server.calls() == 1).await;
+    wait_until("published", || h.session.generation() == Some(Generation::new(2))).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn c14_short_lived_token_does_not_loop() {
+    let rt = runtime();
+    let server = FakeServer::new(&rt, Duration::from_secs(10));
+    let session = Session::builder_with_runtime(server.clone(), rt).build();
+    session.start(server.login()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    // Refreshing at half-life: one refresh per 5 s, about 20 in 100 s — not thousands.
+    let calls = server.calls();
+    assert!((19..=21).contains(&calls), "{calls} refreshes in 100 s of a 10 s token");
+    assert!(session.is_active());
+}
+
+#[tokio::test(start_paused = true)]
+async fn c14_clock_jump_is_noticed_by_the_timer() {
+    let clock = JumpClock::new();
+    let rt = Runtime::new(clock.clone(), TokioSleep, TokioSpawn, NoJitter);
+    let server = FakeServer::new(&rt, Duration::from_secs(3600));
+    let session = Session::builder_with_runtime(server.clone(), rt).build();
+    session.start(server.login()).await.unwrap();
+    settle().await;
+    // The machine sleeps for an hour: wall time jumps, tokio's timers do not.
+    clock.jump(Duration::from_secs(3600));
+    tokio::time::advance(Duration::from_secs(60)).await; // one re-check period
+    wait_until("the timer re-checks and refreshes", || server.calls() == 1).await;
+    wait_until("published", || session.generation() == Some(Generation::new(2))).await;
+    assert_eq!(session.access_token().await.unwrap().token().secret(), "access-1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn c17_logout_revokes_clears_ends_and_wakes_waiters() {
+    let mut h = started().await;
+    h.server.push(Step::Hang);
+    let old = h.session.access_token().await.unwrap();
+    let s = h.session.clone();
+    let waiter = tokio::spawn(async move { s.invalidate(&old).await });
+    wait_until("refresh in flight", || h.server.calls() == 1).await;
+    h.session.logout().await.unwrap();
+    settle().await;
+    let woken = waiter.now_or_never().expect("woken at once").unwrap();
+    assert!(matches!(woken, Err(Error::SessionEnded(EndReason::LoggedOut))));
+    assert_eq!(h.server.revocations(), 1, "RFC 7009 revocation attempted");
+    assert!(h.store.peek().is_none(), "store cleared");
+    assert_eq!(ended_count(&drain(&mut h.events)), 1);
+    assert_eq!(h.ended_callbacks.load(Ordering::SeqCst), 1);
+    assert!(!h.session.is_active());
+    // Logging out again does nothing more.
+    h.session.logout().await.unwrap();
+    assert_eq!(h.ended_callbacks.load(Ordering::SeqCst), 1);
+    assert!(matches!(h.session.access_token().await, Err(Error::SessionEnded(EndReason::LoggedOut))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn restore_resumes_the_persisted_session() {
+    let h = started().await;
+    let old = h.session.access_token().await.unwrap();
+    h.session.invalidate(&old).await.unwrap();
+    // A new process on the same store.
+    let again = Session::builder_with_runtime(h.server.clone(), runtime()).store(h.store.clone()).build();
+    assert!(again.restore().await.unwrap());
+    let bearer: Bearer = again.access_token().await.unwrap();
+    assert_eq!(bearer.token().secret(), "access-1");
+    assert_eq!(bearer.generation(), Generation::new(2));
+}
+
+#[test]
+fn session_and_its_futures_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    rt.block_on(async {
+        let h = harness_with(runtime(), |b| b);
+        send_sync(&h.session);
+        send(&h.session.access_token());
+        send(&h.session.logout());
+    });
+}
