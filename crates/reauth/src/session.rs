@@ -331,18 +331,17 @@ impl Session {
                 Ok(cur) => cur,
                 Err(e) => break Err(e),
             };
-            let trigger = match refused.take() {
-                Some(g) if g == cur.generation() => Trigger::Rejected,
-                Some(_) => {
-                    // A newer generation exists: replay with it, no refresh (C3).
-                    continue;
-                }
+            // A refused token asks for a refresh of *its* generation; the cell
+            // answers `Newer` if that generation was already replaced, and the
+            // request is replayed with the newer token, no refresh (C3).
+            let (seen, trigger) = match refused.take() {
+                Some(g) => (g, Trigger::Rejected),
                 None => match cur.usable(inner.rt.now()) {
                     Some(bearer) => break Ok(bearer),
-                    None => Trigger::Expired,
+                    None => (cur.generation(), Trigger::Expired),
                 },
             };
-            let waiter: Waiter = match inner.cell.join(cur.generation(), trigger) {
+            let waiter: Waiter = match inner.cell.join(seen, trigger) {
                 Err(e) => break Err(e),
                 Ok(Join::Newer) => continue,
                 Ok(Join::Wait(w)) => {

@@ -218,6 +218,8 @@ impl TokenStore for FlakyStore {
     }
 
     async fn store(&self, tokens: &TokenSet) -> Result<(), StoreError> {
+        // A real store does I/O: let other tasks run before the write lands.
+        tokio::task::yield_now().await;
         let failing = self
             .fail_writes
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))

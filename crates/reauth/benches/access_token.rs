@@ -1,0 +1,128 @@
+//! P1: `Session::access_token()` on a valid token, against the two caches people
+//! usually write instead — a `tokio::sync::Mutex` and a `std::sync::RwLock`
+//! around the token — measured in the same run, on one thread and on two.
+//!
+//! Run: `cargo bench -p reauth --bench access_token`
+
+use std::hint::black_box;
+use std::sync::{Arc, Barrier, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use futures::FutureExt;
+use reauth::{AccessToken, Bearer, Generation, RefreshAhead, Session, TokenSet, refresh_fn};
+
+struct Cached {
+    token: AccessToken,
+    expires_at: SystemTime,
+}
+
+impl Cached {
+    fn get(&self) -> Option<Bearer> {
+        (SystemTime::now() < self.expires_at).then(|| Bearer::new(self.token.clone(), Generation::new(1)))
+    }
+}
+
+fn cached() -> Cached {
+    Cached { token: AccessToken::new("token"), expires_at: SystemTime::now() + Duration::from_secs(3600) }
+}
+
+fn session(rt: &tokio::runtime::Runtime) -> Session {
+    rt.block_on(async {
+        let s = Session::builder(refresh_fn(|_t: TokenSet| async { Ok(TokenSet::new("x")) }))
+            .refresh_ahead(RefreshAhead::disabled())
+            .build();
+        s.start(TokenSet::new("token").with_expires_in(SystemTime::now(), Duration::from_secs(3600)))
+            .await
+            .unwrap();
+        s
+    })
+}
+
+/// Runs `op` `iters` times on each of `threads` threads at once; returns the wall time.
+fn contended(threads: usize, iters: u64, op: impl Fn() + Send + Sync + 'static) -> Duration {
+    let op = Arc::new(op);
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let op = Arc::clone(&op);
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                for _ in 0..iters {
+                    op();
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    for h in handles {
+        h.join().unwrap();
+    }
+    start.elapsed()
+}
+
+fn p1(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let session = session(&rt);
+    let mutex = Arc::new(tokio::sync::Mutex::new(cached()));
+    let rwlock = Arc::new(RwLock::new(cached()));
+
+    let mut g = c.benchmark_group("p1_access_token_1_thread");
+    g.bench_function("reauth_session", |b| {
+        b.iter(|| black_box(session.access_token().now_or_never().unwrap().unwrap()))
+    });
+    g.bench_function("tokio_mutex_cache", |b| {
+        b.iter(|| black_box(futures::executor::block_on(mutex.lock()).get().unwrap()))
+    });
+    g.bench_function("std_rwlock_cache", |b| b.iter(|| black_box(rwlock.read().unwrap().get().unwrap())));
+    g.finish();
+
+    // Two threads hammering the same cache; time per call per thread.
+    let mut g = c.benchmark_group("p1_access_token_2_threads");
+    {
+        let s = session.clone();
+        g.bench_function("reauth_session", move |b| {
+            let s = s.clone();
+            b.iter_custom(move |iters| {
+                let s = s.clone();
+                contended(2, iters, move || {
+                    black_box(s.access_token().now_or_never().unwrap().unwrap());
+                })
+            })
+        });
+    }
+    {
+        let m = Arc::clone(&mutex);
+        g.bench_function("tokio_mutex_cache", move |b| {
+            let m = Arc::clone(&m);
+            b.iter_custom(move |iters| {
+                let m = Arc::clone(&m);
+                contended(2, iters, move || {
+                    black_box(futures::executor::block_on(m.lock()).get().unwrap());
+                })
+            })
+        });
+    }
+    {
+        let l = Arc::clone(&rwlock);
+        g.bench_function("std_rwlock_cache", move |b| {
+            let l = Arc::clone(&l);
+            b.iter_custom(move |iters| {
+                let l = Arc::clone(&l);
+                contended(2, iters, move || {
+                    black_box(l.read().unwrap().get().unwrap());
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = p1
+}
+criterion_main!(benches);
