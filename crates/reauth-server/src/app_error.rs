@@ -1,0 +1,182 @@
+//! The one error type answered to HTTP clients, rendered as RFC 6749 §5.2 /
+//! RFC 6750 §3 error bodies.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An error answered to an HTTP client.
+///
+/// Every variant renders `{"error": code, "error_description": text}` with
+/// `Cache-Control: no-store`; see [`AppError::status`] for the statuses.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppError {
+    /// `400 invalid_request`: malformed body, wrong content type, missing or
+    /// repeated parameter.
+    #[error("invalid_request: {0}")]
+    InvalidRequest(&'static str),
+    /// `413 invalid_request`: the body exceeds the configured limit.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// `401 invalid_client` with `WWW-Authenticate: Basic`.
+    #[error("invalid_client")]
+    InvalidClient,
+    /// `400 invalid_grant`: bad credentials or a dead, rotated, revoked or
+    /// unknown refresh token.
+    #[error("invalid_grant: {0}")]
+    InvalidGrant(&'static str),
+    /// `400 unsupported_grant_type`.
+    #[error("unsupported_grant_type")]
+    UnsupportedGrantType,
+    /// `400 invalid_scope`.
+    #[error("invalid_scope")]
+    InvalidScope,
+    /// `401 invalid_token` with `WWW-Authenticate: Bearer …, error="invalid_token"`.
+    #[error("invalid_token: {0}")]
+    InvalidToken(&'static str),
+    /// `401` with a bare `WWW-Authenticate: Bearer realm="reauth"` (RFC 6750 §3.1:
+    /// no error code when the request carried no credentials).
+    #[error("missing bearer token")]
+    MissingToken,
+    /// `429 temporarily_unavailable` with `Retry-After`.
+    #[error("rate limited")]
+    RateLimited {
+        /// When the client may try again.
+        retry_after: Duration,
+    },
+    /// An injected fault (see [`Faults`](crate::Faults)).
+    #[error("injected fault {status}")]
+    Injected {
+        /// The status to answer.
+        status: StatusCode,
+        /// Optional `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+    /// `500 server_error`. The cause is logged, never sent.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_description: Option<&'static str>,
+}
+
+impl AppError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidRequest(_)
+            | Self::InvalidGrant(_)
+            | Self::UnsupportedGrantType
+            | Self::InvalidScope => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::InvalidClient | Self::InvalidToken(_) | Self::MissingToken => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Injected { status, .. } => *status,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The RFC 6749 / RFC 6750 error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) | Self::PayloadTooLarge => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant(_) => "invalid_grant",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::InvalidToken(_) | Self::MissingToken => "invalid_token",
+            Self::RateLimited { .. } => "temporarily_unavailable",
+            Self::Injected { status, .. } if status.is_server_error() => "server_error",
+            Self::Injected { .. } => "temporarily_unavailable",
+            Self::Internal(_) => "server_error",
+        }
+    }
+
+    fn description(&self) -> Option<&'static str> {
+        match self {
+            Self::InvalidRequest(d) | Self::InvalidGrant(d) | Self::InvalidToken(d) => Some(d),
+            Self::PayloadTooLarge => Some("request body too large"),
+            Self::InvalidClient => Some("client authentication failed"),
+            Self::UnsupportedGrantType => Some("unsupported grant_type"),
+            Self::InvalidScope => Some("scope exceeds the original grant"),
+            Self::MissingToken => Some("bearer token required"),
+            Self::RateLimited { .. } => Some("too many failed attempts; retry later"),
+            Self::Injected { .. } => Some("injected fault"),
+            Self::Internal(_) => None,
+        }
+    }
+
+    /// Wraps any error as a `500`.
+    pub(crate) fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Box::new(e))
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::internal(e)
+    }
+}
+
+fn retry_after_value(d: Duration) -> HeaderValue {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    HeaderValue::from(secs.max(1))
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(cause) = &self {
+            tracing::error!(error = %cause, "internal error");
+        }
+        let status = self.status();
+        let body = ErrorBody {
+            error: self.code(),
+            error_description: self.description(),
+        };
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        match &self {
+            Self::InvalidClient => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"reauth\""),
+                );
+            }
+            Self::MissingToken => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"reauth\""),
+                );
+            }
+            Self::InvalidToken(d) => {
+                let value = format!(
+                    "Bearer realm=\"reauth\", error=\"invalid_token\", error_description=\"{d}\""
+                );
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    headers.insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            Self::RateLimited { retry_after }
+            | Self::Injected {
+                retry_after: Some(retry_after),
+                ..
+            } => {
+                headers.insert(header::RETRY_AFTER, retry_after_value(*retry_after));
+            }
+            _ => {}
+        }
+        response
+    }
+}

@@ -1,0 +1,270 @@
+//! EdDSA (Ed25519) JWT access tokens: signing, and verification that pins the
+//! algorithm (RFC 8725 §3.1).
+//!
+//! Verification accepts exactly `alg: "EdDSA"` with a known `kid`; `none`,
+//! every HMAC/RSA/ECDSA algorithm (so HS256-with-the-public-key confusion),
+//! a tampered header, payload or signature, a wrong `iss` or `aud`, a missing
+//! claim and an expired token are all refused.
+//!
+//! Signature checks are cached by the exact token text: a token seen before is
+//! re-checked only for expiry (and, by the caller, revocation). A token that
+//! differs in any byte misses the cache and is verified in full.
+
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::{Signature, Signer, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use crate::keys::ServerKeys;
+
+/// The claims of an access token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessClaims {
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: Audience,
+    /// Subject: the username, or the client id for `client_credentials`.
+    pub sub: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: i64,
+    /// Issued at, seconds since the Unix epoch.
+    pub iat: i64,
+    /// Unique token id.
+    pub jti: String,
+    /// The session family this token belongs to.
+    pub sid: String,
+    /// Granted scope, space separated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The OAuth client the token was issued to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+/// The `aud` claim: one string or a list (RFC 7519 §4.1.3).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Audience {
+    /// A single audience.
+    One(String),
+    /// Several audiences.
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn contains(&self, audience: &str) -> bool {
+        match self {
+            Self::One(a) => a == audience,
+            Self::Many(list) => list.iter().any(|a| a == audience),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    crit: Option<serde_json::Value>,
+}
+
+const MAX_TOKEN_LEN: usize = 8 * 1024;
+const CACHE_SHARDS: usize = 16;
+const CACHE_SHARD_CAPACITY: usize = 4096;
+
+/// Signs and verifies access tokens.
+pub(crate) struct JwtCodec {
+    keys: ServerKeys,
+    encoded_header: String,
+    verifying: HashMap<String, VerifyingKey>,
+    cache: Vec<Mutex<HashMap<Box<str>, Arc<AccessClaims>>>>,
+}
+
+impl JwtCodec {
+    pub(crate) fn new(keys: ServerKeys) -> Self {
+        let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": keys.kid()});
+        let encoded_header = URL_SAFE_NO_PAD.encode(header.to_string());
+        let mut verifying = HashMap::new();
+        verifying.insert(keys.kid().to_owned(), keys.verifying_key());
+        Self {
+            keys,
+            encoded_header,
+            verifying,
+            cache: (0..CACHE_SHARDS)
+                .map(|_| Mutex::new(HashMap::new()))
+                .collect(),
+        }
+    }
+
+    /// The JWKS document (RFC 7517) of the verification keys.
+    pub(crate) fn jwks(&self) -> serde_json::Value {
+        let keys: Vec<_> = self
+            .verifying
+            .iter()
+            .map(|(kid, key)| {
+                serde_json::json!({
+                    "kty": "OKP",
+                    "crv": "Ed25519",
+                    "alg": "EdDSA",
+                    "use": "sig",
+                    "kid": kid,
+                    "x": URL_SAFE_NO_PAD.encode(key.as_bytes()),
+                })
+            })
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+
+    pub(crate) fn sign(&self, claims: &AccessClaims) -> String {
+        let payload = serde_json::to_vec(claims).unwrap_or_default();
+        let mut token = String::with_capacity(self.encoded_header.len() + payload.len() * 2 + 90);
+        token.push_str(&self.encoded_header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(payload, &mut token);
+        let signature = self.keys.signing_key().sign(token.as_bytes());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut token);
+        token
+    }
+
+    /// Verifies `token` and returns its claims.
+    ///
+    /// # Errors
+    ///
+    /// A short, non-secret reason, answered as `invalid_token`.
+    pub(crate) fn verify(
+        &self,
+        token: &str,
+        issuer: &str,
+        audience: &str,
+        now_secs: i64,
+    ) -> Result<Arc<AccessClaims>, &'static str> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err("token too long");
+        }
+        let shard = &self.cache[shard_of(token)];
+        let cached = shard.lock().ok().and_then(|m| m.get(token).cloned());
+        let claims = match cached {
+            Some(claims) => claims,
+            None => {
+                let claims = Arc::new(self.verify_signature(token)?);
+                if let Ok(mut map) = shard.lock() {
+                    if map.len() >= CACHE_SHARD_CAPACITY {
+                        map.retain(|_, c| c.exp > now_secs);
+                        if map.len() >= CACHE_SHARD_CAPACITY {
+                            map.clear();
+                        }
+                    }
+                    map.insert(token.into(), claims.clone());
+                }
+                claims
+            }
+        };
+        if claims.iss != issuer {
+            return Err("wrong issuer");
+        }
+        if !claims.aud.contains(audience) {
+            return Err("wrong audience");
+        }
+        if now_secs >= claims.exp {
+            return Err("token expired");
+        }
+        Ok(claims)
+    }
+
+    fn verify_signature(&self, token: &str) -> Result<AccessClaims, &'static str> {
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err("malformed token");
+        };
+        let header_bytes = URL_SAFE_NO_PAD.decode(h).map_err(|_| "malformed header")?;
+        let header: Header = serde_json::from_slice(&header_bytes).map_err(|_| "malformed header")?;
+        // Pin the algorithm: the header may only confirm it, never choose it.
+        if header.alg != "EdDSA" {
+            return Err("unsupported algorithm");
+        }
+        if header.crit.is_some() {
+            return Err("unsupported critical header");
+        }
+        if let Some(typ) = &header.typ {
+            if !typ.eq_ignore_ascii_case("JWT") && !typ.eq_ignore_ascii_case("at+jwt") {
+                return Err("unsupported token type");
+            }
+        }
+        let kid = header.kid.as_deref().ok_or("missing kid")?;
+        let key = self.verifying.get(kid).ok_or("unknown kid")?;
+        let sig_bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| "malformed signature")?;
+        let sig_bytes: [u8; 64] = sig_bytes.try_into().map_err(|_| "malformed signature")?;
+        let signature = Signature::from_bytes(&sig_bytes);
+        let signing_input = &token[..h.len() + 1 + p.len()];
+        key.verify_strict(signing_input.as_bytes(), &signature)
+            .map_err(|_| "bad signature")?;
+        let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| "malformed payload")?;
+        serde_json::from_slice(&payload).map_err(|_| "malformed claims")
+    }
+}
+
+fn shard_of(token: &str) -> usize {
+    let tail = &token.as_bytes()[token.len().saturating_sub(16)..];
+    let mut hasher = DefaultHasher::new();
+    tail.hash(&mut hasher);
+    (hasher.finish() as usize) % CACHE_SHARDS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(exp: i64) -> AccessClaims {
+        AccessClaims {
+            iss: "iss".into(),
+            aud: Audience::One("aud".into()),
+            sub: "alice".into(),
+            exp,
+            iat: 0,
+            jti: "j".into(),
+            sid: "s".into(),
+            scope: None,
+            client_id: None,
+        }
+    }
+
+    #[test]
+    fn signed_token_verifies_and_expires() {
+        let codec = JwtCodec::new(ServerKeys::generate());
+        let token = codec.sign(&claims(100));
+        assert_eq!(codec.verify(&token, "iss", "aud", 99).unwrap().sub, "alice");
+        // Cached path re-checks expiry, issuer and audience.
+        assert_eq!(codec.verify(&token, "iss", "aud", 100), Err("token expired"));
+        assert_eq!(codec.verify(&token, "other", "aud", 1), Err("wrong issuer"));
+        assert_eq!(codec.verify(&token, "iss", "other", 1), Err("wrong audience"));
+    }
+
+    #[test]
+    fn flipping_any_signature_byte_is_refused() {
+        let codec = JwtCodec::new(ServerKeys::generate());
+        let token = codec.sign(&claims(100));
+        let (rest, sig) = token.rsplit_once('.').unwrap();
+        let mut sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        sig[10] ^= 1;
+        let forged = format!("{rest}.{}", URL_SAFE_NO_PAD.encode(sig));
+        assert_eq!(codec.verify(&forged, "iss", "aud", 1), Err("bad signature"));
+    }
+
+    #[test]
+    fn another_servers_token_is_unknown_kid() {
+        let a = JwtCodec::new(ServerKeys::generate());
+        let b = JwtCodec::new(ServerKeys::generate());
+        assert_eq!(b.verify(&a.sign(&claims(100)), "iss", "aud", 1), Err("unknown kid"));
+    }
+}

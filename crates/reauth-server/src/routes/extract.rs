@@ -1,0 +1,96 @@
+//! Body extraction with our own limits and errors: the content type is
+//! checked, the body is read up to `max_body_bytes`, and every failure is an
+//! RFC 6749 [`AppError`] (never axum's plain-text rejections).
+
+use std::collections::HashMap;
+
+use axum::body::{Body, to_bytes};
+use axum::http::{HeaderMap, header};
+use axum::body::Bytes;
+use serde::de::DeserializeOwned;
+
+use crate::app_error::AppError;
+
+fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected))
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, AppError> {
+    to_bytes(body, limit).await.map_err(|e| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(s) = source {
+            if s.is::<http_body_util::LengthLimitError>() {
+                return AppError::PayloadTooLarge;
+            }
+            source = s.source();
+        }
+        AppError::InvalidRequest("could not read the request body")
+    })
+}
+
+/// Parses an `application/x-www-form-urlencoded` body. Repeated parameters
+/// are refused (RFC 6749 §3.2); empty values count as absent.
+pub(crate) async fn form(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<HashMap<String, String>, AppError> {
+    if !content_type_is(headers, "application/x-www-form-urlencoded") {
+        return Err(AppError::InvalidRequest(
+            "Content-Type must be application/x-www-form-urlencoded",
+        ));
+    }
+    let bytes = read_body(body, limit).await?;
+    let mut params = HashMap::new();
+    for (key, value) in form_urlencoded::parse(&bytes) {
+        if value.is_empty() {
+            continue;
+        }
+        if params.insert(key.into_owned(), value.into_owned()).is_some() {
+            return Err(AppError::InvalidRequest("repeated parameter"));
+        }
+    }
+    Ok(params)
+}
+
+/// Parses an `application/json` body into `T`.
+pub(crate) async fn json<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<T, AppError> {
+    if !content_type_is(headers, "application/json") {
+        return Err(AppError::InvalidRequest("Content-Type must be application/json"));
+    }
+    let bytes = read_body(body, limit).await?;
+    serde_json::from_slice(&bytes).map_err(|_| AppError::InvalidRequest("malformed JSON body"))
+}
+
+/// Whether the request has a body (by `Content-Length` or `Transfer-Encoding`).
+pub(crate) fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+}
+
+/// The bearer token of the `Authorization` header, if any.
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| AppError::InvalidToken("malformed Authorization header"))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(AppError::InvalidToken("expected a Bearer token")),
+    }
+}

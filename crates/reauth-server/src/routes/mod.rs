@@ -1,0 +1,69 @@
+//! The HTTP endpoints of DESIGN.md §4.1.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderValue, header};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::server::AppState;
+use crate::session::TokenResponse;
+
+mod auth;
+mod extract;
+mod oauth;
+mod resources;
+mod well_known;
+
+/// Shared state as handlers see it.
+type AppStateRef = Arc<AppState>;
+
+pub(crate) fn router(state: AppStateRef) -> Router {
+    Router::new()
+        .route("/auth/login", post(auth::login))
+        .route("/auth/refresh", post(auth::refresh))
+        .route("/auth/logout", post(auth::logout))
+        .route("/oauth/token", post(oauth::token))
+        .route("/oauth/revoke", post(oauth::revoke))
+        .route("/oauth/introspect", post(oauth::introspect))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(well_known::metadata),
+        )
+        .route("/.well-known/jwks.json", get(well_known::jwks))
+        .route("/api/resources", get(resources::resources))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn(crate::metrics::track_latency))
+        .with_state(state)
+}
+
+async fn metrics() -> Response {
+    let mut response = crate::metrics::render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
+}
+
+/// A token response with `Cache-Control: no-store` (RFC 6749 §5.1).
+fn token_json(body: &TokenResponse) -> Response {
+    let mut response = axum::Json(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The failed-login limiter key: client address and username.
+fn rate_key(extensions: &axum::http::Extensions, username: &str) -> String {
+    let ip = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "-".to_owned(), |c| c.0.ip().to_string());
+    format!("{ip}|{username}")
+}

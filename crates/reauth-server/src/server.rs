@@ -1,0 +1,403 @@
+//! [`Server`]: state, router, serving, user management.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::clock::{Clock, SystemClock, duration_millis};
+use crate::config::{KeySource, ServerConfig};
+use crate::error::ServerError;
+use crate::faults::Faults;
+use crate::jwt::JwtCodec;
+use crate::keys::ServerKeys;
+use crate::rate_limit::LoginLimiter;
+use crate::store::{Repository, UserInfo};
+
+/// Shared state of one server instance.
+pub(crate) struct AppState {
+    pub(crate) config: ServerConfig,
+    pub(crate) repo: Arc<dyn Repository>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) keys: ServerKeys,
+    pub(crate) jwt: JwtCodec,
+    pub(crate) faults: Faults,
+    pub(crate) limiter: LoginLimiter,
+    /// Revoked families whose access tokens may still be unexpired: id → revoked_at (ms).
+    pub(crate) denylist: RwLock<HashMap<String, i64>>,
+    pub(crate) dummy_hash: String,
+    issuer: OnceLock<String>,
+}
+
+impl AppState {
+    /// The issuer: configured, or derived from the first listener.
+    pub(crate) fn issuer(&self) -> &str {
+        if let Some(issuer) = &self.config.issuer {
+            return issuer;
+        }
+        self.issuer.get_or_init(|| "http://localhost".to_owned())
+    }
+}
+
+/// The auth server: state plus the axum [`Router`] that serves it.
+///
+/// Cheap to clone (an `Arc`).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), reauth_server::ServerError> {
+/// let server = reauth_server::Server::new(reauth_server::ServerConfig::default()).await?;
+/// server.add_user("alice", "correct horse").await?;
+/// let running = server.spawn_local().await?;
+/// println!("listening on {}", running.url());
+/// running.shutdown().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Server {
+    state: Arc<AppState>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("issuer", &self.state.issuer())
+            .field("backend", &self.state.repo.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Loads or creates the keys, connects to the database, runs migrations
+    /// and registers the demo client. Must be called inside a tokio runtime
+    /// (it spawns the revocation poller).
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::KeyFile`], [`ServerError::Config`],
+    /// [`ServerError::Database`], [`ServerError::Migrate`].
+    pub async fn new(config: ServerConfig) -> Result<Self, ServerError> {
+        Self::with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`Server::new`] with an injected clock (tests use
+    /// [`ManualClock`](crate::ManualClock)).
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::new`].
+    pub async fn with_clock(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Self, ServerError> {
+        let keys = match &config.keys {
+            KeySource::Ephemeral => ServerKeys::generate(),
+            KeySource::File(path) => ServerKeys::load_or_create(path)?,
+            KeySource::Provided(keys) => keys.clone(),
+        };
+        let repo = crate::store::connect(&config).await?;
+        Self::from_parts(config, repo, keys, clock).await
+    }
+
+    /// Builds a server on an existing repository.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Database`] when registering the demo client fails.
+    pub async fn from_parts(
+        config: ServerConfig,
+        repo: Arc<dyn Repository>,
+        keys: ServerKeys,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ServerError> {
+        crate::metrics::install();
+        if let Some(demo) = &config.demo_client {
+            let mac = crate::client_auth::secret_mac(keys.client_pepper(), demo.client_secret.expose());
+            repo.upsert_client(&demo.client_id, &mac, clock.now_millis())
+                .await?;
+        }
+        let cost = config.password_hashing;
+        let dummy_hash = tokio::task::spawn_blocking(move || crate::password::dummy_hash(cost))
+            .await
+            .map_err(|e| ServerError::Task(e.to_string()))?;
+        let state = Arc::new(AppState {
+            jwt: JwtCodec::new(keys.clone()),
+            limiter: LoginLimiter::new(config.login_rate_limit),
+            faults: Faults::default(),
+            denylist: RwLock::new(HashMap::new()),
+            issuer: OnceLock::new(),
+            dummy_hash,
+            config,
+            repo,
+            clock,
+            keys,
+        });
+        let server = Self { state };
+        server.sync_revocations().await?;
+        spawn_revocation_poller(Arc::downgrade(&server.state));
+        Ok(server)
+    }
+
+    /// The axum router of every endpoint (DESIGN.md §4.1).
+    pub fn router(&self) -> Router {
+        crate::routes::router(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then drains
+    /// connections gracefully.
+    ///
+    /// If no issuer was configured, the issuer becomes `http://{local address}`.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Io`] when the listener fails.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let addr = listener.local_addr()?;
+        let _ = self.state.issuer.set(format!("http://{addr}"));
+        tracing::info!(%addr, issuer = self.state.issuer(), "reauth server listening");
+        axum::serve(
+            listener,
+            self.router()
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
+        Ok(())
+    }
+
+    /// Binds `127.0.0.1:0`, serves in a background task and returns the bound
+    /// address and a handle to stop it.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Io`] when binding fails.
+    pub async fn spawn_local(&self) -> Result<RunningServer, ServerError> {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = self.clone();
+        let join = tokio::spawn(async move {
+            server
+                .serve(listener, async move {
+                    let _ = rx.await;
+                })
+                .await
+        });
+        Ok(RunningServer {
+            addr,
+            server: self.clone(),
+            shutdown: Some(tx),
+            join,
+        })
+    }
+
+    /// The fault-injection switches and counters.
+    pub fn faults(&self) -> &Faults {
+        &self.state.faults
+    }
+
+    /// The repository (storage) of this server.
+    pub fn repository(&self) -> &Arc<dyn Repository> {
+        &self.state.repo
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.state.config
+    }
+
+    /// The issuer (`iss`) of the tokens this server issues.
+    pub fn issuer(&self) -> &str {
+        self.state.issuer()
+    }
+
+    /// The key id of the signing key.
+    pub fn kid(&self) -> &str {
+        self.state.keys.kid()
+    }
+
+    /// Adds a user with an argon2id password hash.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::UserExists`], [`ServerError::InvalidUsername`],
+    /// [`ServerError::Database`].
+    pub async fn add_user(&self, username: &str, password: &str) -> Result<(), ServerError> {
+        if username.is_empty() || username.len() > 128 || username.chars().any(char::is_control) {
+            return Err(ServerError::InvalidUsername);
+        }
+        let cost = self.state.config.password_hashing;
+        let password = password.to_owned();
+        let hash = tokio::task::spawn_blocking(move || crate::password::hash(&password, cost))
+            .await
+            .map_err(|e| ServerError::Task(e.to_string()))?
+            .map_err(ServerError::PasswordHash)?;
+        let now = self.state.now_ms();
+        if self.state.repo.add_user(username, &hash, now).await? {
+            tracing::info!(username, "user added");
+            Ok(())
+        } else {
+            Err(ServerError::UserExists(username.to_owned()))
+        }
+    }
+
+    /// Removes a user and revokes their sessions. `false` if there was no
+    /// such user.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Database`].
+    pub async fn remove_user(&self, username: &str) -> Result<bool, ServerError> {
+        let now = self.state.now_ms();
+        match self.state.repo.remove_user(username, now).await? {
+            Some(families) => {
+                for id in &families {
+                    self.state.deny(id, now);
+                }
+                tracing::info!(username, revoked = families.len(), "user removed");
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// All users, by name.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Database`].
+    pub async fn list_users(&self) -> Result<Vec<UserInfo>, ServerError> {
+        Ok(self.state.repo.list_users().await?)
+    }
+
+    /// Registers an OAuth client (or replaces its secret).
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Database`].
+    pub async fn add_client(&self, client_id: &str, client_secret: &str) -> Result<(), ServerError> {
+        let mac = crate::client_auth::secret_mac(self.state.keys.client_pepper(), client_secret);
+        self.state
+            .repo
+            .upsert_client(client_id, &mac, self.state.now_ms())
+            .await?;
+        Ok(())
+    }
+
+    /// Revokes the session family a refresh (or access) token belongs to, as
+    /// an operator or a fault-injection lab would. `false` when the token is
+    /// not one of ours or the family was already revoked.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Database`].
+    pub async fn revoke_family_by_token(&self, token: &str) -> Result<bool, ServerError> {
+        self.state
+            .revoke_token(token, "revoked_by_operator")
+            .await
+            .map_err(|e| match e {
+                crate::AppError::Internal(cause) => ServerError::Task(cause.to_string()),
+                other => ServerError::Task(other.to_string()),
+            })
+    }
+
+    /// Loads revocations made by other replicas into the local denylist now
+    /// (it also happens every `revocation_poll_interval`).
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Database`].
+    pub async fn sync_revocations(&self) -> Result<(), ServerError> {
+        sync_revocations(&self.state).await
+    }
+}
+
+async fn sync_revocations(state: &AppState) -> Result<(), ServerError> {
+    let now = state.now_ms();
+    // Access tokens of families revoked longer ago than their lifetime are dead anyway.
+    let horizon = now - duration_millis(state.config.access_token_ttl) - 60_000;
+    let revoked = state.repo.revoked_since(horizon).await?;
+    if let Ok(mut map) = state.denylist.write() {
+        map.retain(|_, at| *at >= horizon);
+        for (id, at) in revoked {
+            map.entry(id).or_insert(at);
+        }
+    }
+    Ok(())
+}
+
+fn spawn_revocation_poller(state: Weak<AppState>) {
+    tokio::spawn(async move {
+        loop {
+            let interval = match state.upgrade() {
+                Some(s) => s.config.revocation_poll_interval,
+                None => return,
+            };
+            tokio::time::sleep(interval.max(Duration::from_millis(10))).await;
+            let Some(s) = state.upgrade() else { return };
+            if let Err(e) = sync_revocations(&s).await {
+                tracing::warn!(error = %e, "revocation poll failed");
+            }
+        }
+    });
+}
+
+/// A server serving on a loopback port in a background task
+/// (from [`Server::spawn_local`]).
+#[derive(Debug)]
+pub struct RunningServer {
+    addr: SocketAddr,
+    server: Server,
+    shutdown: Option<oneshot::Sender<()>>,
+    join: JoinHandle<Result<(), ServerError>>,
+}
+
+impl RunningServer {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://{addr}`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The server being served.
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// Stops accepting, drains open connections (for at most 5 s, then
+    /// aborts them) and waits for the task.
+    ///
+    /// # Errors
+    ///
+    /// The serving error, if any.
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match tokio::time::timeout(Duration::from_secs(5), &mut self.join).await {
+            Ok(joined) => joined.map_err(|e| ServerError::Task(e.to_string()))?,
+            Err(_) => {
+                self.join.abort();
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
