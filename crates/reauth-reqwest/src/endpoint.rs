@@ -1,0 +1,291 @@
+//! Talking to a token endpoint: client authentication, sending, and turning
+//! every answer into a token set or a classified [`RefreshError`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use http::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use reauth::{Clock, RefreshError, RefreshErrorKind, Runtime, SystemClock, TokenSet};
+use reqwest::RequestBuilder;
+
+use crate::classify::{ErrorBody, classify, parse_retry_after};
+use crate::error::Error;
+use crate::token_response::{self, Fields};
+
+/// How the client authenticates at the token endpoint (RFC 6749 §2.3.1).
+///
+/// Without a client secret (a public client), `client_id` is sent in the form
+/// body whatever this says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ClientAuth {
+    /// `client_secret_basic`: HTTP Basic with the form-urlencoded id and
+    /// secret, as RFC 6749 §2.3.1 requires. The default.
+    #[default]
+    Basic,
+    /// `client_secret_post`: `client_id` and `client_secret` in the form body.
+    Post,
+}
+
+/// A string that is never printed.
+#[derive(Clone)]
+pub(crate) struct Secret(pub(crate) String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The `Authorization` value for `client_secret_basic`: each part is
+/// `application/x-www-form-urlencoded` before they are joined and base64-encoded
+/// (RFC 6749 §2.3.1; a `:` in the id must not split it).
+pub(crate) fn basic_authorization(client_id: &str, secret: &str) -> String {
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    format!(
+        "Basic {}",
+        BASE64.encode(format!("{}:{}", enc(client_id), enc(secret)))
+    )
+}
+
+/// An OAuth2 client's identity and how it proves it.
+#[derive(Clone, Debug)]
+pub(crate) struct Credentials {
+    pub(crate) id: String,
+    pub(crate) secret: Option<Secret>,
+    pub(crate) auth: ClientAuth,
+}
+
+impl Credentials {
+    pub(crate) fn new(id: String) -> Self {
+        Self {
+            id,
+            secret: None,
+            auth: ClientAuth::default(),
+        }
+    }
+
+    /// Adds client authentication to a form request.
+    pub(crate) fn apply(
+        &self,
+        req: RequestBuilder,
+        form: &mut Vec<(&'static str, String)>,
+    ) -> RequestBuilder {
+        match (&self.secret, self.auth) {
+            (Some(secret), ClientAuth::Basic) => {
+                let mut value = HeaderValue::try_from(basic_authorization(&self.id, &secret.0))
+                    .expect("base64 is a valid header value");
+                value.set_sensitive(true);
+                req.header(AUTHORIZATION, value)
+            }
+            (Some(secret), ClientAuth::Post) => {
+                form.push(("client_id", self.id.clone()));
+                form.push(("client_secret", secret.0.clone()));
+                req
+            }
+            (None, _) => {
+                form.push(("client_id", self.id.clone()));
+                req
+            }
+        }
+    }
+}
+
+/// Reads the clock of a [`Runtime`].
+struct RuntimeClock(Runtime);
+
+impl Clock for RuntimeClock {
+    fn now(&self) -> SystemTime {
+        self.0.now()
+    }
+}
+
+/// The HTTP client and clock a refresher uses.
+#[derive(Clone)]
+pub(crate) struct Transport {
+    pub(crate) http: reqwest::Client,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport").finish_non_exhaustive()
+    }
+}
+
+impl Default for Transport {
+    fn default() -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl Transport {
+    pub(crate) fn set_runtime(&mut self, runtime: &Runtime) {
+        self.clock = Arc::new(RuntimeClock(runtime.clone()));
+    }
+
+    /// Sends `req` and returns the body of a 2xx answer. Any other outcome is a
+    /// classified error: see the table in the crate docs. `refused` is the
+    /// class of an unexplained 400/401/403.
+    pub(crate) async fn send(
+        &self,
+        req: RequestBuilder,
+        refused: RefreshErrorKind,
+    ) -> Result<Success, RefreshError> {
+        let sent_at = self.clock.now();
+        let response = req.send().await.map_err(transport_error)?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, self.clock.now()));
+        let body = response.bytes().await.map_err(transport_error)?;
+        if status.is_success() {
+            return Ok(Success {
+                status,
+                body: body.to_vec(),
+                sent_at,
+            });
+        }
+        let parsed = ErrorBody::parse(&body);
+        let kind = classify(status, parsed.error.as_deref(), refused);
+        tracing::debug!(%status, error = parsed.error.as_deref(), ?kind, "token endpoint refused");
+        let err = Error::Endpoint {
+            status,
+            code: parsed.error,
+            description: parsed.error_description,
+        };
+        let mut err = RefreshError::new(kind, err);
+        if let Some(ra) = retry_after.filter(|_| kind == RefreshErrorKind::Transient) {
+            err = err.with_retry_after(ra);
+        }
+        Err(err)
+    }
+
+    /// Sends a token request and parses the token response with `fields`.
+    pub(crate) async fn token(
+        &self,
+        req: RequestBuilder,
+        fields: &Fields,
+        refused: RefreshErrorKind,
+    ) -> Result<TokenSet, RefreshError> {
+        let ok = self.send(req, refused).await?;
+        token_response::parse(&ok.body, fields, ok.sent_at).map_err(|reason| {
+            RefreshError::misconfigured(Error::InvalidResponse {
+                status: ok.status,
+                reason,
+            })
+        })
+    }
+}
+
+/// A 2xx answer.
+pub(crate) struct Success {
+    status: reqwest::StatusCode,
+    body: Vec<u8>,
+    /// When the request was sent: `expires_in` counts from here, which errs on
+    /// the early side.
+    sent_at: SystemTime,
+}
+
+fn transport_error(e: reqwest::Error) -> RefreshError {
+    let kind = if e.is_builder() || e.is_redirect() {
+        RefreshErrorKind::Misconfigured
+    } else {
+        RefreshErrorKind::Transient
+    };
+    tracing::debug!(error = %e, ?kind, "token endpoint unreachable");
+    RefreshError::new(kind, Error::Http(e.without_url()))
+}
+
+/// Builder methods every HTTP refresher has.
+macro_rules! transport_setters {
+    () => {
+        /// The HTTP client for calls to the endpoint. Default: a new
+        /// `reqwest::Client`. Do not pass a client that goes through
+        /// [`AuthMiddleware`](crate::AuthMiddleware).
+        #[must_use]
+        pub fn http_client(mut self, client: reqwest::Client) -> Self {
+            self.transport.http = client;
+            self
+        }
+
+        /// The clock that turns `expires_in` into `expires_at` and reads HTTP
+        /// dates in `Retry-After`. Default: [`reauth::SystemClock`].
+        #[must_use]
+        pub fn clock(mut self, clock: impl reauth::Clock) -> Self {
+            self.transport.clock = std::sync::Arc::new(clock);
+            self
+        }
+
+        /// Uses the clock of the session's runtime (so tests on virtual time see
+        /// consistent expiry times).
+        #[must_use]
+        pub fn runtime(mut self, runtime: &reauth::Runtime) -> Self {
+            self.transport.set_runtime(runtime);
+            self
+        }
+    };
+}
+
+/// Builder methods of refreshers that authenticate as an OAuth2 client.
+macro_rules! credential_setters {
+    () => {
+        /// The client secret. Without one the client is public: `client_id`
+        /// goes in the form body and no secret is sent.
+        #[must_use]
+        pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
+            self.credentials.secret = Some(crate::endpoint::Secret(secret.into()));
+            self
+        }
+
+        /// How the secret is sent. Default: [`ClientAuth::Basic`](crate::ClientAuth::Basic).
+        #[must_use]
+        pub fn client_auth(mut self, auth: crate::ClientAuth) -> Self {
+            self.credentials.auth = auth;
+            self
+        }
+
+        /// The `scope` parameter to send, if any.
+        #[must_use]
+        pub fn scope(mut self, scope: impl Into<String>) -> Self {
+            self.scope = Some(scope.into());
+            self
+        }
+    };
+}
+
+pub(crate) use {credential_setters, transport_setters};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_auth_form_urlencodes_before_base64() {
+        // RFC 6749 §2.3.1 / Appendix B: space → '+', ':' and others percent-encoded.
+        let v = basic_authorization("my client:1", "p@ss w:rd/ü+");
+        let decoded =
+            String::from_utf8(BASE64.decode(v.strip_prefix("Basic ").unwrap()).unwrap()).unwrap();
+        assert_eq!(decoded, "my+client%3A1:p%40ss+w%3Ard%2F%C3%BC%2B");
+        assert_eq!(
+            basic_authorization("id", "secret"),
+            format!("Basic {}", BASE64.encode("id:secret"))
+        );
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let mut c = Credentials::new("client".into());
+        c.secret = Some(Secret("hunter2".into()));
+        let out = format!("{c:?}");
+        assert!(!out.contains("hunter2") && out.contains("client"), "{out}");
+    }
+}

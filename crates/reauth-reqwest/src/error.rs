@@ -1,0 +1,106 @@
+//! This crate's error type: what the middleware fails with, and what a
+//! refresher's [`RefreshError`](reauth::RefreshError) carries as its source.
+
+use reqwest::StatusCode;
+
+/// Errors of the middleware and the HTTP refreshers.
+///
+/// The middleware returns [`Error::Session`] wrapped in
+/// [`reqwest_middleware::Error::Middleware`]; use [`Error::from_middleware`]
+/// or [`session_error`](Self::session_error) to get it back:
+///
+/// ```
+/// use reauth_reqwest::Error;
+///
+/// fn must_log_in_again(err: &reqwest_middleware::Error) -> bool {
+///     Error::session_error(err).is_some_and(|e| e.is_session_ended())
+/// }
+/// # let err = reqwest_middleware::Error::middleware(Error::from(reauth::Error::NoSession));
+/// # assert!(must_log_in_again(&err));
+/// ```
+///
+/// Refreshers put the other variants behind a classified
+/// [`RefreshError`](reauth::RefreshError). No variant ever holds a token,
+/// secret or response body: only status codes, OAuth2 error codes and the
+/// server's `error_description`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The session could not provide a token: not logged in, session ended,
+    /// refresh unavailable or misconfigured, or the wait timed out.
+    #[error(transparent)]
+    Session(#[from] reauth::Error),
+    /// The access token cannot be put in an HTTP header (it contains control
+    /// characters).
+    #[error("the access token is not a valid header value")]
+    InvalidToken(#[source] http::header::InvalidHeaderValue),
+    /// The request to the token endpoint failed before a response arrived
+    /// (connect error, timeout, reading the body).
+    #[error("request to the token endpoint failed")]
+    Http(#[source] reqwest::Error),
+    /// The token endpoint answered with an error status.
+    #[error("token endpoint answered {status}{}{}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default(), description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Endpoint {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The RFC 6749 §5.2 `error` code, if the body had one.
+        code: Option<String>,
+        /// The server's `error_description`, if any.
+        description: Option<String>,
+    },
+    /// The token endpoint answered success with something that is not a token
+    /// response (not JSON, or a required field is missing or of the wrong type).
+    #[error("token endpoint answered {status} with an unusable body: {reason}")]
+    InvalidResponse {
+        /// The HTTP status.
+        status: StatusCode,
+        /// What was wrong, without echoing the body.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// This crate's error inside a middleware error, if it is one.
+    pub fn from_middleware(err: &reqwest_middleware::Error) -> Option<&Self> {
+        match err {
+            reqwest_middleware::Error::Middleware(e) => e.downcast_ref::<Self>(),
+            _ => None,
+        }
+    }
+
+    /// The session error inside a middleware error, if the middleware failed
+    /// because the session could not provide a token.
+    pub fn session_error(err: &reqwest_middleware::Error) -> Option<&reauth::Error> {
+        match Self::from_middleware(err)? {
+            Self::Session(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_error_round_trips_through_middleware_error() {
+        let err = reqwest_middleware::Error::middleware(Error::Session(reauth::Error::Timeout));
+        assert!(matches!(
+            Error::session_error(&err),
+            Some(reauth::Error::Timeout)
+        ));
+    }
+
+    #[test]
+    fn endpoint_error_displays_code_and_description() {
+        let e = Error::Endpoint {
+            status: StatusCode::BAD_REQUEST,
+            code: Some("invalid_grant".into()),
+            description: Some("token rotated".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "token endpoint answered 400 Bad Request (invalid_grant): token rotated"
+        );
+    }
+}

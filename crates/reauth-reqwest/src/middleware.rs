@@ -1,0 +1,147 @@
+//! The middleware: attach the session's bearer token, replay once when it is refused.
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use http::header::{AUTHORIZATION, HeaderValue};
+use reauth::{Bearer, Session};
+use reqwest::{Request, Response};
+use reqwest_middleware::{Middleware, Next};
+
+use crate::error::Error;
+use crate::refused::{DefaultRefusal, TokenRefused};
+
+/// A [`reqwest_middleware::Middleware`] that authenticates every request with
+/// the bearer token of a [`Session`].
+///
+/// For each request it:
+///
+/// 1. takes [`Session::access_token`] — which returns at once while the token
+///    is valid, and waits when a refresh of a refused or expired token is in
+///    flight (C4a), so no request goes out with a token known to be bad;
+/// 2. sets `Authorization: Bearer …` (marked sensitive) and sends;
+/// 3. if the response says the token was refused ([`TokenRefused`], by
+///    default [`DefaultRefusal`]):
+///    * body replayable: calls [`Session::invalidate`] with the token that was
+///      sent — one refresh per generation however many requests do this at
+///      once (C1), none if a newer token already exists (C3) — and replays the
+///      request **once** with the token it returns. If the replay is refused
+///      too, that response is returned as is and
+///      [`Session::replay_rejected`] records it (C10): no second refresh, no loop.
+///    * body not replayable (a stream): returns the refused response, after
+///      reporting the token as refused so the session refreshes it for the
+///      next request (C11). The caller does not wait for that refresh.
+///
+/// # Errors
+///
+/// When the session cannot provide a token (not logged in, session ended,
+/// refresh unavailable, …), the request fails with
+/// [`reqwest_middleware::Error::Middleware`] holding [`Error::Session`]; get
+/// it back with [`Error::session_error`]. Errors of the underlying client are
+/// passed through.
+///
+/// ```
+/// # fn f(session: reauth::Session) {
+/// use reauth_reqwest::AuthMiddleware;
+/// use reqwest::StatusCode;
+///
+/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+///     .with(AuthMiddleware::new(session).refused_when(|r: &reqwest::Response| {
+///         matches!(r.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+///     }))
+///     .build();
+/// # let _ = client; }
+/// ```
+#[derive(Clone)]
+pub struct AuthMiddleware {
+    session: Session,
+    refused: Arc<dyn TokenRefused>,
+}
+
+impl fmt::Debug for AuthMiddleware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthMiddleware")
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthMiddleware {
+    /// Middleware authenticating with `session`'s tokens, replaying on
+    /// [`DefaultRefusal`] (401, or `WWW-Authenticate: Bearer error="invalid_token"`).
+    pub fn new(session: Session) -> Self {
+        Self {
+            session,
+            refused: Arc::new(DefaultRefusal),
+        }
+    }
+
+    /// Replaces the test for "the server refused the token".
+    #[must_use]
+    pub fn refused_when(mut self, refused: impl TokenRefused) -> Self {
+        self.refused = Arc::new(refused);
+        self
+    }
+
+    /// The session.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    async fn bearer(&self, refused: Option<&Bearer>) -> reqwest_middleware::Result<Bearer> {
+        let result = match refused {
+            None => self.session.access_token().await,
+            Some(sent) => self.session.invalidate(sent).await,
+        };
+        result.map_err(|e| reqwest_middleware::Error::middleware(Error::Session(e)))
+    }
+}
+
+fn authorize(req: &mut Request, bearer: &Bearer) -> reqwest_middleware::Result<()> {
+    let mut value = HeaderValue::try_from(bearer.header_value())
+        .map_err(|e| reqwest_middleware::Error::middleware(Error::InvalidToken(e)))?;
+    value.set_sensitive(true);
+    req.headers_mut().insert(AUTHORIZATION, value);
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Middleware for AuthMiddleware {
+    async fn handle(
+        &self,
+        mut req: Request,
+        extensions: &mut http::Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let sent = self.bearer(None).await?;
+        // Cloned before sending: `None` for a streaming body, which can be sent once only.
+        let replay = req.try_clone();
+        authorize(&mut req, &sent)?;
+        let response = next.clone().run(req, extensions).await?;
+        if !self.refused.token_refused(&response) {
+            return Ok(response);
+        }
+        let Some(mut replay) = replay else {
+            // C11: the body is gone, so no replay; but tell the session the token
+            // is refused. The first poll of `invalidate` marks the generation as
+            // refused and spawns the refresh (or joins the one in flight); the
+            // refresh runs on its own task, so dropping the future here cancels
+            // nothing (see `Session::invalidate`, "Cancel safety"). The next
+            // request then waits for the new token instead of repeating the 401.
+            tracing::debug!(generation = %sent.generation(), "token refused; body not replayable, returning the response");
+            drop(self.session.invalidate(&sent).now_or_never());
+            return Ok(response);
+        };
+        tracing::debug!(generation = %sent.generation(), "token refused; replaying once with a fresh token");
+        let fresh = self.bearer(Some(&sent)).await?;
+        authorize(&mut replay, &fresh)?;
+        let response = next.run(replay, extensions).await?;
+        if self.refused.token_refused(&response) {
+            // C10: returned as is; no second refresh for this request.
+            tracing::warn!(generation = %fresh.generation(), status = %response.status(), "replayed request refused again");
+            self.session.replay_rejected(&fresh);
+        }
+        Ok(response)
+    }
+}
