@@ -4,6 +4,8 @@
 //!
 //! Run: `cargo bench -p reauth --bench access_token`
 
+#![allow(missing_docs)] // criterion_group! generates undocumented public functions
+
 use std::hint::black_box;
 use std::sync::{Arc, Barrier, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -19,12 +21,16 @@ struct Cached {
 
 impl Cached {
     fn get(&self) -> Option<Bearer> {
-        (SystemTime::now() < self.expires_at).then(|| Bearer::new(self.token.clone(), Generation::new(1)))
+        (SystemTime::now() < self.expires_at)
+            .then(|| Bearer::new(self.token.clone(), Generation::new(1)))
     }
 }
 
 fn cached() -> Cached {
-    Cached { token: AccessToken::new("token"), expires_at: SystemTime::now() + Duration::from_secs(3600) }
+    Cached {
+        token: AccessToken::new("token"),
+        expires_at: SystemTime::now() + Duration::from_secs(3600),
+    }
 }
 
 fn session(rt: &tokio::runtime::Runtime) -> Session {
@@ -32,9 +38,11 @@ fn session(rt: &tokio::runtime::Runtime) -> Session {
         let s = Session::builder(refresh_fn(|_t: TokenSet| async { Ok(TokenSet::new("x")) }))
             .refresh_ahead(RefreshAhead::disabled())
             .build();
-        s.start(TokenSet::new("token").with_expires_in(SystemTime::now(), Duration::from_secs(3600)))
-            .await
-            .unwrap();
+        s.start(
+            TokenSet::new("token").with_expires_in(SystemTime::now(), Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap();
         s
     })
 }
@@ -64,7 +72,10 @@ fn contended(threads: usize, iters: u64, op: impl Fn() + Send + Sync + 'static) 
 }
 
 fn p1(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let session = session(&rt);
     let mutex = Arc::new(tokio::sync::Mutex::new(cached()));
     let rwlock = Arc::new(RwLock::new(cached()));
@@ -76,7 +87,9 @@ fn p1(c: &mut Criterion) {
     g.bench_function("tokio_mutex_cache", |b| {
         b.iter(|| black_box(futures::executor::block_on(mutex.lock()).get().unwrap()))
     });
-    g.bench_function("std_rwlock_cache", |b| b.iter(|| black_box(rwlock.read().unwrap().get().unwrap())));
+    g.bench_function("std_rwlock_cache", |b| {
+        b.iter(|| black_box(rwlock.read().unwrap().get().unwrap()))
+    });
     g.finish();
 
     // Two threads hammering the same cache; time per call per thread.

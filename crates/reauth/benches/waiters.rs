@@ -4,9 +4,11 @@
 //!
 //! Run: `cargo bench -p reauth --bench waiters`
 
+#![allow(missing_docs)] // criterion_group! generates undocumented public functions
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -23,7 +25,11 @@ struct Probe {
 
 impl Probe {
     fn new() -> Arc<Self> {
-        Arc::new(Self { responded: Mutex::new(None), last_resume: Mutex::new(None), resumed: AtomicUsize::new(0) })
+        Arc::new(Self {
+            responded: Mutex::new(None),
+            last_resume: Mutex::new(None),
+            resumed: AtomicUsize::new(0),
+        })
     }
     fn resume(&self) {
         let now = Instant::now();
@@ -54,7 +60,10 @@ async fn reauth_round(calls: Arc<AtomicUsize>) -> Duration {
     }))
     .refresh_ahead(RefreshAhead::disabled())
     .build();
-    session.start(TokenSet::new("old").with_refresh_token("r1")).await.unwrap();
+    session
+        .start(TokenSet::new("old").with_refresh_token("r1"))
+        .await
+        .unwrap();
     let sent = session.access_token().await.unwrap();
     let tasks: Vec<_> = (0..WAITERS)
         .map(|_| {
@@ -100,7 +109,11 @@ async fn watch_round() -> Duration {
 }
 
 fn p2(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let mut g = c.benchmark_group("p2_10000_waiters_one_refresh");
     g.sample_size(10);
     g.bench_function("reauth_session", |b| {
@@ -110,7 +123,11 @@ fn p2(c: &mut Criterion) {
                 for _ in 0..iters {
                     let calls = Arc::new(AtomicUsize::new(0));
                     total += reauth_round(Arc::clone(&calls)).await;
-                    assert_eq!(calls.load(Ordering::SeqCst), 1, "one refresh for {WAITERS} waiters");
+                    assert_eq!(
+                        calls.load(Ordering::SeqCst),
+                        1,
+                        "one refresh for {WAITERS} waiters"
+                    );
                 }
                 total
             })

@@ -38,7 +38,9 @@ async fn run(weak: Weak<Inner>, epoch: u64) {
         if inner.cell.epoch() != epoch {
             return;
         }
-        let Ok(cur) = inner.cell.current() else { return };
+        let Ok(cur) = inner.cell.current() else {
+            return;
+        };
         let policy = inner.config.refresh_ahead;
         let generation = cur.generation();
         let j = match jitter {
@@ -72,10 +74,18 @@ async fn run(weak: Weak<Inner>, epoch: u64) {
                     Outcome::Failed(_) => policy.recheck.min(Duration::from_secs(5)),
                 }
             }
-            Some(at) => at.duration_since(now).unwrap_or_default().min(policy.recheck),
+            Some(at) => at
+                .duration_since(now)
+                .unwrap_or_default()
+                .min(policy.recheck),
             None => policy.recheck,
         };
-        let sleep = weak.upgrade().map(|inner| inner.rt.sleep.sleep(sleep_for.max(Duration::from_millis(1))));
+        let sleep = weak.upgrade().map(|inner| {
+            inner
+                .rt
+                .sleep
+                .sleep(sleep_for.max(Duration::from_millis(1)))
+        });
         match sleep {
             Some(sleep) => sleep.await,
             None => return,

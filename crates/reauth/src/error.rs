@@ -44,7 +44,11 @@ pub struct RefreshError {
 impl RefreshError {
     /// A failure of `kind` caused by `source`.
     pub fn new(kind: RefreshErrorKind, source: impl Into<BoxError>) -> Self {
-        Self { kind, retry_after: None, source: source.into() }
+        Self {
+            kind,
+            retry_after: None,
+            source: source.into(),
+        }
     }
 
     /// A transient failure (network, timeout, 5xx, 429).

@@ -112,22 +112,35 @@ pub(crate) struct Events {
 impl Events {
     pub(crate) fn subscribe(&self) -> EventStream {
         let (tx, rx) = mpsc::unbounded();
-        self.subscribers.lock().unwrap_or_else(PoisonError::into_inner).push(tx);
+        self.subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(tx);
         EventStream { rx }
     }
 
     pub(crate) fn on_ended(&self, f: EndedCallback) {
-        self.on_ended.lock().unwrap_or_else(PoisonError::into_inner).push(f);
+        self.on_ended
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(f);
     }
 
     pub(crate) fn emit(&self, event: SessionEvent) {
         if let SessionEvent::SessionEnded { reason } = &event {
-            let callbacks = self.on_ended.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            let callbacks = self
+                .on_ended
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
             for cb in callbacks {
                 cb(*reason);
             }
         }
-        let mut subs = self.subscribers.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut subs = self
+            .subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         subs.retain(|tx| tx.unbounded_send(event.clone()).is_ok());
     }
 }

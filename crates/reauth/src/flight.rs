@@ -58,7 +58,11 @@ pub(crate) struct Published {
 
 impl Published {
     pub(crate) fn new(tokens: TokenSet, usable_until: Option<SystemTime>) -> Self {
-        Self { tokens, usable_until, rejected: AtomicBool::new(false) }
+        Self {
+            tokens,
+            usable_until,
+            rejected: AtomicBool::new(false),
+        }
     }
 
     pub(crate) fn generation(&self) -> Generation {
@@ -73,7 +77,10 @@ impl Published {
         }
         match self.usable_until {
             Some(until) if now >= until => None,
-            _ => Some(Bearer::new(self.tokens.access_token.clone(), self.tokens.generation)),
+            _ => Some(Bearer::new(
+                self.tokens.access_token.clone(),
+                self.tokens.generation,
+            )),
         }
     }
 }
@@ -215,13 +222,20 @@ impl Cell {
         let waiter = rx.map(|r| r.unwrap_or(Outcome::LookAgain)).boxed().shared();
         let id = st.next_id;
         st.next_id += 1;
-        st.flight = Some(InFlight { id, tx, waiter: waiter.clone() });
+        st.flight = Some(InFlight {
+            id,
+            tx,
+            waiter: waiter.clone(),
+        });
         Ok(Join::Start(Ticket { id, from: cur }, waiter))
     }
 
     /// Whether `ticket`'s flight is still installed (no logout or new session since).
     pub(crate) fn is_current(&self, ticket: &Ticket) -> bool {
-        lock(&self.state).flight.as_ref().is_some_and(|f| f.id == ticket.id)
+        lock(&self.state)
+            .flight
+            .as_ref()
+            .is_some_and(|f| f.id == ticket.id)
     }
 
     /// Completes `ticket`'s flight: publishes, fails, or ends the session, and

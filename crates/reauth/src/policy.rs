@@ -48,7 +48,10 @@ impl Default for RefreshAhead {
 impl RefreshAhead {
     /// Refresh-ahead turned off.
     pub fn disabled() -> Self {
-        Self { enabled: false, ..Self::default() }
+        Self {
+            enabled: false,
+            ..Self::default()
+        }
     }
 
     /// Sets [`skew`](Self::skew).
@@ -113,7 +116,10 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// One attempt, no retries.
     pub fn never() -> Self {
-        Self { max_attempts: 1, ..Self::default() }
+        Self {
+            max_attempts: 1,
+            ..Self::default()
+        }
     }
 
     /// Sets [`max_attempts`](Self::max_attempts).
@@ -153,7 +159,9 @@ impl RetryPolicy {
 
 /// The lifetime of a token obtained at `obtained_at` that expires at `expires_at`.
 fn lifetime(obtained_at: SystemTime, expires_at: SystemTime) -> Duration {
-    expires_at.duration_since(obtained_at).unwrap_or(Duration::ZERO)
+    expires_at
+        .duration_since(obtained_at)
+        .unwrap_or(Duration::ZERO)
 }
 
 /// Whether a token must no longer be used at `now`.
@@ -168,7 +176,9 @@ pub fn is_expired(
     leeway: Duration,
     now: SystemTime,
 ) -> bool {
-    let Some(expires_at) = expires_at else { return false };
+    let Some(expires_at) = expires_at else {
+        return false;
+    };
     let leeway = match obtained_at {
         Some(obtained) => leeway.min(lifetime(obtained, expires_at) / 4),
         None => leeway,
@@ -199,7 +209,10 @@ pub fn refresh_at(
 /// is added: `initial × 2^(attempt−1)`, capped at `max_backoff`.
 pub fn backoff_base(policy: &RetryPolicy, attempt: u32) -> Duration {
     let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
-    policy.initial_backoff.saturating_mul(factor).min(policy.max_backoff)
+    policy
+        .initial_backoff
+        .saturating_mul(factor)
+        .min(policy.max_backoff)
 }
 
 /// The delay before retry `attempt`: half of [`backoff_base`] fixed, plus
@@ -247,14 +260,30 @@ mod tests {
 
     #[test]
     fn c14_refresh_at_uses_the_larger_of_skew_and_fraction() {
-        let p = RefreshAhead { skew: Duration::from_secs(30), fraction: 0.1, ..Default::default() };
+        let p = RefreshAhead {
+            skew: Duration::from_secs(30),
+            fraction: 0.1,
+            ..Default::default()
+        };
         // 5 min token: max(30 s, 30 s) = 30 s early.
-        assert_eq!(refresh_at(Some(t(300)), t(0), &p, Duration::ZERO), Some(t(270)));
+        assert_eq!(
+            refresh_at(Some(t(300)), t(0), &p, Duration::ZERO),
+            Some(t(270))
+        );
         // 1 h token: 10 % = 6 min early.
-        assert_eq!(refresh_at(Some(t(3600)), t(0), &p, Duration::ZERO), Some(t(3240)));
+        assert_eq!(
+            refresh_at(Some(t(3600)), t(0), &p, Duration::ZERO),
+            Some(t(3240))
+        );
         // Jitter moves it earlier, within its bound.
-        assert_eq!(refresh_at(Some(t(300)), t(0), &p, Duration::from_secs(5)), Some(t(265)));
-        assert_eq!(refresh_at(Some(t(300)), t(0), &p, Duration::from_secs(50)), Some(t(265)));
+        assert_eq!(
+            refresh_at(Some(t(300)), t(0), &p, Duration::from_secs(5)),
+            Some(t(265))
+        );
+        assert_eq!(
+            refresh_at(Some(t(300)), t(0), &p, Duration::from_secs(50)),
+            Some(t(265))
+        );
         assert_eq!(refresh_at(None, t(0), &p, Duration::ZERO), None);
     }
 
@@ -262,7 +291,10 @@ mod tests {
     fn c14_short_token_refreshes_at_half_life_not_immediately() {
         let p = RefreshAhead::default();
         // 10 s token, 30 s skew: without the cap it would refresh at once, forever.
-        assert_eq!(refresh_at(Some(t(10)), t(0), &p, Duration::from_secs(5)), Some(t(5)));
+        assert_eq!(
+            refresh_at(Some(t(10)), t(0), &p, Duration::from_secs(5)),
+            Some(t(5))
+        );
     }
 
     #[test]
@@ -277,8 +309,14 @@ mod tests {
         assert_eq!(backoff_base(&p, 4), Duration::from_millis(800));
         assert_eq!(backoff_base(&p, 5), Duration::from_secs(1));
         assert_eq!(backoff_base(&p, 60), Duration::from_secs(1));
-        assert_eq!(backoff_delay(&p, 2, Duration::ZERO, None), Duration::from_millis(100));
-        assert_eq!(backoff_delay(&p, 2, Duration::from_secs(9), None), Duration::from_millis(200));
+        assert_eq!(
+            backoff_delay(&p, 2, Duration::ZERO, None),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            backoff_delay(&p, 2, Duration::from_secs(9), None),
+            Duration::from_millis(200)
+        );
         assert_eq!(
             backoff_delay(&p, 1, Duration::ZERO, Some(Duration::from_secs(3))),
             Duration::from_secs(3)

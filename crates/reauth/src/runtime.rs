@@ -165,7 +165,10 @@ mod tokio_rt {
     impl TokioClock {
         /// A clock reading `start` now.
         pub fn starting_at(start: SystemTime) -> Self {
-            Self { wall: start, mono: tokio::time::Instant::now() }
+            Self {
+                wall: start,
+                mono: tokio::time::Instant::now(),
+            }
         }
     }
 

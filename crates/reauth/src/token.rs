@@ -18,7 +18,9 @@ use crate::secret::{AccessToken, RefreshToken};
 /// assert!(Generation::new(2) > Generation::new(1));
 /// assert_eq!(Generation::new(1).next(), Generation::new(2));
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Generation(u64);
 
@@ -196,17 +198,25 @@ mod unix_millis {
     use super::*;
     use serde::{Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(
+        t: &Option<SystemTime>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match t {
             Some(t) => {
-                let ms = t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+                let ms = t
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_millis())
+                    .unwrap_or(0);
                 s.serialize_u64(u64::try_from(ms).unwrap_or(u64::MAX))
             }
             None => s.serialize_none(),
         }
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<SystemTime>, D::Error> {
         let ms: Option<u64> = Option::deserialize(d)?;
         Ok(ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)))
     }

@@ -9,8 +9,8 @@
 #![cfg(reauth_shuttle)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -55,7 +55,10 @@ impl Refresher for StrictServer {
         self.calls.fetch_add(1, Ordering::SeqCst);
         shuttle::future::yield_now().await;
         let mut valid = self.valid.lock().unwrap();
-        let presented = current.refresh_token.as_ref().map(|r| r.secret().to_owned());
+        let presented = current
+            .refresh_token
+            .as_ref()
+            .map(|r| r.secret().to_owned());
         if presented != Some(format!("r{}", *valid)) {
             return Err(RefreshError::rejected("invalid_grant"));
         }
@@ -87,7 +90,9 @@ fn model_concurrent_401s_refresh_once() {
             shuttle::future::block_on(async {
                 let server = Arc::new(StrictServer::default());
                 let s = session(Arc::clone(&server));
-                s.start(TokenSet::new("a0").with_refresh_token("r0")).await.unwrap();
+                s.start(TokenSet::new("a0").with_refresh_token("r0"))
+                    .await
+                    .unwrap();
                 let sent = s.access_token().await.unwrap();
                 let tasks: Vec<_> = (0..3)
                     .map(|_| {
@@ -127,7 +132,9 @@ fn model_logout_racing_refresh_ends_once_and_answers_everyone() {
                 let server = Arc::new(StrictServer::default());
                 let s = session(Arc::clone(&server));
                 let mut events = s.events();
-                s.start(TokenSet::new("a0").with_refresh_token("r0")).await.unwrap();
+                s.start(TokenSet::new("a0").with_refresh_token("r0"))
+                    .await
+                    .unwrap();
                 let sent = s.access_token().await.unwrap();
                 let waiters: Vec<_> = (0..2)
                     .map(|_| {
