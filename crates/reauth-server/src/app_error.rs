@@ -96,8 +96,12 @@ impl AppError {
             Self::InvalidScope => "invalid_scope",
             Self::InvalidToken(_) | Self::MissingToken => "invalid_token",
             Self::RateLimited { .. } => "temporarily_unavailable",
-            Self::Injected { status, .. } if status.is_server_error() => "server_error",
-            Self::Injected { .. } => "temporarily_unavailable",
+            Self::Injected { status, .. } => match status.as_u16() {
+                400 | 401 | 403 => "invalid_grant",
+                429 | 503 => "temporarily_unavailable",
+                500..=599 => "server_error",
+                _ => "invalid_request",
+            },
             Self::Internal(_) => "server_error",
         }
     }

@@ -82,12 +82,18 @@ impl Faults {
 
     /// Answers the next `count` refresh requests with `status` (and
     /// `Retry-After` when given) without touching the session.
-    pub fn fail_next_refreshes(&self, count: u32, status: StatusCode, retry_after: Option<Duration>) {
-        self.inner.fail_status.store(status.as_u16(), Ordering::SeqCst);
-        self.inner.fail_retry_after_ms.store(
-            retry_after.map_or(NO_RETRY_AFTER, millis),
-            Ordering::SeqCst,
-        );
+    pub fn fail_next_refreshes(
+        &self,
+        count: u32,
+        status: StatusCode,
+        retry_after: Option<Duration>,
+    ) {
+        self.inner
+            .fail_status
+            .store(status.as_u16(), Ordering::SeqCst);
+        self.inner
+            .fail_retry_after_ms
+            .store(retry_after.map_or(NO_RETRY_AFTER, millis), Ordering::SeqCst);
         self.inner.fail_next.store(count, Ordering::SeqCst);
     }
 

@@ -183,12 +183,14 @@ impl JwtCodec {
 
     fn verify_signature(&self, token: &str) -> Result<AccessClaims, &'static str> {
         let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err("malformed token");
         };
         let header_bytes = URL_SAFE_NO_PAD.decode(h).map_err(|_| "malformed header")?;
-        let header: Header = serde_json::from_slice(&header_bytes).map_err(|_| "malformed header")?;
+        let header: Header =
+            serde_json::from_slice(&header_bytes).map_err(|_| "malformed header")?;
         // Pin the algorithm: the header may only confirm it, never choose it.
         if header.alg != "EdDSA" {
             return Err("unsupported algorithm");
@@ -203,7 +205,9 @@ impl JwtCodec {
         }
         let kid = header.kid.as_deref().ok_or("missing kid")?;
         let key = self.verifying.get(kid).ok_or("unknown kid")?;
-        let sig_bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| "malformed signature")?;
+        let sig_bytes = URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| "malformed signature")?;
         let sig_bytes: [u8; 64] = sig_bytes.try_into().map_err(|_| "malformed signature")?;
         let signature = Signature::from_bytes(&sig_bytes);
         let signing_input = &token[..h.len() + 1 + p.len()];
@@ -245,9 +249,15 @@ mod tests {
         let token = codec.sign(&claims(100));
         assert_eq!(codec.verify(&token, "iss", "aud", 99).unwrap().sub, "alice");
         // Cached path re-checks expiry, issuer and audience.
-        assert_eq!(codec.verify(&token, "iss", "aud", 100), Err("token expired"));
+        assert_eq!(
+            codec.verify(&token, "iss", "aud", 100),
+            Err("token expired")
+        );
         assert_eq!(codec.verify(&token, "other", "aud", 1), Err("wrong issuer"));
-        assert_eq!(codec.verify(&token, "iss", "other", 1), Err("wrong audience"));
+        assert_eq!(
+            codec.verify(&token, "iss", "other", 1),
+            Err("wrong audience")
+        );
     }
 
     #[test]
@@ -265,6 +275,9 @@ mod tests {
     fn another_servers_token_is_unknown_kid() {
         let a = JwtCodec::new(ServerKeys::generate());
         let b = JwtCodec::new(ServerKeys::generate());
-        assert_eq!(b.verify(&a.sign(&claims(100)), "iss", "aud", 1), Err("unknown kid"));
+        assert_eq!(
+            b.verify(&a.sign(&claims(100)), "iss", "aud", 1),
+            Err("unknown kid")
+        );
     }
 }

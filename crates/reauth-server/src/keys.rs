@@ -12,19 +12,24 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ServerError;
 
-/// The server's secret keys. `Debug` shows only the key id.
+/// The server's secret keys. `Debug` shows only the key id. Cheap to clone.
 #[derive(Clone)]
 pub struct ServerKeys {
+    inner: std::sync::Arc<KeysInner>,
+}
+
+struct KeysInner {
     kid: String,
     signing: SigningKey,
     refresh_mac_key: [u8; 32],
     client_pepper: [u8; 32],
 }
 
+
 impl fmt::Debug for ServerKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerKeys")
-            .field("kid", &self.kid)
+            .field("kid", &self.inner.kid)
             .finish_non_exhaustive()
     }
 }
@@ -44,11 +49,17 @@ impl ServerKeys {
         let seed: [u8; 32] = random_bytes();
         let signing = SigningKey::from_bytes(&seed);
         let kid = kid_for(&signing.verifying_key());
-        Self {
+        Self::from_inner(KeysInner {
             kid,
             signing,
             refresh_mac_key: random_bytes(),
             client_pepper: random_bytes(),
+        })
+    }
+
+    fn from_inner(inner: KeysInner) -> Self {
+        Self {
+            inner: std::sync::Arc::new(inner),
         }
     }
 
@@ -96,10 +107,10 @@ impl ServerKeys {
     fn to_json(&self) -> Vec<u8> {
         let file = KeyFile {
             version: 1,
-            kid: self.kid.clone(),
-            ed25519_seed: URL_SAFE_NO_PAD.encode(self.signing.to_bytes()),
-            refresh_mac_key: URL_SAFE_NO_PAD.encode(self.refresh_mac_key),
-            client_pepper: URL_SAFE_NO_PAD.encode(self.client_pepper),
+            kid: self.inner.kid.clone(),
+            ed25519_seed: URL_SAFE_NO_PAD.encode(self.inner.signing.to_bytes()),
+            refresh_mac_key: URL_SAFE_NO_PAD.encode(self.inner.refresh_mac_key),
+            client_pepper: URL_SAFE_NO_PAD.encode(self.inner.client_pepper),
         };
         let mut out = serde_json::to_vec_pretty(&file).unwrap_or_default();
         out.push(b'\n');
@@ -114,34 +125,34 @@ impl ServerKeys {
         }
         let seed = decode32(&file.ed25519_seed, "ed25519_seed")?;
         let signing = SigningKey::from_bytes(&seed);
-        Ok(Self {
+        Ok(Self::from_inner(KeysInner {
             kid: file.kid,
             signing,
             refresh_mac_key: decode32(&file.refresh_mac_key, "refresh_mac_key")?,
             client_pepper: decode32(&file.client_pepper, "client_pepper")?,
-        })
+        }))
     }
 
     /// The key id (`kid`) of the signing key.
     pub fn kid(&self) -> &str {
-        &self.kid
+        &self.inner.kid
     }
 
     /// The public half of the signing key.
     pub fn verifying_key(&self) -> VerifyingKey {
-        self.signing.verifying_key()
+        self.inner.signing.verifying_key()
     }
 
     pub(crate) fn signing_key(&self) -> &SigningKey {
-        &self.signing
+        &self.inner.signing
     }
 
     pub(crate) fn refresh_mac_key(&self) -> &[u8; 32] {
-        &self.refresh_mac_key
+        &self.inner.refresh_mac_key
     }
 
     pub(crate) fn client_pepper(&self) -> &[u8; 32] {
-        &self.client_pepper
+        &self.inner.client_pepper
     }
 }
 
@@ -181,8 +192,8 @@ mod tests {
         let created = ServerKeys::load_or_create(&path).unwrap();
         let loaded = ServerKeys::load_or_create(&path).unwrap();
         assert_eq!(created.kid(), loaded.kid());
-        assert_eq!(created.signing.to_bytes(), loaded.signing.to_bytes());
-        assert_eq!(created.refresh_mac_key, loaded.refresh_mac_key);
+        assert_eq!(created.inner.signing.to_bytes(), loaded.inner.signing.to_bytes());
+        assert_eq!(created.inner.refresh_mac_key, loaded.inner.refresh_mac_key);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -190,8 +201,8 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         let debug = format!("{created:?}");
-        assert!(!debug.contains(&URL_SAFE_NO_PAD.encode(created.refresh_mac_key)));
-        assert!(!debug.contains(&URL_SAFE_NO_PAD.encode(created.signing.to_bytes())));
+        assert!(!debug.contains(&URL_SAFE_NO_PAD.encode(created.inner.refresh_mac_key)));
+        assert!(!debug.contains(&URL_SAFE_NO_PAD.encode(created.inner.signing.to_bytes())));
     }
 
     #[test]

@@ -16,7 +16,8 @@ fn hasher(cost: PasswordHashing) -> Argon2<'static> {
 
 /// A PHC-format argon2id hash of `password` with a fresh salt.
 pub(crate) fn hash(password: &str, cost: PasswordHashing) -> Result<String, String> {
-    let salt = SaltString::encode_b64(&crate::keys::random_bytes::<16>()).map_err(|e| e.to_string())?;
+    let salt =
+        SaltString::encode_b64(&crate::keys::random_bytes::<16>()).map_err(|e| e.to_string())?;
     hasher(cost)
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())

@@ -47,7 +47,10 @@ impl LoginLimiter {
         let elapsed = (now_ms - bucket.updated_ms).max(0);
         let earned = elapsed.saturating_mul(1000) / self.refill_ms();
         Bucket {
-            milli_tokens: bucket.milli_tokens.saturating_add(earned).min(self.capacity()),
+            milli_tokens: bucket
+                .milli_tokens
+                .saturating_add(earned)
+                .min(self.capacity()),
             updated_ms: now_ms,
         }
     }

@@ -71,7 +71,9 @@ pub(crate) fn verify(key: &[u8; 32], token: &str) -> Option<RefreshClaims> {
     }
     let family = FamilyId(raw[..16].try_into().ok()?);
     let generation = i64::from_be_bytes(raw[16..24].try_into().ok()?);
-    mac(key, &family, generation).verify_slice(&raw[24..]).ok()?;
+    mac(key, &family, generation)
+        .verify_slice(&raw[24..])
+        .ok()?;
     Some(RefreshClaims { family, generation })
 }
 

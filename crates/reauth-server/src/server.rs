@@ -91,7 +91,10 @@ impl Server {
     /// # Errors
     ///
     /// As [`Server::new`].
-    pub async fn with_clock(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Self, ServerError> {
+    pub async fn with_clock(
+        config: ServerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ServerError> {
         let keys = match &config.keys {
             KeySource::Ephemeral => ServerKeys::generate(),
             KeySource::File(path) => ServerKeys::load_or_create(path)?,
@@ -114,7 +117,8 @@ impl Server {
     ) -> Result<Self, ServerError> {
         crate::metrics::install();
         if let Some(demo) = &config.demo_client {
-            let mac = crate::client_auth::secret_mac(keys.client_pepper(), demo.client_secret.expose());
+            let mac =
+                crate::client_auth::secret_mac(keys.client_pepper(), demo.client_secret.expose());
             repo.upsert_client(&demo.client_id, &mac, clock.now_millis())
                 .await?;
         }
@@ -281,7 +285,11 @@ impl Server {
     /// # Errors
     ///
     /// [`ServerError::Database`].
-    pub async fn add_client(&self, client_id: &str, client_secret: &str) -> Result<(), ServerError> {
+    pub async fn add_client(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Result<(), ServerError> {
         let mac = crate::client_auth::secret_mac(self.state.keys.client_pepper(), client_secret);
         self.state
             .repo

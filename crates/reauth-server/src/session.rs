@@ -180,7 +180,9 @@ impl AppState {
             crate::metrics::refresh("rejected");
             return Err(AppError::InvalidGrant("invalid refresh token"));
         };
-        let result = self.refresh_verified(claims, client_id, requested_scope).await;
+        let result = self
+            .refresh_verified(claims, client_id, requested_scope)
+            .await;
         match &result {
             Ok((_, RefreshOutcome::Rotated)) => {
                 self.faults.count_rotation();
@@ -227,7 +229,11 @@ impl AppState {
                 client_id,
             };
             if let Some(row) = self.repo.rotate(&rotation).await? {
-                tracing::debug!(family = short(&family_id), generation = row.generation, "rotated");
+                tracing::debug!(
+                    family = short(&family_id),
+                    generation = row.generation,
+                    "rotated"
+                );
                 let response = self.respond(&claims.family, &row, row.generation, requested_scope);
                 return Ok((response, RefreshOutcome::Rotated));
             }
@@ -278,7 +284,12 @@ impl AppState {
                     "refresh token reuse detected; session revoked",
                 ));
             }
-            tracing::warn!(family = short(&family_id), presented = g, current = n, "refresh token generation ahead of the database");
+            tracing::warn!(
+                family = short(&family_id),
+                presented = g,
+                current = n,
+                "refresh token generation ahead of the database"
+            );
             return Err(AppError::InvalidGrant("invalid refresh token"));
         }
         Err(AppError::Internal("rotation did not converge".into()))
@@ -292,7 +303,13 @@ impl AppState {
         requested_scope: Option<&str>,
     ) -> TokenResponse {
         let scope = requested_scope.or(row.scope.as_deref());
-        self.token_response(family, &row.subject, generation, scope, row.client_id.as_deref())
+        self.token_response(
+            family,
+            &row.subject,
+            generation,
+            scope,
+            row.client_id.as_deref(),
+        )
     }
 
     /// Revokes a family (idempotent): database, local denylist, metrics.
@@ -304,7 +321,10 @@ impl AppState {
         detail: Option<&str>,
     ) -> Result<bool, AppError> {
         let now = self.now_ms();
-        let revoked = self.repo.revoke_family(family_id, now, kind, detail).await?;
+        let revoked = self
+            .repo
+            .revoke_family(family_id, now, kind, detail)
+            .await?;
         self.deny(family_id, now);
         if revoked {
             crate::metrics::revocation(kind);
@@ -321,7 +341,11 @@ impl AppState {
 
     /// Revokes the family of a refresh token or an access token. Unknown or
     /// invalid tokens are ignored (RFC 7009 §2.2).
-    pub(crate) async fn revoke_token(&self, token: &str, kind: &'static str) -> Result<bool, AppError> {
+    pub(crate) async fn revoke_token(
+        &self,
+        token: &str,
+        kind: &'static str,
+    ) -> Result<bool, AppError> {
         if let Some(claims) = refresh_token::verify(self.keys.refresh_mac_key(), token) {
             return self.revoke(&claims.family.to_hex(), kind, None).await;
         }

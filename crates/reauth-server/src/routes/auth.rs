@@ -21,31 +21,43 @@ struct RefreshBody {
 }
 
 /// `POST /auth/login` `{username, password}` → token pair.
-pub(super) async fn login(State(state): State<AppStateRef>, request: Request) -> Result<Response, AppError> {
+pub(super) async fn login(
+    State(state): State<AppStateRef>,
+    request: Request,
+) -> Result<Response, AppError> {
     let (parts, body) = request.into_parts();
     let login: LoginBody = extract::json(&parts.headers, body, state.config.max_body_bytes).await?;
     let key = rate_key(&parts.extensions, &login.username);
-    state.check_password(&login.username, login.password, &key).await?;
+    state
+        .check_password(&login.username, login.password, &key)
+        .await?;
     let tokens = state.start_session(&login.username, None, None).await?;
     Ok(token_json(&tokens))
 }
 
 /// `POST /auth/refresh` `{refresh_token}` → token pair.
-pub(super) async fn refresh(State(state): State<AppStateRef>, request: Request) -> Result<Response, AppError> {
+pub(super) async fn refresh(
+    State(state): State<AppStateRef>,
+    request: Request,
+) -> Result<Response, AppError> {
     match state.faults.on_refresh().await {
         Some(RefreshFault::Fail(e)) => return Err(e),
         Some(RefreshFault::Hang) => std::future::pending::<()>().await,
         None => {}
     }
     let (parts, body) = request.into_parts();
-    let body: RefreshBody = extract::json(&parts.headers, body, state.config.max_body_bytes).await?;
+    let body: RefreshBody =
+        extract::json(&parts.headers, body, state.config.max_body_bytes).await?;
     let tokens = state.refresh(&body.refresh_token, None, None).await?;
     Ok(token_json(&tokens))
 }
 
 /// `POST /auth/logout`: revokes the family of the bearer access token, or of
 /// the `{refresh_token}` in the body. `204` (also for unknown tokens).
-pub(super) async fn logout(State(state): State<AppStateRef>, request: Request) -> Result<Response, AppError> {
+pub(super) async fn logout(
+    State(state): State<AppStateRef>,
+    request: Request,
+) -> Result<Response, AppError> {
     let (parts, body) = request.into_parts();
     if let Some(token) = extract::bearer(&parts.headers)? {
         // A token of an already revoked family still logs out (idempotent).
@@ -60,7 +72,8 @@ pub(super) async fn logout(State(state): State<AppStateRef>, request: Request) -
     if !extract::has_body(&parts.headers) {
         return Err(AppError::MissingToken);
     }
-    let body: RefreshBody = extract::json(&parts.headers, body, state.config.max_body_bytes).await?;
+    let body: RefreshBody =
+        extract::json(&parts.headers, body, state.config.max_body_bytes).await?;
     state.revoke_token(&body.refresh_token, "logout").await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

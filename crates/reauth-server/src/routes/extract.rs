@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
+use axum::body::Bytes;
 use axum::body::{Body, to_bytes};
 use axum::http::{HeaderMap, header};
-use axum::body::Bytes;
 use serde::de::DeserializeOwned;
 
 use crate::app_error::AppError;
@@ -50,7 +50,10 @@ pub(crate) async fn form(
         if value.is_empty() {
             continue;
         }
-        if params.insert(key.into_owned(), value.into_owned()).is_some() {
+        if params
+            .insert(key.into_owned(), value.into_owned())
+            .is_some()
+        {
             return Err(AppError::InvalidRequest("repeated parameter"));
         }
     }
@@ -64,7 +67,9 @@ pub(crate) async fn json<T: DeserializeOwned>(
     limit: usize,
 ) -> Result<T, AppError> {
     if !content_type_is(headers, "application/json") {
-        return Err(AppError::InvalidRequest("Content-Type must be application/json"));
+        return Err(AppError::InvalidRequest(
+            "Content-Type must be application/json",
+        ));
     }
     let bytes = read_body(body, limit).await?;
     serde_json::from_slice(&bytes).map_err(|_| AppError::InvalidRequest("malformed JSON body"))
@@ -88,7 +93,9 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
         .to_str()
         .map_err(|_| AppError::InvalidToken("malformed Authorization header"))?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(Some(token.trim()))
         }
         _ => Err(AppError::InvalidToken("expected a Bearer token")),

@@ -33,25 +33,34 @@ async fn authenticate_client(
             Ok(presented.client_id)
         }
         _ => {
-            tracing::info!(client_id = presented.client_id, "client authentication failed");
+            tracing::info!(
+                client_id = presented.client_id,
+                "client authentication failed"
+            );
             Err(AppError::InvalidClient)
         }
     }
 }
 
 fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a str, AppError> {
-    params.get(name).map(String::as_str).ok_or(AppError::InvalidRequest(match name {
-        "grant_type" => "missing grant_type",
-        "refresh_token" => "missing refresh_token",
-        "username" => "missing username",
-        "password" => "missing password",
-        "token" => "missing token",
-        _ => "missing parameter",
-    }))
+    params
+        .get(name)
+        .map(String::as_str)
+        .ok_or(AppError::InvalidRequest(match name {
+            "grant_type" => "missing grant_type",
+            "refresh_token" => "missing refresh_token",
+            "username" => "missing username",
+            "password" => "missing password",
+            "token" => "missing token",
+            _ => "missing parameter",
+        }))
 }
 
 /// `POST /oauth/token`: `password`, `refresh_token` and `client_credentials` grants.
-pub(super) async fn token(State(state): State<AppStateRef>, request: Request) -> Result<Response, AppError> {
+pub(super) async fn token(
+    State(state): State<AppStateRef>,
+    request: Request,
+) -> Result<Response, AppError> {
     let (parts, body) = request.into_parts();
     let params = extract::form(&parts.headers, body, state.config.max_body_bytes).await?;
     let grant_type = required(&params, "grant_type")?;
@@ -67,14 +76,20 @@ pub(super) async fn token(State(state): State<AppStateRef>, request: Request) ->
     let tokens = match grant_type {
         "refresh_token" => {
             let refresh_token = required(&params, "refresh_token")?;
-            state.refresh(refresh_token, Some(&client_id), scope).await?
+            state
+                .refresh(refresh_token, Some(&client_id), scope)
+                .await?
         }
         "password" => {
             let username = required(&params, "username")?;
             let password = required(&params, "password")?;
             let key = rate_key(&parts.extensions, username);
-            state.check_password(username, password.to_owned(), &key).await?;
-            state.start_session(username, Some(&client_id), scope).await?
+            state
+                .check_password(username, password.to_owned(), &key)
+                .await?;
+            state
+                .start_session(username, Some(&client_id), scope)
+                .await?
         }
         "client_credentials" => {
             let sid = crate::util::random_id();
@@ -93,7 +108,10 @@ pub(super) async fn token(State(state): State<AppStateRef>, request: Request) ->
 
 /// `POST /oauth/revoke`: revokes the session of a refresh or access token.
 /// `200` for unknown tokens too (RFC 7009 §2.2).
-pub(super) async fn revoke(State(state): State<AppStateRef>, request: Request) -> Result<Response, AppError> {
+pub(super) async fn revoke(
+    State(state): State<AppStateRef>,
+    request: Request,
+) -> Result<Response, AppError> {
     let (parts, body) = request.into_parts();
     let params = extract::form(&parts.headers, body, state.config.max_body_bytes).await?;
     authenticate_client(&state, &parts.headers, &params).await?;
@@ -103,7 +121,10 @@ pub(super) async fn revoke(State(state): State<AppStateRef>, request: Request) -
 }
 
 /// `POST /oauth/introspect`: `{"active": false}` for anything not live.
-pub(super) async fn introspect(State(state): State<AppStateRef>, request: Request) -> Result<Response, AppError> {
+pub(super) async fn introspect(
+    State(state): State<AppStateRef>,
+    request: Request,
+) -> Result<Response, AppError> {
     let (parts, body) = request.into_parts();
     let params = extract::form(&parts.headers, body, state.config.max_body_bytes).await?;
     authenticate_client(&state, &parts.headers, &params).await?;

@@ -16,7 +16,10 @@ struct Resources<'a> {
 
 /// `200` with a small JSON body for a live bearer token; `401` with
 /// `WWW-Authenticate: Bearer …` otherwise.
-pub(super) async fn resources(State(state): State<AppStateRef>, request: Request) -> Result<Response, AppError> {
+pub(super) async fn resources(
+    State(state): State<AppStateRef>,
+    request: Request,
+) -> Result<Response, AppError> {
     state.faults.on_resource().await;
     let token = extract::bearer(request.headers())?.ok_or(AppError::MissingToken)?;
     let claims = state.verify_access(token)?;

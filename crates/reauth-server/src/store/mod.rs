@@ -114,7 +114,6 @@ pub struct UserInfo {
 
 /// An audit event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct AuditEvent {
     /// When (ms).
     pub at: i64,
@@ -151,16 +150,30 @@ pub trait Repository: Send + Sync + fmt::Debug + 'static {
     /// Which database this is.
     fn backend(&self) -> Backend;
     /// Inserts a user; `false` if the name is taken.
-    async fn add_user(&self, username: &str, password_hash: &str, now: i64) -> Result<bool, StoreError>;
+    async fn add_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<bool, StoreError>;
     /// Looks a user up.
     async fn find_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
     /// Deletes a user and revokes their families (one transaction). `None`
     /// if there was no such user, else the ids of the families revoked.
-    async fn remove_user(&self, username: &str, now: i64) -> Result<Option<Vec<String>>, StoreError>;
+    async fn remove_user(
+        &self,
+        username: &str,
+        now: i64,
+    ) -> Result<Option<Vec<String>>, StoreError>;
     /// All users, by name.
     async fn list_users(&self) -> Result<Vec<UserInfo>, StoreError>;
     /// Registers a client or replaces its secret MAC.
-    async fn upsert_client(&self, client_id: &str, secret_mac: &str, now: i64) -> Result<(), StoreError>;
+    async fn upsert_client(
+        &self,
+        client_id: &str,
+        secret_mac: &str,
+        now: i64,
+    ) -> Result<(), StoreError>;
     /// The stored secret MAC of a client.
     async fn client_secret_mac(&self, client_id: &str) -> Result<Option<String>, StoreError>;
     /// Creates a session family.
@@ -174,7 +187,13 @@ pub trait Repository: Send + Sync + fmt::Debug + 'static {
     async fn rotate(&self, rotation: &Rotation<'_>) -> Result<Option<FamilyRecord>, StoreError>;
     /// Revokes a live family and records an audit event (one transaction).
     /// `false` if it was unknown or already revoked.
-    async fn revoke_family(&self, id: &str, now: i64, kind: &str, detail: Option<&str>) -> Result<bool, StoreError>;
+    async fn revoke_family(
+        &self,
+        id: &str,
+        now: i64,
+        kind: &str,
+        detail: Option<&str>,
+    ) -> Result<bool, StoreError>;
     /// Families revoked at or after `since` (ms): `(id, revoked_at)`.
     async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>, StoreError>;
     /// Appends an audit event.

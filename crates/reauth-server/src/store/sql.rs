@@ -2,7 +2,8 @@
 //! a macro that implements [`Repository`](super::Repository) for a pool type.
 
 pub(super) const ADD_USER: &str = "INSERT INTO users (username, password_hash, created_at) VALUES ($1, $2, $3) ON CONFLICT (username) DO NOTHING";
-pub(super) const FIND_USER: &str = "SELECT username, password_hash, created_at FROM users WHERE username = $1";
+pub(super) const FIND_USER: &str =
+    "SELECT username, password_hash, created_at FROM users WHERE username = $1";
 pub(super) const DELETE_USER: &str = "DELETE FROM users WHERE username = $1";
 pub(super) const REVOKE_SUBJECT: &str = "UPDATE families SET revoked_at = $2, revoked_reason = 'user_removed' WHERE subject = $1 AND revoked_at IS NULL RETURNING id";
 pub(super) const LIST_USERS: &str = "SELECT username, created_at FROM users ORDER BY username";
@@ -17,8 +18,10 @@ pub(super) const ROTATE: &str = "UPDATE families SET generation = generation + 1
      RETURNING id, subject, client_id, scope, generation, created_at, last_used_at, rotated_at, revoked_at, revoked_reason";
 pub(super) const REVOKE_FAMILY: &str = "UPDATE families SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL RETURNING subject";
 pub(super) const REVOKED_SINCE: &str = "SELECT id, revoked_at FROM families WHERE revoked_at >= $1";
-pub(super) const INSERT_AUDIT: &str = "INSERT INTO audit_events (at, kind, family_id, subject, detail) VALUES ($1, $2, $3, $4, $5)";
-pub(super) const AUDIT_ALL: &str = "SELECT at, kind, family_id, subject, detail FROM audit_events ORDER BY id";
+pub(super) const INSERT_AUDIT: &str =
+    "INSERT INTO audit_events (at, kind, family_id, subject, detail) VALUES ($1, $2, $3, $4, $5)";
+pub(super) const AUDIT_ALL: &str =
+    "SELECT at, kind, family_id, subject, detail FROM audit_events ORDER BY id";
 pub(super) const AUDIT_FAMILY: &str = "SELECT at, kind, family_id, subject, detail FROM audit_events WHERE family_id = $1 ORDER BY id";
 pub(super) const COUNTS: &str = "SELECT (SELECT COUNT(*) FROM users) AS users, (SELECT COUNT(*) FROM clients) AS clients, \
      (SELECT COUNT(*) FROM families) AS families, (SELECT COUNT(*) FROM audit_events) AS audit_events";
@@ -57,7 +60,12 @@ macro_rules! impl_repository {
                 $backend
             }
 
-            async fn add_user(&self, username: &str, password_hash: &str, now: i64) -> Result<bool, ::sqlx::Error> {
+            async fn add_user(
+                &self,
+                username: &str,
+                password_hash: &str,
+                now: i64,
+            ) -> Result<bool, ::sqlx::Error> {
                 let done = ::sqlx::query(sql::ADD_USER)
                     .bind(username)
                     .bind(password_hash)
@@ -67,8 +75,14 @@ macro_rules! impl_repository {
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn find_user(&self, username: &str) -> Result<Option<$crate::store::UserRecord>, ::sqlx::Error> {
-                let row = ::sqlx::query(sql::FIND_USER).bind(username).fetch_optional(&self.pool).await?;
+            async fn find_user(
+                &self,
+                username: &str,
+            ) -> Result<Option<$crate::store::UserRecord>, ::sqlx::Error> {
+                let row = ::sqlx::query(sql::FIND_USER)
+                    .bind(username)
+                    .fetch_optional(&self.pool)
+                    .await?;
                 row.map(|row| {
                     Ok($crate::store::UserRecord {
                         username: row.try_get("username")?,
@@ -79,14 +93,25 @@ macro_rules! impl_repository {
                 .transpose()
             }
 
-            async fn remove_user(&self, username: &str, now: i64) -> Result<Option<Vec<String>>, ::sqlx::Error> {
+            async fn remove_user(
+                &self,
+                username: &str,
+                now: i64,
+            ) -> Result<Option<Vec<String>>, ::sqlx::Error> {
                 let mut tx = self.pool.begin().await?;
-                let deleted = ::sqlx::query(sql::DELETE_USER).bind(username).execute(&mut *tx).await?;
+                let deleted = ::sqlx::query(sql::DELETE_USER)
+                    .bind(username)
+                    .execute(&mut *tx)
+                    .await?;
                 if deleted.rows_affected() == 0 {
                     tx.rollback().await?;
                     return Ok(None);
                 }
-                let rows = ::sqlx::query(sql::REVOKE_SUBJECT).bind(username).bind(now).fetch_all(&mut *tx).await?;
+                let rows = ::sqlx::query(sql::REVOKE_SUBJECT)
+                    .bind(username)
+                    .bind(now)
+                    .fetch_all(&mut *tx)
+                    .await?;
                 let mut ids = Vec::with_capacity(rows.len());
                 for row in rows {
                     ids.push(row.try_get::<String, _>("id")?);
@@ -115,7 +140,12 @@ macro_rules! impl_repository {
                     .collect()
             }
 
-            async fn upsert_client(&self, client_id: &str, secret_mac: &str, now: i64) -> Result<(), ::sqlx::Error> {
+            async fn upsert_client(
+                &self,
+                client_id: &str,
+                secret_mac: &str,
+                now: i64,
+            ) -> Result<(), ::sqlx::Error> {
                 ::sqlx::query(sql::UPSERT_CLIENT)
                     .bind(client_id)
                     .bind(secret_mac)
@@ -125,12 +155,21 @@ macro_rules! impl_repository {
                 Ok(())
             }
 
-            async fn client_secret_mac(&self, client_id: &str) -> Result<Option<String>, ::sqlx::Error> {
-                let row = ::sqlx::query(sql::CLIENT_SECRET).bind(client_id).fetch_optional(&self.pool).await?;
+            async fn client_secret_mac(
+                &self,
+                client_id: &str,
+            ) -> Result<Option<String>, ::sqlx::Error> {
+                let row = ::sqlx::query(sql::CLIENT_SECRET)
+                    .bind(client_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
                 row.map(|row| row.try_get("secret_mac")).transpose()
             }
 
-            async fn create_family(&self, f: &$crate::store::NewFamily<'_>) -> Result<(), ::sqlx::Error> {
+            async fn create_family(
+                &self,
+                f: &$crate::store::NewFamily<'_>,
+            ) -> Result<(), ::sqlx::Error> {
                 ::sqlx::query(sql::CREATE_FAMILY)
                     .bind(f.id)
                     .bind(f.subject)
@@ -143,12 +182,21 @@ macro_rules! impl_repository {
                 Ok(())
             }
 
-            async fn load_family(&self, id: &str) -> Result<Option<$crate::store::FamilyRecord>, ::sqlx::Error> {
-                let row = ::sqlx::query(sql::LOAD_FAMILY).bind(id).fetch_optional(&self.pool).await?;
+            async fn load_family(
+                &self,
+                id: &str,
+            ) -> Result<Option<$crate::store::FamilyRecord>, ::sqlx::Error> {
+                let row = ::sqlx::query(sql::LOAD_FAMILY)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
                 row.as_ref().map(family_from_row).transpose()
             }
 
-            async fn rotate(&self, r: &$crate::store::Rotation<'_>) -> Result<Option<$crate::store::FamilyRecord>, ::sqlx::Error> {
+            async fn rotate(
+                &self,
+                r: &$crate::store::Rotation<'_>,
+            ) -> Result<Option<$crate::store::FamilyRecord>, ::sqlx::Error> {
                 let row = ::sqlx::query(sql::ROTATE)
                     .bind(r.family_id)
                     .bind(r.expected_generation)
@@ -161,7 +209,13 @@ macro_rules! impl_repository {
                 row.as_ref().map(family_from_row).transpose()
             }
 
-            async fn revoke_family(&self, id: &str, now: i64, kind: &str, detail: Option<&str>) -> Result<bool, ::sqlx::Error> {
+            async fn revoke_family(
+                &self,
+                id: &str,
+                now: i64,
+                kind: &str,
+                detail: Option<&str>,
+            ) -> Result<bool, ::sqlx::Error> {
                 let mut tx = self.pool.begin().await?;
                 let row = ::sqlx::query(sql::REVOKE_FAMILY)
                     .bind(id)
@@ -187,13 +241,19 @@ macro_rules! impl_repository {
             }
 
             async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>, ::sqlx::Error> {
-                let rows = ::sqlx::query(sql::REVOKED_SINCE).bind(since).fetch_all(&self.pool).await?;
+                let rows = ::sqlx::query(sql::REVOKED_SINCE)
+                    .bind(since)
+                    .fetch_all(&self.pool)
+                    .await?;
                 rows.iter()
                     .map(|row| Ok((row.try_get("id")?, row.try_get("revoked_at")?)))
                     .collect()
             }
 
-            async fn record_audit(&self, e: &$crate::store::AuditEvent) -> Result<(), ::sqlx::Error> {
+            async fn record_audit(
+                &self,
+                e: &$crate::store::AuditEvent,
+            ) -> Result<(), ::sqlx::Error> {
                 ::sqlx::query(sql::INSERT_AUDIT)
                     .bind(e.at)
                     .bind(&e.kind)
@@ -205,9 +265,17 @@ macro_rules! impl_repository {
                 Ok(())
             }
 
-            async fn audit_events(&self, family_id: Option<&str>) -> Result<Vec<$crate::store::AuditEvent>, ::sqlx::Error> {
+            async fn audit_events(
+                &self,
+                family_id: Option<&str>,
+            ) -> Result<Vec<$crate::store::AuditEvent>, ::sqlx::Error> {
                 let rows = match family_id {
-                    Some(id) => ::sqlx::query(sql::AUDIT_FAMILY).bind(id).fetch_all(&self.pool).await?,
+                    Some(id) => {
+                        ::sqlx::query(sql::AUDIT_FAMILY)
+                            .bind(id)
+                            .fetch_all(&self.pool)
+                            .await?
+                    }
                     None => ::sqlx::query(sql::AUDIT_ALL).fetch_all(&self.pool).await?,
                 };
                 rows.iter().map(audit_from_row).collect()

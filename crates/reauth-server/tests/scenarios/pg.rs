@@ -1,0 +1,88 @@
+//! Postgres for tests: `DATABASE_URL`, one fresh schema per test.
+//!
+//! Without `DATABASE_URL` (or when it is unreachable) a Postgres test prints
+//! why and returns early — unless `REAUTH_REQUIRE_SERVICES=1`, then it fails.
+
+use sqlx::Connection;
+
+pub(crate) struct PgSchema {
+    /// A URL whose connections use the test's schema (`search_path`).
+    pub(crate) url: String,
+    base_url: String,
+    schema: String,
+}
+
+fn required() -> bool {
+    std::env::var("REAUTH_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+fn skip(test: &str, why: &str) -> Option<PgSchema> {
+    if required() {
+        panic!("{test}: Postgres required (REAUTH_REQUIRE_SERVICES=1) but {why}");
+    }
+    eprintln!("SKIPPED {test}: {why} (set DATABASE_URL=postgres://… to run it)");
+    None
+}
+
+/// A fresh schema on the test database, or `None` (test skipped).
+pub(crate) async fn schema(test: &str) -> Option<PgSchema> {
+    let Ok(base_url) = std::env::var("DATABASE_URL") else {
+        return skip(test, "DATABASE_URL is not set");
+    };
+    if !base_url.starts_with("postgres") {
+        return skip(test, "DATABASE_URL is not a postgres:// URL");
+    }
+    let mut conn = match sqlx::PgConnection::connect(&base_url).await {
+        Ok(c) => c,
+        Err(e) => return skip(test, &format!("cannot connect to DATABASE_URL: {e}")),
+    };
+    let suffix: u64 = rand_suffix();
+    let schema = format!("reauth_test_{suffix:016x}");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .expect("create schema");
+    let _ = conn.close().await;
+    let sep = if base_url.contains('?') { '&' } else { '?' };
+    let url = format!("{base_url}{sep}options=-c%20search_path%3D{schema}");
+    Some(PgSchema {
+        url,
+        base_url,
+        schema,
+    })
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let base = self.base_url.clone();
+        let schema = self.schema.clone();
+        // Drop the schema from a thread of its own: Drop may run inside a runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&base).await {
+                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                        .execute(&mut conn)
+                        .await;
+                    let _ = conn.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
