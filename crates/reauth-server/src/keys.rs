@@ -25,7 +25,6 @@ struct KeysInner {
     client_pepper: [u8; 32],
 }
 
-
 impl fmt::Debug for ServerKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerKeys")
@@ -192,7 +191,10 @@ mod tests {
         let created = ServerKeys::load_or_create(&path).unwrap();
         let loaded = ServerKeys::load_or_create(&path).unwrap();
         assert_eq!(created.kid(), loaded.kid());
-        assert_eq!(created.inner.signing.to_bytes(), loaded.inner.signing.to_bytes());
+        assert_eq!(
+            created.inner.signing.to_bytes(),
+            loaded.inner.signing.to_bytes()
+        );
         assert_eq!(created.inner.refresh_mac_key, loaded.inner.refresh_mac_key);
         #[cfg(unix)]
         {
