@@ -41,6 +41,7 @@
 mod ahead;
 mod error;
 mod events;
+mod future;
 mod flight;
 mod metrics;
 mod policy;
@@ -58,6 +59,7 @@ pub mod test_util;
 
 pub use error::{BoxError, EndReason, Error, RefreshError, RefreshErrorKind, StoreError};
 pub use events::{EventStream, SessionEvent, Trigger};
+pub use future::AccessTokenFuture;
 pub use policy::{RefreshAhead, RetryPolicy, backoff_base, backoff_delay, is_expired, refresh_at};
 pub use refresher::{RefreshFn, Refresher, refresh_fn};
 pub use runtime::{Clock, Jitter, NoJitter, RandomJitter, Runtime, Sleep, Spawn, SystemClock};

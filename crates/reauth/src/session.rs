@@ -11,6 +11,7 @@ use tracing::Instrument;
 use crate::error::{EndReason, Error, StoreError};
 use crate::events::{EventStream, Events, SessionEvent, Trigger};
 use crate::flight::{Cell, Join, Outcome, Published, Waiter};
+use crate::future::AccessTokenFuture;
 use crate::policy::{RefreshAhead, RetryPolicy, is_expired};
 use crate::refresher::Refresher;
 use crate::runtime::Runtime;
@@ -70,7 +71,12 @@ impl Inner {
             };
             exp.checked_sub(capped).unwrap_or(SystemTime::UNIX_EPOCH)
         });
-        debug_assert!(usable_until.is_none_or(|u| is_expired(tokens.expires_at, tokens.obtained_at, self.config.expiry_leeway, u)));
+        debug_assert!(usable_until.is_none_or(|u| is_expired(
+            tokens.expires_at,
+            tokens.obtained_at,
+            self.config.expiry_leeway,
+            u
+        )));
         Arc::new(Published::new(tokens, usable_until))
     }
 }
@@ -124,7 +130,9 @@ pub struct SessionBuilder {
 
 impl fmt::Debug for SessionBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionBuilder").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("SessionBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -237,7 +245,14 @@ impl Session {
     pub async fn start(&self, mut tokens: TokenSet) -> Result<Generation, StoreError> {
         let inner = &self.inner;
         let _guard = inner.persist.lock().await;
-        let stored = inner.store.load().await.ok().flatten().map(|t| t.generation).unwrap_or_default();
+        let stored = inner
+            .store
+            .load()
+            .await
+            .ok()
+            .flatten()
+            .map(|t| t.generation)
+            .unwrap_or_default();
         tokens.generation = inner.cell.last_generation().max(stored).next();
         let p = inner.publishable(tokens);
         inner.store.store(&p.tokens).await?;
@@ -258,7 +273,9 @@ impl Session {
     pub async fn restore(&self) -> Result<bool, StoreError> {
         let inner = &self.inner;
         let _guard = inner.persist.lock().await;
-        let Some(tokens) = inner.store.load().await? else { return Ok(false) };
+        let Some(tokens) = inner.store.load().await? else {
+            return Ok(false);
+        };
         let p = inner.publishable(tokens);
         let generation = p.generation();
         let epoch = inner.cell.start(p);
@@ -284,14 +301,15 @@ impl Session {
     ///
     /// Cancel-safe. Dropping the future never cancels a refresh: refreshes run
     /// on their own spawned task, and other waiters still get the result (C8).
-    pub async fn access_token(&self) -> Result<Bearer, Error> {
+    pub fn access_token(&self) -> AccessTokenFuture {
         let now = self.inner.rt.now();
         if let Some(p) = self.inner.cell.load().as_ref()
             && let Some(bearer) = p.usable(now)
         {
-            return Ok(bearer);
+            return AccessTokenFuture::ready(Ok(bearer));
         }
-        self.slow_path(None).await
+        let this = self.clone();
+        AccessTokenFuture::waiting(Box::pin(async move { this.slow_path(None).await }))
     }
 
     /// Reports that the server refused `sent` (a 401) and returns the bearer to
@@ -318,7 +336,9 @@ impl Session {
     /// [`SessionEvent::ReplayRejected`]. Starts no refresh.
     pub fn replay_rejected(&self, bearer: &Bearer) {
         m::replay_rejected();
-        self.inner.events.emit(SessionEvent::ReplayRejected { generation: bearer.generation() });
+        self.inner.events.emit(SessionEvent::ReplayRejected {
+            generation: bearer.generation(),
+        });
     }
 
     async fn slow_path(&self, mut refused: Option<Generation>) -> Result<Bearer, Error> {
@@ -354,7 +374,8 @@ impl Session {
                 }
             };
             waited = true;
-            let wait = waiter.instrument(tracing::debug_span!("reauth.wait", generation = %cur.generation()));
+            let wait = waiter
+                .instrument(tracing::debug_span!("reauth.wait", generation = %cur.generation()));
             match select(wait, &mut deadline).await {
                 Either::Left((Outcome::LookAgain, _)) => {}
                 Either::Left((Outcome::Failed(e), _)) => break Err(e),
@@ -377,9 +398,13 @@ impl Session {
     /// [`StoreError`] if clearing the store failed. The session has ended regardless.
     pub async fn logout(&self) -> Result<(), StoreError> {
         let inner = &self.inner;
-        let Some(old) = inner.cell.end(EndReason::LoggedOut) else { return Ok(()) };
+        let Some(old) = inner.cell.end(EndReason::LoggedOut) else {
+            return Ok(());
+        };
         m::session_ended(EndReason::LoggedOut);
-        inner.events.emit(SessionEvent::SessionEnded { reason: EndReason::LoggedOut });
+        inner.events.emit(SessionEvent::SessionEnded {
+            reason: EndReason::LoggedOut,
+        });
         let cleared = {
             let _guard = inner.persist.lock().await;
             inner.store.clear().await
