@@ -41,8 +41,8 @@
 mod ahead;
 mod error;
 mod events;
-mod future;
 mod flight;
+mod future;
 mod metrics;
 mod policy;
 mod refresh;
@@ -69,5 +69,5 @@ pub use secret::{AccessToken, RefreshToken};
 pub use session::{Session, SessionBuilder};
 #[cfg(feature = "file-store")]
 pub use store::FileStore;
-pub use store::{MemoryStore, TokenStore};
+pub use store::{Coordinator, Lease, MemoryStore, TokenStore, lease_ttl, new_owner_token};
 pub use token::{Bearer, Generation, TokenSet};

@@ -4,6 +4,12 @@
 //! back off and retry within the budget (C5); on rejection adopt what another
 //! process stored, or end the session once (C6, C16); on misconfiguration give
 //! up without ending the session (C7). Each attempt has its own timeout (C9).
+//!
+//! When the store can coordinate with other processes ([`Coordinator`]), each
+//! attempt runs under its lease (C15, C16): acquire → re-read the store → adopt
+//! a newer stored generation *without calling the refresher*, or refresh and
+//! write with compare-and-set on the generation read → release. The protocol
+//! and its guarantees are described in `store/lease.rs`.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -18,7 +24,8 @@ use crate::flight::{Finish, Ticket};
 use crate::metrics as m;
 use crate::policy::{backoff_base, backoff_delay};
 use crate::session::Inner;
-use crate::token::TokenSet;
+use crate::store::{Coordinator, Lease, lease_poll_delay, lease_ttl};
+use crate::token::{Generation, TokenSet};
 
 /// Spawns the refresh for `ticket` on the session's runtime.
 pub(crate) fn spawn(inner: &Arc<Inner>, ticket: Ticket, trigger: Trigger) {
@@ -42,13 +49,10 @@ async fn run(inner: Arc<Inner>, ticket: Ticket, trigger: Trigger) {
     loop {
         attempt += 1;
         m::attempt();
-        let error = match attempt_once(&inner, &ticket.from.tokens).await {
-            Ok(tokens) => return publish(&inner, &ticket, tokens, trigger, started).await,
-            Err(e) => e,
+        let error = match coordinated_attempt(&inner, &ticket, trigger, started).await {
+            Attempt::Done => return,
+            Attempt::Failed(e) => e,
         };
-        if error.is_rejected() {
-            return rejected(&inner, &ticket, error, started).await;
-        }
         let error = Arc::new(error);
         if error.is_transient() {
             let jitter = inner.rt.jitter.jitter(backoff_base(&retry, attempt) / 2);
@@ -57,7 +61,11 @@ async fn run(inner: Arc<Inner>, ticket: Ticket, trigger: Trigger) {
             if attempt < retry.max_attempts && spent + delay <= retry.budget {
                 tracing::info!(attempt, delay_ms = delay.as_millis() as u64, error = %error, "token refresh failed; retrying");
                 m::retry();
-                inner.events.emit(SessionEvent::RefreshRetrying { attempt, delay, error });
+                inner.events.emit(SessionEvent::RefreshRetrying {
+                    attempt,
+                    delay,
+                    error,
+                });
                 inner.rt.sleep.sleep(delay).await;
                 if !inner.cell.is_current(&ticket) {
                     return; // logged out or restarted meanwhile
@@ -66,7 +74,10 @@ async fn run(inner: Arc<Inner>, ticket: Ticket, trigger: Trigger) {
             }
             tracing::warn!(attempts = attempt, error = %error, "token refresh unavailable; giving up for now");
             m::refresh_outcome("unavailable", spent);
-            let failure = Error::RefreshUnavailable { retry_after: error.retry_after(), source: Arc::clone(&error) };
+            let failure = Error::RefreshUnavailable {
+                retry_after: error.retry_after(),
+                source: Arc::clone(&error),
+            };
             if inner.cell.finish(&ticket, Finish::Fail(failure)) {
                 inner.events.emit(SessionEvent::RefreshFailed { error });
             }
@@ -74,10 +85,128 @@ async fn run(inner: Arc<Inner>, ticket: Ticket, trigger: Trigger) {
         }
         tracing::error!(error = %error, "token refresh misconfigured");
         m::refresh_outcome("misconfigured", elapsed(&inner, started));
-        if inner.cell.finish(&ticket, Finish::Fail(Error::Misconfigured(Arc::clone(&error)))) {
+        if inner.cell.finish(
+            &ticket,
+            Finish::Fail(Error::Misconfigured(Arc::clone(&error))),
+        ) {
             inner.events.emit(SessionEvent::RefreshFailed { error });
         }
         return;
+    }
+}
+
+/// How one attempt ended.
+enum Attempt {
+    /// Published, adopted, ended the session, or superseded: the flight is over.
+    Done,
+    /// A transient or misconfiguration failure; rejections are handled inside.
+    Failed(RefreshError),
+}
+
+/// One attempt, under the store's lease if it coordinates (C15, C16).
+async fn coordinated_attempt(
+    inner: &Arc<Inner>,
+    ticket: &Ticket,
+    trigger: Trigger,
+    started: SystemTime,
+) -> Attempt {
+    let Some(coord) = inner.store.coordinator() else {
+        return refresh_and_publish(inner, ticket, trigger, started, None).await;
+    };
+    let lease = match acquire(inner, ticket, coord).await {
+        Ok(Some(lease)) => lease,
+        Ok(None) => return Attempt::Done, // superseded while waiting
+        Err(e) => return Attempt::Failed(e),
+    };
+    let outcome = leased(inner, ticket, trigger, started, coord).await;
+    if let Err(e) = coord.release(&lease).await {
+        report_store_failure(inner, e); // it lapses by its TTL
+    }
+    outcome
+}
+
+/// Waits for the lease, polling with bounded backoff plus jitter, for at most
+/// two TTLs (a dead holder's lease lapses after one). `Ok(None)` if the flight
+/// was superseded meanwhile.
+async fn acquire(
+    inner: &Inner,
+    ticket: &Ticket,
+    coord: &dyn Coordinator,
+) -> Result<Option<Lease>, RefreshError> {
+    let ttl = lease_ttl(inner.config.refresh_timeout);
+    let limit = ttl * 2;
+    let began = inner.rt.now();
+    let mut polls = 0u32;
+    loop {
+        match coord.try_acquire(ttl).await {
+            Ok(Some(lease)) => return Ok(Some(lease)),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "refresh lease unavailable");
+                return Err(RefreshError::transient(e));
+            }
+        }
+        if !inner.cell.is_current(ticket) {
+            return Ok(None);
+        }
+        if elapsed(inner, began) >= limit {
+            return Err(RefreshError::transient(LeaseBusy(limit)));
+        }
+        polls += 1;
+        let base = lease_poll_delay(polls);
+        inner
+            .rt
+            .sleep
+            .sleep(base + inner.rt.jitter.jitter(base / 2))
+            .await;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("another process held the refresh lease for more than {0:?}")]
+struct LeaseBusy(Duration);
+
+/// Holding the lease: re-read, then adopt or refresh with compare-and-set.
+async fn leased(
+    inner: &Arc<Inner>,
+    ticket: &Ticket,
+    trigger: Trigger,
+    started: SystemTime,
+    coord: &dyn Coordinator,
+) -> Attempt {
+    let mine = ticket.from.generation();
+    let expected = match inner.store.load().await {
+        Ok(Some(stored)) if stored.generation > mine => {
+            // Another process refreshed while we waited: no refresh (C15).
+            adopt(inner, ticket, stored, started).await;
+            return Attempt::Done;
+        }
+        Ok(stored) => stored.map(|t| t.generation),
+        Err(e) => {
+            tracing::warn!(error = %e, "re-reading the store under the lease failed");
+            return Attempt::Failed(RefreshError::transient(e));
+        }
+    };
+    refresh_and_publish(inner, ticket, trigger, started, Some((coord, expected))).await
+}
+
+async fn refresh_and_publish(
+    inner: &Arc<Inner>,
+    ticket: &Ticket,
+    trigger: Trigger,
+    started: SystemTime,
+    cas: Option<(&dyn Coordinator, Option<Generation>)>,
+) -> Attempt {
+    match attempt_once(inner, &ticket.from.tokens).await {
+        Ok(tokens) => {
+            publish(inner, ticket, tokens, trigger, started, cas).await;
+            Attempt::Done
+        }
+        Err(e) if e.is_rejected() => {
+            rejected(inner, ticket, e, started).await;
+            Attempt::Done
+        }
+        Err(e) => Attempt::Failed(e),
     }
 }
 
@@ -87,7 +216,9 @@ async fn attempt_once(inner: &Inner, current: &TokenSet) -> Result<TokenSet, Ref
     let timeout = inner.rt.sleep.sleep(inner.config.refresh_timeout);
     match select(call, timeout).await {
         Either::Left((result, _)) => result,
-        Either::Right(((), _)) => Err(RefreshError::transient(TimedOut(inner.config.refresh_timeout))),
+        Either::Right(((), _)) => Err(RefreshError::transient(TimedOut(
+            inner.config.refresh_timeout,
+        ))),
     }
 }
 
@@ -95,8 +226,17 @@ async fn attempt_once(inner: &Inner, current: &TokenSet) -> Result<TokenSet, Ref
 #[error("the refresh did not answer within {0:?}")]
 struct TimedOut(Duration);
 
-/// Persists `tokens` and only then publishes them (C13).
-async fn publish(inner: &Arc<Inner>, ticket: &Ticket, mut tokens: TokenSet, trigger: Trigger, started: SystemTime) {
+/// Persists `tokens` and only then publishes them (C13). With `cas`, the write
+/// is a compare-and-set on the generation read under the lease; if another
+/// holder wrote meanwhile, its set is adopted instead.
+async fn publish(
+    inner: &Arc<Inner>,
+    ticket: &Ticket,
+    mut tokens: TokenSet,
+    trigger: Trigger,
+    started: SystemTime,
+    cas: Option<(&dyn Coordinator, Option<Generation>)>,
+) {
     let from = &ticket.from.tokens;
     tokens.generation = from.generation.next();
     if tokens.refresh_token.is_none() {
@@ -108,12 +248,22 @@ async fn publish(inner: &Arc<Inner>, ticket: &Ticket, mut tokens: TokenSet, trig
     if !inner.cell.is_current(ticket) {
         return;
     }
-    persist(inner, &p.tokens).await;
+    match cas {
+        None => persist(inner, &p.tokens).await,
+        Some((coord, expected)) => {
+            if let Some(stored) = persist_cas(inner, coord, expected, &p.tokens).await {
+                return finish_adopted(inner, ticket, stored, started);
+            }
+        }
+    }
     let generation = p.generation();
     if inner.cell.finish(ticket, Finish::Publish(p)) {
         m::refresh_outcome("ok", elapsed(inner, started));
         tracing::info!(generation = %generation, "token refreshed");
-        inner.events.emit(SessionEvent::Refreshed { generation, trigger });
+        inner.events.emit(SessionEvent::Refreshed {
+            generation,
+            trigger,
+        });
     }
 }
 
@@ -134,10 +284,45 @@ async fn persist(inner: &Inner, tokens: &TokenSet) {
     }
 }
 
+/// Writes `tokens` with compare-and-set from `expected`, retrying failures as
+/// [`persist`] does. Returns the stored set to adopt instead if another holder
+/// wrote a set at least as new (its lease and ours overlapped: our lease
+/// lapsed, or a writer ignored it).
+async fn persist_cas(
+    inner: &Inner,
+    coord: &dyn Coordinator,
+    mut expected: Option<Generation>,
+    tokens: &TokenSet,
+) -> Option<TokenSet> {
+    let attempts = inner.config.store_attempts.max(1);
+    for attempt in 1..=attempts {
+        match coord.compare_and_store(expected, tokens).await {
+            Ok(true) => return None,
+            Ok(false) => match inner.store.load().await {
+                Ok(Some(stored)) if stored.generation >= tokens.generation => {
+                    tracing::warn!(generation = %stored.generation, "the store moved on during the refresh; adopting the stored tokens");
+                    return Some(stored);
+                }
+                // Older, or cleared: write ours over what is there now.
+                Ok(stored) => expected = stored.map(|t| t.generation),
+                Err(e) => report_store_failure(inner, e),
+            },
+            Err(e) => report_store_failure(inner, e),
+        }
+        if attempt < attempts {
+            let delay = backoff_delay(&inner.config.retry, attempt, Duration::ZERO, None);
+            inner.rt.sleep.sleep(delay).await;
+        }
+    }
+    None
+}
+
 fn report_store_failure(inner: &Inner, e: StoreError) {
     tracing::error!(error = %e, "persisting tokens failed");
     m::store_failure();
-    inner.events.emit(SessionEvent::StoreFailed { error: Arc::new(e) });
+    inner
+        .events
+        .emit(SessionEvent::StoreFailed { error: Arc::new(e) });
 }
 
 /// The server refused the refresh token. If the store holds a newer generation,
@@ -151,14 +336,8 @@ async fn rejected(inner: &Arc<Inner>, ticket: &Ticket, error: RefreshError, star
     let mine = ticket.from.generation();
     match inner.store.load().await {
         Ok(Some(stored)) if stored.generation > mine => {
-            let p = inner.publishable(stored);
-            let generation = p.generation();
-            if inner.cell.finish(ticket, Finish::Publish(p)) {
-                m::refresh_outcome("adopted", elapsed(inner, started));
-                tracing::info!(generation = %generation, "refresh token rotated elsewhere; adopted the stored tokens");
-                inner.events.emit(SessionEvent::Adopted { generation });
-            }
-            return;
+            tracing::info!(generation = %stored.generation, "refresh token rotated elsewhere");
+            return finish_adopted(inner, ticket, stored, started);
         }
         Ok(_) => {}
         Err(e) => report_store_failure(inner, e),
@@ -172,5 +351,24 @@ async fn rejected(inner: &Arc<Inner>, ticket: &Ticket, error: RefreshError, star
         m::refresh_outcome("rejected", elapsed(inner, started));
         m::session_ended(reason);
         inner.events.emit(SessionEvent::SessionEnded { reason });
+    }
+}
+
+/// Publishes a set another process stored, without refreshing (C15, C16).
+async fn adopt(inner: &Arc<Inner>, ticket: &Ticket, stored: TokenSet, started: SystemTime) {
+    let _guard = inner.persist.lock().await;
+    if inner.cell.is_current(ticket) {
+        finish_adopted(inner, ticket, stored, started);
+    }
+}
+
+/// Completes the flight with `stored`. The caller holds `inner.persist`.
+fn finish_adopted(inner: &Inner, ticket: &Ticket, stored: TokenSet, started: SystemTime) {
+    let p = inner.publishable(stored);
+    let generation = p.generation();
+    if inner.cell.finish(ticket, Finish::Publish(p)) {
+        m::refresh_outcome("adopted", elapsed(inner, started));
+        tracing::info!(generation = %generation, "adopted the tokens another process stored");
+        inner.events.emit(SessionEvent::Adopted { generation });
     }
 }

@@ -10,10 +10,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::error::{RefreshError, RefreshErrorKind, StoreError};
+use crate::refresher::Refresher;
 use crate::runtime::{Clock, NoJitter, Runtime, TokioClock, TokioSleep, TokioSpawn};
 use crate::store::{MemoryStore, TokenStore};
 use crate::token::TokenSet;
-use crate::refresher::Refresher;
+
+pub mod conformance;
+pub mod procs;
 
 /// A runtime on tokio's clock, without jitter. Under `tokio::time::pause` its
 /// clock is virtual.
@@ -58,7 +61,9 @@ pub struct FakeServer {
 
 impl std::fmt::Debug for FakeServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeServer").field("calls", &self.calls()).finish_non_exhaustive()
+        f.debug_struct("FakeServer")
+            .field("calls", &self.calls())
+            .finish_non_exhaustive()
     }
 }
 
@@ -79,7 +84,8 @@ impl FakeServer {
 
     fn issue(&self, st: &mut ServerState, with_refresh: bool) -> TokenSet {
         let n = st.rotation;
-        let mut t = TokenSet::new(format!("access-{n}")).with_expires_in(self.clock.now(), self.lifetime);
+        let mut t =
+            TokenSet::new(format!("access-{n}")).with_expires_in(self.clock.now(), self.lifetime);
         if with_refresh {
             let rt = format!("refresh-{n}");
             st.refresh_valid = Some(rt.clone());
@@ -165,7 +171,10 @@ impl Refresher for FakeServer {
             None => {}
         }
         let mut st = self.state();
-        let presented = current.refresh_token.as_ref().map(|r| r.secret().to_owned());
+        let presented = current
+            .refresh_token
+            .as_ref()
+            .map(|r| r.secret().to_owned());
         if presented.is_none() || presented != st.refresh_valid {
             return Err(RefreshError::rejected("invalid_grant"));
         }
@@ -207,7 +216,9 @@ impl FlakyStore {
 
     /// The stored set, read synchronously.
     pub fn peek(&self) -> Option<TokenSet> {
-        futures::executor::block_on(self.inner.load()).ok().flatten()
+        futures::executor::block_on(self.inner.load())
+            .ok()
+            .flatten()
     }
 }
 
@@ -225,7 +236,9 @@ impl TokenStore for FlakyStore {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
         if failing {
-            return Err(StoreError::Io(std::io::Error::other("disk full (scripted)")));
+            return Err(StoreError::Io(std::io::Error::other(
+                "disk full (scripted)",
+            )));
         }
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.store(tokens).await

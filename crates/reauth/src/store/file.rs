@@ -4,9 +4,13 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
 use crate::error::StoreError;
-use crate::store::TokenStore;
-use crate::token::TokenSet;
+use crate::store::{Coordinator, Lease, TokenStore};
+use crate::token::{Generation, TokenSet};
 
 /// A [`TokenStore`] in a JSON file, written atomically and readable only by its owner.
 ///
@@ -17,6 +21,23 @@ use crate::token::TokenSet;
 /// [`StoreError::Corrupt`] and never overwritten by a load.
 ///
 /// I/O is blocking and short (one small file); it runs on the refresh task.
+///
+/// # Processes sharing the file (C15)
+///
+/// The store is a [`Coordinator`]: several processes using the same path make
+/// **one** refresh between them. Writes, compare-and-set and lease changes are
+/// serialised by an advisory lock (`flock` on Unix, `LockFileEx` on Windows)
+/// on a lock file beside the tokens, `.<name>.lock`, held only for the few
+/// microseconds of one operation. The refresh lease itself is a record in that
+/// lock file — owner token and expiry in wall-clock milliseconds — so a holder
+/// that is killed (or wedged) mid-refresh blocks the others for at most one
+/// lease TTL, after which another process takes over. The kernel drops the
+/// advisory lock of a dead process, so a crash inside an operation blocks
+/// nobody. Expiry compares wall-clock times written by processes on the same
+/// machine; a clock step backwards lengthens a lapsed lease by the step.
+///
+/// Advisory locks are unreliable on some network file systems (NFS without
+/// lock support): keep the file on a local disk.
 ///
 /// ```
 /// # futures::executor::block_on(async {
@@ -52,8 +73,40 @@ impl FileStore {
     }
 
     fn temp_path(&self) -> PathBuf {
-        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        self.dir().join(format!(".{name}.{}.{:016x}.tmp", std::process::id(), fastrand::u64(..)))
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.dir().join(format!(
+            ".{name}.{}.{:016x}.tmp",
+            std::process::id(),
+            fastrand::u64(..)
+        ))
+    }
+
+    /// The lock file beside the tokens: `.<name>.lock`.
+    pub fn lock_path(&self) -> PathBuf {
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.dir().join(format!(".{name}.lock"))
+    }
+
+    /// Runs `f` holding the exclusive advisory lock on the lock file.
+    fn locked<T>(
+        &self,
+        f: impl FnOnce(&mut fs::File) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut file = open_lock(&self.lock_path())?;
+        // UFCS: std grew inherent methods of the same name after our MSRV.
+        fs4::FileExt::lock(&file)?;
+        let result = f(&mut file);
+        // Closing the file releases the lock (and so does the kernel if we die).
+        drop(file);
+        result
     }
 
     pub(crate) fn read_sync(&self) -> Result<Option<TokenSet>, StoreError> {
@@ -62,7 +115,9 @@ impl FileStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| StoreError::Corrupt(Box::new(e)))
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(Box::new(e)))
     }
 
     pub(crate) fn write_sync(&self, tokens: &TokenSet) -> Result<(), StoreError> {
@@ -91,15 +146,74 @@ impl FileStore {
     }
 }
 
+/// The lease record kept in the lock file.
+#[derive(Debug, Serialize, Deserialize)]
+struct LeaseRecord {
+    owner: String,
+    expires_at_ms: u64,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    u64::try_from(t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The lease recorded in the (locked) lock file; unreadable contents count as none.
+fn read_lease(file: &mut fs::File) -> io::Result<Option<LeaseRecord>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut buf = Vec::new();
+    file.seek(SeekFrom::Start(0))?;
+    file.read_to_end(&mut buf)?;
+    Ok(serde_json::from_slice(&buf).ok())
+}
+
+fn write_lease(file: &mut fs::File, lease: Option<&LeaseRecord>) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    file.set_len(0)?;
+    file.seek(SeekFrom::Start(0))?;
+    if let Some(lease) = lease {
+        file.write_all(&serde_json::to_vec(lease).map_err(io::Error::other)?)?;
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn open_lock(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn open_lock(path: &Path) -> io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+}
+
 #[cfg(unix)]
 fn open_private(path: &Path) -> io::Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
 }
 
 #[cfg(not(unix))]
 fn open_private(path: &Path) -> io::Result<fs::File> {
-    fs::OpenOptions::new().write(true).create_new(true).open(path)
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
 }
 
 #[cfg(unix)]
@@ -119,11 +233,57 @@ impl TokenStore for FileStore {
     }
 
     async fn store(&self, tokens: &TokenSet) -> Result<(), StoreError> {
-        self.write_sync(tokens)
+        self.locked(|_| self.write_sync(tokens))
     }
 
     async fn clear(&self) -> Result<(), StoreError> {
-        self.clear_sync()
+        self.locked(|_| self.clear_sync())
+    }
+
+    fn coordinator(&self) -> Option<&dyn Coordinator> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Coordinator for FileStore {
+    async fn try_acquire(&self, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        self.locked(|file| {
+            let now = SystemTime::now();
+            if read_lease(file)?.is_some_and(|l| l.expires_at_ms > unix_ms(now)) {
+                return Ok(None);
+            }
+            let lease = Lease::generate(ttl);
+            let record = LeaseRecord {
+                owner: lease.owner().to_owned(),
+                expires_at_ms: unix_ms(now + ttl),
+            };
+            write_lease(file, Some(&record))?;
+            Ok(Some(lease))
+        })
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.locked(|file| {
+            if read_lease(file)?.is_some_and(|l| l.owner == lease.owner()) {
+                write_lease(file, None)?;
+            }
+            Ok(())
+        })
+    }
+
+    async fn compare_and_store(
+        &self,
+        expected: Option<Generation>,
+        tokens: &TokenSet,
+    ) -> Result<bool, StoreError> {
+        self.locked(|_| {
+            if self.read_sync()?.map(|t| t.generation) != expected {
+                return Ok(false);
+            }
+            self.write_sync(tokens)?;
+            Ok(true)
+        })
     }
 }
 
@@ -137,7 +297,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path().join("t.json"));
         assert!(store.read_sync().unwrap().is_none());
-        let t = TokenSet::new("a").with_refresh_token("r").with_generation(Generation::new(4));
+        let t = TokenSet::new("a")
+            .with_refresh_token("r")
+            .with_generation(Generation::new(4));
         store.write_sync(&t).unwrap();
         assert_eq!(store.read_sync().unwrap(), Some(t));
         store.clear_sync().unwrap();

@@ -1,4 +1,4 @@
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 
@@ -8,7 +8,9 @@ use crate::token::TokenSet;
 
 /// A [`TokenStore`] in memory: nothing survives the process. The default.
 ///
-/// Clones share the same slot.
+/// Clones share the same slot, and coordinate refreshes through it (a
+/// [`Coordinator`](crate::Coordinator) lease and compare-and-set), so several
+/// sessions of one process sharing a clone make one refresh between them.
 ///
 /// ```
 /// # futures::executor::block_on(async {
@@ -22,29 +24,100 @@ use crate::token::TokenSet;
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
-    slot: Arc<Mutex<Option<TokenSet>>>,
+    slot: Arc<Mutex<Slot>>,
 }
+
+#[derive(Debug, Default)]
+struct Slot {
+    tokens: Option<TokenSet>,
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), allow(dead_code))]
+    lease: Option<(String, LeaseClock)>,
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+type LeaseClock = std::time::Instant;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+type LeaseClock = ();
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
+
+    fn slot(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 #[async_trait]
 impl TokenStore for MemoryStore {
     async fn load(&self) -> Result<Option<TokenSet>, StoreError> {
-        Ok(self.slot.lock().unwrap_or_else(PoisonError::into_inner).clone())
+        Ok(self.slot().tokens.clone())
     }
 
     async fn store(&self, tokens: &TokenSet) -> Result<(), StoreError> {
-        *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(tokens.clone());
+        self.slot().tokens = Some(tokens.clone());
         Ok(())
     }
 
     async fn clear(&self) -> Result<(), StoreError> {
-        *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.slot().tokens = None;
         Ok(())
+    }
+
+    // `Instant::now` is unavailable in a browser: there, a memory store is
+    // private to one session and does not coordinate.
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+    fn coordinator(&self) -> Option<&dyn crate::store::Coordinator> {
+        Some(self)
+    }
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+mod coordinate {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::store::{Coordinator, Lease};
+    use crate::token::Generation;
+
+    #[async_trait]
+    impl Coordinator for MemoryStore {
+        async fn try_acquire(&self, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+            let mut slot = self.slot();
+            let now = Instant::now();
+            if slot.lease.as_ref().is_some_and(|(_, until)| *until > now) {
+                return Ok(None);
+            }
+            let lease = Lease::generate(ttl);
+            slot.lease = Some((lease.owner().to_owned(), now + ttl));
+            Ok(Some(lease))
+        }
+
+        async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+            let mut slot = self.slot();
+            if slot
+                .lease
+                .as_ref()
+                .is_some_and(|(owner, _)| owner == lease.owner())
+            {
+                slot.lease = None;
+            }
+            Ok(())
+        }
+
+        async fn compare_and_store(
+            &self,
+            expected: Option<Generation>,
+            tokens: &TokenSet,
+        ) -> Result<bool, StoreError> {
+            let mut slot = self.slot();
+            if slot.tokens.as_ref().map(|t| t.generation) != expected {
+                return Ok(false);
+            }
+            slot.tokens = Some(tokens.clone());
+            Ok(true)
+        }
     }
 }

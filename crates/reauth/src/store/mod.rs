@@ -7,10 +7,13 @@ use crate::token::TokenSet;
 
 #[cfg(feature = "file-store")]
 mod file;
+mod lease;
 mod memory;
 
 #[cfg(feature = "file-store")]
 pub use file::FileStore;
+pub(crate) use lease::lease_poll_delay;
+pub use lease::{Coordinator, Lease, lease_ttl, new_owner_token};
 pub use memory::MemoryStore;
 
 /// Persists the session's token set, generation included.
@@ -41,4 +44,15 @@ pub trait TokenStore: Send + Sync + 'static {
     ///
     /// [`StoreError`] when the backend fails.
     async fn clear(&self) -> Result<(), StoreError>;
+
+    /// The store's cross-process coordination, if it has any (C15, C16).
+    ///
+    /// A store shared by several processes or replicas returns its
+    /// [`Coordinator`] here; the session then takes a lease, re-reads the
+    /// store and writes with compare-and-set around every refresh, so that one
+    /// refresh happens across all of them. The default is `None`: the store is
+    /// private to one session and the in-process single flight is enough.
+    fn coordinator(&self) -> Option<&dyn Coordinator> {
+        None
+    }
 }

@@ -1,0 +1,659 @@
+//! A harness for the multi-process and multi-replica tests (C15, C16).
+//!
+//! The parent test starts a [`RotatingServer`] — a real HTTP refresh endpoint
+//! on `127.0.0.1` whose refresh tokens are one-time, that counts every refresh
+//! that reaches it — writes an **expired** token set to the shared store, and
+//! re-runs its own test binary P times as child processes ([`run_processes`]).
+//! Each child ([`run_child`]) opens the shared store, restores the session,
+//! waits at a barrier on the server so that all of them ask at once, calls
+//! `access_token()` (the token has expired: each process needs a refresh) and
+//! prints what it got. Optionally the first refresh hangs at the server and
+//! the parent SIGKILLs the process that sent it, mid-refresh, while it holds
+//! the lease.
+//!
+//! A test file wires it up with one parent test and one child entry:
+//!
+//! ```no_run
+//! use reauth::test_util::procs;
+//!
+//! #[test]
+//! fn process_child() {
+//!     // Not a child: nothing to do. A child: be one replica.
+//!     procs::child_main(|spec| reauth::FileStore::new(spec));
+//! }
+//! ```
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::error::RefreshError;
+use crate::events::SessionEvent;
+use crate::policy::RefreshAhead;
+use crate::refresher::Refresher;
+use crate::session::Session;
+use crate::store::TokenStore;
+use crate::token::{Generation, TokenSet};
+
+const CHILD_ENV: &str = "REAUTH_TEST_CHILD";
+const RESULT_PREFIX: &str = "REAUTH_CHILD_RESULT ";
+
+/// Access tokens the server issues live this long.
+pub const LIFETIME: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Default)]
+struct ServerState {
+    rotation: u64,
+    calls: usize,
+    /// The pid each refresh came from, in arrival order.
+    callers: Vec<u32>,
+    hang_first: bool,
+    arrived: usize,
+}
+
+/// A refresh endpoint on loopback with one-time refresh tokens: `refresh-n`
+/// buys `access-(n+1)` / `refresh-(n+1)`; any other refresh token is
+/// `invalid_grant` (HTTP 400), as on a strict server.
+#[derive(Clone, Debug)]
+pub struct RotatingServer {
+    addr: std::net::SocketAddr,
+    state: Arc<Mutex<ServerState>>,
+    barrier: Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+impl RotatingServer {
+    /// Starts the server on a free loopback port, on the current tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// If it cannot bind.
+    pub async fn start(hang_first: bool) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let state = Arc::new(Mutex::new(ServerState {
+            hang_first,
+            ..ServerState::default()
+        }));
+        let (tx, _) = tokio::sync::watch::channel(0usize);
+        let server = Self {
+            addr,
+            state,
+            barrier: Arc::new(tx),
+        };
+        let s = server.clone();
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let _ = s.serve(conn).await;
+                });
+            }
+        });
+        server
+    }
+
+    /// `http://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ServerState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Refresh requests that reached the server.
+    pub fn calls(&self) -> usize {
+        self.state().calls
+    }
+
+    /// Successful rotations.
+    pub fn rotations(&self) -> u64 {
+        self.state().rotation
+    }
+
+    /// The pids refreshes came from, in arrival order.
+    pub fn callers(&self) -> Vec<u32> {
+        self.state().callers.clone()
+    }
+
+    /// The token set a login would get now (rotation `n`), already expired
+    /// and of generation 1: every process that loads it must refresh.
+    pub fn expired_login(&self) -> TokenSet {
+        let n = self.state().rotation;
+        let past = SystemTime::now() - Duration::from_secs(60);
+        TokenSet::new(format!("access-{n}"))
+            .with_refresh_token(format!("refresh-{n}"))
+            .with_expires_in(past - LIFETIME, LIFETIME)
+            .with_generation(Generation::new(1))
+    }
+
+    async fn serve(&self, mut conn: TcpStream) -> std::io::Result<()> {
+        let (head, body) = read_request(&mut conn).await?;
+        let mut lines = head.lines();
+        let request_line = lines.next().unwrap_or_default().to_owned();
+        let headers: HashMap<String, String> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let (status, reply) = if request_line.starts_with("GET /barrier") {
+            let expected: usize = headers
+                .get("x-expected")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            let mut rx = self.barrier.subscribe();
+            self.barrier.send_modify(|n| *n += 1);
+            self.state().arrived += 1;
+            let _ = rx.wait_for(|n| *n >= expected).await;
+            (200, "{}".to_owned())
+        } else if request_line.starts_with("POST /token") {
+            let pid = headers
+                .get("x-pid")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let hang = {
+                let mut st = self.state();
+                st.calls += 1;
+                st.callers.push(pid);
+                std::mem::take(&mut st.hang_first)
+            };
+            if hang {
+                // Hold the connection open and never answer; the parent kills
+                // the caller meanwhile. Nothing rotates.
+                futures::future::pending::<()>().await;
+            }
+            let mut st = self.state();
+            if String::from_utf8_lossy(&body).trim() == format!("refresh-{}", st.rotation) {
+                st.rotation += 1;
+                let n = st.rotation;
+                let reply = serde_json::json!({
+                    "access_token": format!("access-{n}"),
+                    "refresh_token": format!("refresh-{n}"),
+                    "expires_in": LIFETIME.as_secs(),
+                });
+                (200, reply.to_string())
+            } else {
+                (400, r#"{"error":"invalid_grant"}"#.to_owned())
+            }
+        } else {
+            (404, "{}".to_owned())
+        };
+        let response = format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+            reply.len()
+        );
+        conn.write_all(response.as_bytes()).await?;
+        conn.shutdown().await
+    }
+}
+
+async fn read_request(conn: &mut TcpStream) -> std::io::Result<(String, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        let n = conn.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let len: usize = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = buf[head_end + 4..].to_vec();
+    while body.len() < len {
+        let n = conn.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Ok((head, body))
+}
+
+/// One HTTP/1.1 exchange with `Connection: close`; returns status and body.
+async fn http(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    let host = url.trim_start_matches("http://");
+    let mut conn = TcpStream::connect(host).await?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    conn.write_all(req.as_bytes()).await?;
+    let mut out = Vec::new();
+    conn.read_to_end(&mut out).await?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// A [`Refresher`] calling a [`RotatingServer`] over HTTP.
+#[derive(Clone, Debug)]
+pub struct HttpRefresher {
+    url: String,
+}
+
+impl HttpRefresher {
+    /// A refresher for the server at `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into() }
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    refresh_token: Option<String>,
+    expires_in: u64,
+}
+
+#[async_trait]
+impl Refresher for HttpRefresher {
+    async fn refresh(&self, current: &TokenSet) -> Result<TokenSet, RefreshError> {
+        let presented = current
+            .refresh_token
+            .as_ref()
+            .map(|r| r.secret().to_owned())
+            .unwrap_or_default();
+        let pid = [("x-pid", std::process::id().to_string())];
+        let (status, body) = http(&self.url, "POST", "/token", &pid, &presented)
+            .await
+            .map_err(RefreshError::transient)?;
+        match status {
+            200 => {
+                let r: TokenResponse =
+                    serde_json::from_str(&body).map_err(RefreshError::misconfigured)?;
+                let mut t = TokenSet::new(r.access_token)
+                    .with_expires_in(SystemTime::now(), Duration::from_secs(r.expires_in));
+                if let Some(rt) = r.refresh_token {
+                    t = t.with_refresh_token(rt);
+                }
+                Ok(t)
+            }
+            400 | 401 => Err(RefreshError::rejected(body)),
+            _ => Err(RefreshError::transient(format!("HTTP {status}"))),
+        }
+    }
+}
+
+/// What the parent passes to each child.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ChildConfig {
+    /// The [`RotatingServer`]'s URL.
+    pub server: String,
+    /// Which store to open; the child's `open` closure interprets it (a path, a URL + key).
+    pub store: String,
+    /// The session's refresh timeout, in milliseconds (the lease TTL follows from it).
+    pub refresh_timeout_ms: u64,
+    /// How many processes meet at the barrier.
+    pub processes: usize,
+}
+
+/// What a child reports.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ChildResult {
+    /// The child's pid.
+    pub pid: u32,
+    /// The generation it ended with, if it has a token.
+    pub generation: Option<u64>,
+    /// The access token it got, or the error.
+    pub access: Result<String, String>,
+    /// Whether it called the refresher and published the result itself.
+    pub refreshed: bool,
+    /// Whether it adopted a set another process stored.
+    pub adopted: bool,
+    /// Whether its session ended (a logout: never expected here).
+    pub ended: bool,
+}
+
+/// The scenario the parent runs.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// The name of the test function that calls [`child_main`], run with `--exact`.
+    pub child_test: &'static str,
+    /// The store spec handed to every child.
+    pub store: String,
+    /// Number of processes (≥ 4 for C15/C16).
+    pub processes: usize,
+    /// The first refresh hangs at the server and its sender is SIGKILLed.
+    pub kill_first_refresher: bool,
+    /// Each child's refresh timeout.
+    pub refresh_timeout: Duration,
+}
+
+/// What happened.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The reports of the children that exited (the killed one has none).
+    pub results: Vec<ChildResult>,
+    /// Refresh requests that reached the server.
+    pub calls: usize,
+    /// Successful rotations at the server.
+    pub rotations: u64,
+    /// The pid killed mid-refresh, if the scenario kills.
+    pub killed: Option<u32>,
+}
+
+/// Runs `scenario`: writes an expired login through `store`, starts the
+/// children, kills the first refresher if asked, and collects the reports.
+///
+/// # Panics
+///
+/// If a child fails, or anything takes longer than two minutes.
+pub async fn run_processes<S: TokenStore>(scenario: &Scenario, store: &S) -> Outcome {
+    let server = RotatingServer::start(scenario.kill_first_refresher).await;
+    store
+        .store(&server.expired_login())
+        .await
+        .expect("write the expired login to the shared store");
+    let config = ChildConfig {
+        server: server.url(),
+        store: scenario.store.clone(),
+        refresh_timeout_ms: u64::try_from(scenario.refresh_timeout.as_millis()).unwrap_or(u64::MAX),
+        processes: scenario.processes,
+    };
+    let exe = std::env::current_exe().expect("current exe");
+    let mut children: Vec<Child> = (0..scenario.processes)
+        .map(|_| {
+            Command::new(&exe)
+                .args([
+                    scenario.child_test,
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_ENV, serde_json::to_string(&config).expect("json"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn child process")
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let mut killed = None;
+    if scenario.kill_first_refresher {
+        let pid = loop {
+            if let Some(&pid) = server.callers().first() {
+                break pid;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no refresh reached the server"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let child = children
+            .iter_mut()
+            .find(|c| c.id() == pid)
+            .expect("the first refresher is one of ours");
+        child.kill().expect("SIGKILL the lease holder"); // SIGKILL on Unix
+        let _ = child.wait();
+        killed = Some(pid);
+    }
+    let mut results = Vec::new();
+    for mut child in children {
+        let pid = child.id();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("child {pid} did not finish within two minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        if Some(pid) == killed {
+            continue;
+        }
+        let mut out = String::new();
+        let mut err = String::new();
+        child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut out)
+            .expect("read stdout");
+        child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut err)
+            .expect("read stderr");
+        assert!(
+            status.success(),
+            "child {pid} failed: {status}\n--- stdout\n{out}\n--- stderr\n{err}"
+        );
+        let line = out
+            .lines()
+            .find_map(|l| l.split_once(RESULT_PREFIX).map(|(_, r)| r))
+            .unwrap_or_else(|| {
+                panic!("child {pid} reported nothing\n--- stdout\n{out}\n--- stderr\n{err}")
+            });
+        results.push(serde_json::from_str(line).expect("child result json"));
+    }
+    Outcome {
+        results,
+        calls: server.calls(),
+        rotations: server.rotations(),
+        killed,
+    }
+}
+
+/// The child's entry: if this process is a child of [`run_processes`], opens
+/// the store with `open(spec)` on a fresh tokio runtime and runs
+/// [`run_child`]; otherwise returns at once.
+pub fn child_main<S: TokenStore, F: std::future::Future<Output = S>>(
+    open: impl FnOnce(String) -> F,
+) {
+    let Ok(json) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let config: ChildConfig = serde_json::from_str(&json).expect("child config");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let store = open(config.store.clone()).await;
+        run_child(config, store).await;
+    });
+}
+
+/// One process: restore from the shared store, meet the others, ask for a
+/// token (the stored one has expired), report.
+///
+/// # Panics
+///
+/// If the store holds no session or the server is unreachable.
+pub async fn run_child<S: TokenStore>(config: ChildConfig, store: S) {
+    let session = Session::builder(HttpRefresher::new(config.server.clone()))
+        .store(store)
+        .refresh_ahead(RefreshAhead::disabled())
+        .refresh_timeout(Duration::from_millis(config.refresh_timeout_ms))
+        .wait_timeout(Duration::from_secs(90))
+        .build();
+    let mut events = session.events();
+    assert!(
+        session.restore().await.expect("restore"),
+        "the parent stored a session"
+    );
+    let expected = [("x-expected", config.processes.to_string())];
+    let (status, _) = http(&config.server, "GET", "/barrier", &expected, "")
+        .await
+        .expect("barrier");
+    assert_eq!(status, 200);
+    let got = session.access_token().await;
+    let mut result = ChildResult {
+        pid: std::process::id(),
+        generation: session.generation().map(Generation::get),
+        access: got
+            .map(|b| b.token().secret().to_owned())
+            .map_err(|e| e.to_string()),
+        refreshed: false,
+        adopted: false,
+        ended: false,
+    };
+    // The flight wakes its waiters before the event is emitted: wait for it
+    // (bounded), then take whatever else is queued.
+    let mut decided = false;
+    loop {
+        let event = if decided {
+            events.try_next()
+        } else {
+            tokio::time::timeout(Duration::from_secs(10), events.next())
+                .await
+                .ok()
+                .flatten()
+        };
+        let Some(event) = event else { break };
+        match event {
+            SessionEvent::Refreshed { .. } => result.refreshed = true,
+            SessionEvent::Adopted { .. } => result.adopted = true,
+            SessionEvent::SessionEnded { .. } => result.ended = true,
+            _ => continue,
+        }
+        decided = true;
+    }
+    println!(
+        "\n{RESULT_PREFIX}{}",
+        serde_json::to_string(&result).expect("json")
+    );
+}
+
+/// The common assertions of C15/C16: exactly one rotation reached the server,
+/// every surviving process holds its result at the same generation, exactly
+/// one of them refreshed and the rest adopted, nobody logged out.
+///
+/// # Panics
+///
+/// When one of them does not hold.
+pub fn assert_one_refresh(outcome: &Outcome, processes: usize) {
+    let survivors = processes - usize::from(outcome.killed.is_some());
+    assert_eq!(outcome.results.len(), survivors, "{outcome:#?}");
+    assert_eq!(
+        outcome.rotations, 1,
+        "exactly one rotation across processes: {outcome:#?}"
+    );
+    let expected_calls = if outcome.killed.is_some() { 2 } else { 1 };
+    assert_eq!(
+        outcome.calls, expected_calls,
+        "refreshes that reached the server: {outcome:#?}"
+    );
+    for r in &outcome.results {
+        assert_eq!(r.access.as_deref(), Ok("access-1"), "{r:?}");
+        assert_eq!(r.generation, Some(2), "{r:?}");
+        assert!(!r.ended, "no process logs out: {r:?}");
+        assert!(
+            r.refreshed ^ r.adopted,
+            "refreshed or adopted, not both: {r:?}"
+        );
+    }
+    let refreshed = outcome.results.iter().filter(|r| r.refreshed).count();
+    assert_eq!(
+        refreshed, 1,
+        "one process refreshed, the others adopted: {outcome:#?}"
+    );
+}
+
+/// "Rotated elsewhere" (C16): a session on handle `a` refreshes; meanwhile a
+/// writer on handle `b` that ignored the lease (a replica whose lease lapsed,
+/// an old client) rotates the token and stores a newer generation, so the
+/// server answers `a` with `invalid_grant`. The session must adopt the stored
+/// set, not log out.
+///
+/// # Panics
+///
+/// When the session ends or does not adopt.
+pub async fn rejected_while_store_moved_is_adopted<S: TokenStore>(a: S, b: S) {
+    let b = Arc::new(b);
+    let writer = Arc::clone(&b);
+    let refresher = crate::refresher::refresh_fn(move |current: TokenSet| {
+        let writer = Arc::clone(&writer);
+        async move {
+            let elsewhere = TokenSet::new("access-elsewhere")
+                .with_refresh_token("refresh-elsewhere")
+                .with_expires_in(SystemTime::now(), LIFETIME)
+                .with_generation(current.generation.next());
+            writer
+                .store(&elsewhere)
+                .await
+                .map_err(RefreshError::transient)?;
+            Err(RefreshError::rejected("invalid_grant"))
+        }
+    });
+    let session = Session::builder(refresher)
+        .store(a)
+        .refresh_ahead(RefreshAhead::disabled())
+        .build();
+    let mut events = session.events();
+    let g = session
+        .start(
+            TokenSet::new("access-0")
+                .with_refresh_token("refresh-0")
+                .with_expires_in(SystemTime::now(), LIFETIME),
+        )
+        .await
+        .expect("start");
+    let sent = session.access_token().await.expect("token");
+    let replay = session
+        .invalidate(&sent)
+        .await
+        .expect("adopted, not logged out");
+    assert_eq!(replay.token().secret(), "access-elsewhere");
+    assert_eq!(replay.generation(), g.next());
+    assert!(session.is_active());
+    let mut adopted = false;
+    while let Some(e) = events.try_next() {
+        assert!(
+            !matches!(e, SessionEvent::SessionEnded { .. }),
+            "no logout: {e:?}"
+        );
+        adopted |= matches!(e, SessionEvent::Adopted { .. });
+    }
+    assert!(adopted, "an Adopted event");
+    let stored = b.load().await.expect("load").expect("still stored");
+    assert_eq!(
+        stored.access_token.secret(),
+        "access-elsewhere",
+        "the store was not cleared"
+    );
+    b.clear().await.expect("clear");
+}
