@@ -265,3 +265,35 @@ pub async fn concurrent_lease_has_one_winner<S: TokenStore>(handles: &[S]) {
             .expect("release");
     }
 }
+
+/// The URL of a test service from the environment variable `var` (e.g.
+/// `REDIS_URL`, `DATABASE_URL`), or `None` after printing a skip notice.
+///
+/// # Panics
+///
+/// If the variable is unset while `REAUTH_REQUIRE_SERVICES=1` (CI): there,
+/// service tests must run, never skip.
+pub fn service_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            skip_or_panic(var, &"the variable is not set");
+            None
+        }
+    }
+}
+
+/// Reports a service that could not be used: prints a skip notice, or panics
+/// under `REAUTH_REQUIRE_SERVICES=1`.
+///
+/// # Panics
+///
+/// Under `REAUTH_REQUIRE_SERVICES=1`.
+pub fn skip_or_panic(what: &str, error: &dyn std::fmt::Display) {
+    if std::env::var("REAUTH_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
+        panic!("REAUTH_REQUIRE_SERVICES=1 but {what} is unavailable: {error}");
+    }
+    eprintln!(
+        "SKIPPED: {what} is unavailable ({error}); set it (and REAUTH_REQUIRE_SERVICES=1) to run this test"
+    );
+}
