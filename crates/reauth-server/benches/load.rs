@@ -1,2 +1,461 @@
-//! Load generator (work in progress).
-fn main() {}
+//! Loopback load generator for DESIGN.md §6 P4 and P5.
+//!
+//! ```text
+//! cargo bench -p reauth-server --bench load                 # SQLite only
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
+//!     cargo bench -p reauth-server --bench load -- --secs 3  # + Postgres
+//! ```
+//!
+//! Every figure is printed beside a baseline measured in the same run, on the
+//! same runtime and the same machine:
+//!
+//! - **P4**: `GET /api/resources` with a valid bearer token (one per
+//!   connection) vs an axum hello-world, at 1 and 32 connections.
+//! - **P5**: `POST /auth/refresh` rotations/s (each rotation committed before
+//!   its answer; every client rotates its own session sequentially) for
+//!   SQLite `synchronous=NORMAL`, SQLite `FULL` and Postgres, at 1 and 32
+//!   clients, beside the hello-world ceiling and the raw single-row commit
+//!   rate (`UPDATE … SET n = n + 1` in autocommit) of the same database.
+//!
+//! Each measurement runs for `--secs` seconds (default 2) after a short
+//! warm-up, and at most 10 million requests: it is bounded in time and count.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::routing::get;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use reauth_server::store::{PostgresRepository, Repository, SqliteRepository};
+use reauth_server::{
+    KeySource, PasswordHashing, Server, ServerConfig, ServerKeys, SqliteSynchronous, SystemClock,
+};
+
+const MAX_REQUESTS: u64 = 10_000_000;
+
+struct Opts {
+    secs: f64,
+}
+
+fn opts() -> Opts {
+    let mut secs = 2.0;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--secs" {
+            secs = args.next().and_then(|v| v.parse().ok()).unwrap_or(secs);
+        }
+        // cargo passes `--bench`; everything else is ignored.
+    }
+    Opts { secs }
+}
+
+async fn connect(addr: SocketAddr) -> SendRequest<Full<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+/// What one client sends next, given the previous answer.
+trait Workload: Send + 'static {
+    fn request(&mut self) -> http::Request<Full<Bytes>>;
+    fn response(&mut self, status: http::StatusCode, body: &[u8]);
+}
+
+struct Get {
+    addr: SocketAddr,
+    path: &'static str,
+    bearer: Option<String>,
+}
+
+impl Workload for Get {
+    fn request(&mut self) -> http::Request<Full<Bytes>> {
+        let mut builder = http::Request::get(self.path).header("host", self.addr.to_string());
+        if let Some(token) = &self.bearer {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        builder.body(Full::new(Bytes::new())).expect("request")
+    }
+    fn response(&mut self, status: http::StatusCode, _body: &[u8]) {
+        assert!(status.is_success(), "GET {} answered {status}", self.path);
+    }
+}
+
+struct Rotate {
+    addr: SocketAddr,
+    refresh_token: String,
+}
+
+fn json_field<'a>(body: &'a [u8], field: &str) -> &'a str {
+    let text = std::str::from_utf8(body).expect("utf-8");
+    let key = format!("\"{field}\":\"");
+    let start = text.find(&key).expect("field present") + key.len();
+    let end = start + text[start..].find('"').expect("closing quote");
+    &text[start..end]
+}
+
+impl Workload for Rotate {
+    fn request(&mut self) -> http::Request<Full<Bytes>> {
+        let body = format!("{{\"refresh_token\":\"{}\"}}", self.refresh_token);
+        http::Request::post("/auth/refresh")
+            .header("host", self.addr.to_string())
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .expect("request")
+    }
+    fn response(&mut self, status: http::StatusCode, body: &[u8]) {
+        assert!(
+            status.is_success(),
+            "refresh answered {status}: {}",
+            String::from_utf8_lossy(body)
+        );
+        self.refresh_token = json_field(body, "refresh_token").to_owned();
+    }
+}
+
+/// Runs `clients` sequential clients for `secs`; returns completed requests per second.
+async fn run<W: Workload>(addr: SocketAddr, clients: Vec<W>, secs: f64) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for mut workload in clients {
+        let (stop, measuring, count) = (stop.clone(), measuring.clone(), count.clone());
+        let mut sender = connect(addr).await;
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) && count.load(Ordering::Relaxed) < MAX_REQUESTS {
+                sender.ready().await.expect("connection ready");
+                let response = sender
+                    .send_request(workload.request())
+                    .await
+                    .expect("response");
+                let status = response.status();
+                let body = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .expect("body")
+                    .to_bytes();
+                workload.response(status, &body);
+                if measuring.load(Ordering::Relaxed) {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // warm-up
+    measuring.store(true, Ordering::Relaxed);
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    let done = count.load(Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("client task");
+    }
+    done as f64 / elapsed
+}
+
+async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}
+
+async fn hello_world() -> SocketAddr {
+    serve(Router::new().route("/", get(|| async { "Hello, World!" }))).await
+}
+
+async fn hello(addr: SocketAddr, clients: usize, secs: f64) -> f64 {
+    let work = (0..clients)
+        .map(|_| Get {
+            addr,
+            path: "/",
+            bearer: None,
+        })
+        .collect();
+    run(addr, work, secs).await
+}
+
+fn config(db: &str) -> ServerConfig {
+    let mut config = ServerConfig::default();
+    config.database_url = db.to_owned();
+    config.password_hashing = PasswordHashing::InsecureFast;
+    config.login_rate_limit.burst = 0;
+    config.keys = KeySource::Provided(ServerKeys::generate());
+    config
+}
+
+async fn login(addr: SocketAddr) -> (String, String) {
+    let mut sender = connect(addr).await;
+    let request = http::Request::post("/auth/login")
+        .header("host", addr.to_string())
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(
+            br#"{"username":"bench","password":"bench"}"#,
+        )))
+        .expect("request");
+    let response = sender.send_request(request).await.expect("login");
+    assert!(response.status().is_success());
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (
+        json_field(&body, "access_token").to_owned(),
+        json_field(&body, "refresh_token").to_owned(),
+    )
+}
+
+async fn start(server: Server) -> SocketAddr {
+    server.add_user("bench", "bench").await.expect("user");
+    let running = server.spawn_local().await.expect("spawn");
+    let addr = running.addr();
+    std::mem::forget(running); // serve until the process exits
+    addr
+}
+
+/// The raw single-row commit rate of a database: `tasks` concurrent writers,
+/// each updating its own row in autocommit (as each client rotates its own family).
+async fn raw_commits<F, Fut>(tasks: usize, secs: f64, commit: F) -> f64
+where
+    F: Fn(i64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for task in 0..tasks {
+        let (stop, count, commit) = (stop.clone(), count.clone(), commit.clone());
+        let row = i64::try_from(task).unwrap_or(0);
+        handles.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) && count.load(Ordering::Relaxed) < MAX_REQUESTS {
+                commit(row).await;
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = count.load(Ordering::Relaxed);
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    let done = count.load(Ordering::Relaxed) - before;
+    let elapsed = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.await.expect("commit task");
+    }
+    done as f64 / elapsed
+}
+
+async fn rotations(addr: SocketAddr, clients: usize, secs: f64) -> f64 {
+    let mut work = Vec::new();
+    for _ in 0..clients {
+        let (_, refresh_token) = login(addr).await;
+        work.push(Rotate {
+            addr,
+            refresh_token,
+        });
+    }
+    run(addr, work, secs).await
+}
+
+struct Row {
+    figure: String,
+    clients: usize,
+    value: f64,
+    baseline_name: &'static str,
+    baseline: f64,
+}
+
+fn print(rows: &[Row]) {
+    println!();
+    println!("| figure | clients | req/s | baseline | baseline req/s | ratio |");
+    println!("|---|---:|---:|---|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {} | {:.0} | {} | {:.0} | {:.1} % |",
+            r.figure,
+            r.clients,
+            r.value,
+            r.baseline_name,
+            r.baseline,
+            100.0 * r.value / r.baseline
+        );
+    }
+}
+
+async fn p5_for(
+    label: &str,
+    addr: SocketAddr,
+    hello_addr: SocketAddr,
+    secs: f64,
+    raw: impl Fn(usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = f64> + Send>>,
+    rows: &mut Vec<Row>,
+) {
+    for clients in [1, 32] {
+        let hw = hello(hello_addr, clients, secs).await;
+        let commits = raw(clients).await;
+        let rot = rotations(addr, clients, secs).await;
+        eprintln!(
+            "P5 {label} x{clients}: {rot:.0} rotations/s, hello {hw:.0}/s, raw commits {commits:.0}/s"
+        );
+        rows.push(Row {
+            figure: format!("P5 rotations, {label}"),
+            clients,
+            value: rot,
+            baseline_name: "raw commit",
+            baseline: commits,
+        });
+        rows.push(Row {
+            figure: format!("P5 rotations, {label}"),
+            clients,
+            value: rot,
+            baseline_name: "hello-world",
+            baseline: hw,
+        });
+    }
+}
+
+fn main() {
+    let opts = opts();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let secs = opts.secs;
+        let mut rows = Vec::new();
+        let hello_addr = hello_world().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+
+        // P4 on an in-memory SQLite server (the resource path reads no database).
+        let server = Server::new(config("sqlite::memory:")).await.expect("server");
+        let addr = start(server).await;
+        for clients in [1, 32] {
+            let hw = hello(hello_addr, clients, secs).await;
+            let mut work = Vec::new();
+            for _ in 0..clients {
+                let (access, _) = login(addr).await;
+                work.push(Get { addr, path: "/api/resources", bearer: Some(access) });
+            }
+            let res = run(addr, work, secs).await;
+            eprintln!("P4 x{clients}: resources {res:.0}/s, hello {hw:.0}/s");
+            rows.push(Row {
+                figure: "P4 GET /api/resources".into(),
+                clients,
+                value: res,
+                baseline_name: "hello-world",
+                baseline: hw,
+            });
+        }
+
+        // P5 on SQLite files, NORMAL and FULL.
+        for (label, sync) in [
+            ("SQLite WAL NORMAL", SqliteSynchronous::Normal),
+            ("SQLite WAL FULL", SqliteSynchronous::Full),
+        ] {
+            let path = dir.path().join(format!("bench-{sync:?}.db"));
+            let url = format!("sqlite://{}", path.display());
+            let repo = SqliteRepository::connect(&url, sync).await.expect("sqlite");
+            let pool = repo.pool().clone();
+            sqlx::query("CREATE TABLE IF NOT EXISTS bench_commit (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
+                .execute(&pool)
+                .await
+                .expect("table");
+            for id in 0..32 {
+                sqlx::query("INSERT OR IGNORE INTO bench_commit (id, n) VALUES ($1, 0)")
+                    .bind(id)
+                    .execute(&pool)
+                    .await
+                    .expect("row");
+            }
+            let repo: Arc<dyn Repository> = Arc::new(repo);
+            let mut cfg = config(&url);
+            cfg.sqlite_synchronous = sync;
+            let keys = ServerKeys::generate();
+            let server = Server::from_parts(cfg, repo, keys, Arc::new(SystemClock)).await.expect("server");
+            let addr = start(server).await;
+            let raw = move |tasks: usize| {
+                let pool = pool.clone();
+                Box::pin(raw_commits(tasks, secs, move |row| {
+                    let pool = pool.clone();
+                    async move {
+                        sqlx::query("UPDATE bench_commit SET n = n + 1 WHERE id = $1")
+                            .bind(row)
+                            .execute(&pool)
+                            .await
+                            .expect("commit");
+                    }
+                })) as std::pin::Pin<Box<dyn std::future::Future<Output = f64> + Send>>
+            };
+            p5_for(label, addr, hello_addr, secs, raw, &mut rows).await;
+        }
+
+        // P5 on Postgres, when DATABASE_URL is set (own schema, dropped afterwards).
+        match std::env::var("DATABASE_URL") {
+            Ok(base) if base.starts_with("postgres") => {
+                let schema = format!("reauth_bench_{}", std::process::id());
+                let admin = sqlx::PgPool::connect(&base).await.expect("postgres");
+                sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.expect("schema");
+                let sep = if base.contains('?') { '&' } else { '?' };
+                let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+                let repo = PostgresRepository::connect(&url, 16).await.expect("postgres repo");
+                let pool = repo.pool().clone();
+                sqlx::query("CREATE TABLE bench_commit (id INT PRIMARY KEY, n BIGINT NOT NULL)")
+                    .execute(&pool)
+                    .await
+                    .expect("table");
+                for id in 0..32 {
+                    sqlx::query("INSERT INTO bench_commit (id, n) VALUES ($1, 0)")
+                        .bind(id)
+                        .execute(&pool)
+                        .await
+                        .expect("row");
+                }
+                let repo: Arc<dyn Repository> = Arc::new(repo);
+                let server = Server::from_parts(config(&url), repo, ServerKeys::generate(), Arc::new(SystemClock))
+                    .await
+                    .expect("server");
+                let addr = start(server).await;
+                let raw = move |tasks: usize| {
+                    let pool = pool.clone();
+                    Box::pin(raw_commits(tasks, secs, move |row| {
+                        let pool = pool.clone();
+                        async move {
+                            sqlx::query("UPDATE bench_commit SET n = n + 1 WHERE id = $1")
+                                .bind(row)
+                                .execute(&pool)
+                                .await
+                                .expect("commit");
+                        }
+                    })) as std::pin::Pin<Box<dyn std::future::Future<Output = f64> + Send>>
+                };
+                p5_for("Postgres", addr, hello_addr, secs, raw, &mut rows).await;
+                pool_close(&admin, &schema).await;
+            }
+            _ => eprintln!("P5 Postgres skipped: set DATABASE_URL=postgres://… to measure it"),
+        }
+        print(&rows);
+    });
+}
+
+async fn pool_close(admin: &sqlx::PgPool, schema: &str) {
+    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .execute(admin)
+        .await;
+}

@@ -43,6 +43,8 @@ pub(crate) struct TokenResponse {
     pub(crate) scope: Option<String>,
 }
 
+const REUSE_DETECTED: &str = "refresh token reuse detected; session revoked";
+
 /// How a refresh was answered (for counters and logs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RefreshOutcome {
@@ -192,6 +194,9 @@ impl AppState {
                 self.faults.count_grace_replay();
                 crate::metrics::refresh("grace_replay");
             }
+            Err(AppError::InvalidGrant(REUSE_DETECTED)) => {
+                crate::metrics::refresh("reuse_detected")
+            }
             Err(AppError::InvalidGrant(_)) => crate::metrics::refresh("rejected"),
             Err(_) => {}
         }
@@ -272,7 +277,6 @@ impl AppState {
                 self.revoke(&family_id, "reuse_detected", Some(&detail))
                     .await?;
                 self.faults.count_reuse();
-                crate::metrics::refresh("reuse_detected");
                 tracing::warn!(
                     family = short(&family_id),
                     subject = row.subject,
@@ -280,9 +284,7 @@ impl AppState {
                     current = n,
                     "refresh token reuse detected; family revoked"
                 );
-                return Err(AppError::InvalidGrant(
-                    "refresh token reuse detected; session revoked",
-                ));
+                return Err(AppError::InvalidGrant(REUSE_DETECTED));
             }
             tracing::warn!(
                 family = short(&family_id),
