@@ -88,14 +88,6 @@ impl AuthMiddleware {
     pub fn session(&self) -> &Session {
         &self.session
     }
-
-    async fn bearer(&self, refused: Option<&Bearer>) -> reqwest_middleware::Result<Bearer> {
-        let result = match refused {
-            None => self.session.access_token().await,
-            Some(sent) => self.session.invalidate(sent).await,
-        };
-        result.map_err(|e| reqwest_middleware::Error::middleware(Error::Session(e)))
-    }
 }
 
 fn authorize(req: &mut Request, bearer: &Bearer) -> reqwest_middleware::Result<()> {
@@ -114,7 +106,7 @@ impl Middleware for AuthMiddleware {
         extensions: &mut http::Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let sent = self.bearer(None).await?;
+        let sent = self.current_bearer().await?;
         // Cloned before sending: `None` for a streaming body, which can be sent once only.
         let replay = req.try_clone();
         authorize(&mut req, &sent)?;
@@ -122,6 +114,34 @@ impl Middleware for AuthMiddleware {
         if !self.refused.token_refused(&response) {
             return Ok(response);
         }
+        // Boxed so that the rare path does not enlarge every request's future.
+        Box::pin(self.after_refusal(response, replay, sent, extensions, next)).await
+    }
+}
+
+impl AuthMiddleware {
+    /// The token to send. The fast path (a valid token) completes on the first
+    /// poll; only a caller that has to wait keeps the waiting future, boxed.
+    async fn current_bearer(&self) -> reqwest_middleware::Result<Bearer> {
+        let result = match self.session.access_token().now_or_never() {
+            Some(result) => result,
+            // Dropping the first attempt is harmless (cancel-safe; it joined the
+            // refresh, which runs on its own task); this one joins it again.
+            None => Box::pin(self.session.access_token()).await,
+        };
+        result.map_err(|e| reqwest_middleware::Error::middleware(Error::Session(e)))
+    }
+
+    /// The server refused `sent`: replay once, or not at all for a body that
+    /// cannot be sent twice.
+    async fn after_refusal(
+        &self,
+        response: Response,
+        replay: Option<Request>,
+        sent: Bearer,
+        extensions: &mut http::Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
         let Some(mut replay) = replay else {
             // C11: the body is gone, so no replay; but tell the session the token
             // is refused. The first poll of `invalidate` marks the generation as
@@ -133,8 +153,13 @@ impl Middleware for AuthMiddleware {
             drop(self.session.invalidate(&sent).now_or_never());
             return Ok(response);
         };
+        drop(response);
         tracing::debug!(generation = %sent.generation(), "token refused; replaying once with a fresh token");
-        let fresh = self.bearer(Some(&sent)).await?;
+        let fresh = self
+            .session
+            .invalidate(&sent)
+            .await
+            .map_err(|e| reqwest_middleware::Error::middleware(Error::Session(e)))?;
         authorize(&mut replay, &fresh)?;
         let response = next.run(replay, extensions).await?;
         if self.refused.token_refused(&response) {
