@@ -14,8 +14,8 @@ use std::time::Duration;
 use futures::FutureExt;
 use reauth::test_util::{FakeServer, FlakyStore, JumpClock, Step, runtime};
 use reauth::{
-    Bearer, EndReason, Error, EventStream, Generation, RefreshAhead, RefreshErrorKind, Runtime, Session,
-    SessionEvent, TokioSleep, TokioSpawn, NoJitter,
+    Bearer, EndReason, Error, EventStream, Generation, NoJitter, RefreshAhead, RefreshErrorKind,
+    Runtime, Session, SessionEvent, TokioSleep, TokioSpawn,
 };
 use tokio::time::Instant;
 
@@ -29,7 +29,10 @@ struct Harness {
     ended_callbacks: Arc<AtomicUsize>,
 }
 
-fn harness_with(rt: Runtime, configure: impl FnOnce(reauth::SessionBuilder) -> reauth::SessionBuilder) -> Harness {
+fn harness_with(
+    rt: Runtime,
+    configure: impl FnOnce(reauth::SessionBuilder) -> reauth::SessionBuilder,
+) -> Harness {
     let server = FakeServer::new(&rt, LIFETIME);
     let store = FlakyStore::new();
     let ended_callbacks = Arc::new(AtomicUsize::new(0));
@@ -41,7 +44,13 @@ fn harness_with(rt: Runtime, configure: impl FnOnce(reauth::SessionBuilder) -> r
         });
     let session = configure(builder).build();
     let events = session.events();
-    Harness { session, server, store, events, ended_callbacks }
+    Harness {
+        session,
+        server,
+        store,
+        events,
+        ended_callbacks,
+    }
 }
 
 /// A started session with refresh-ahead off (rows that are not about the timer).
@@ -49,7 +58,9 @@ async fn started() -> Harness {
     started_with(|b| b.refresh_ahead(RefreshAhead::disabled())).await
 }
 
-async fn started_with(configure: impl FnOnce(reauth::SessionBuilder) -> reauth::SessionBuilder) -> Harness {
+async fn started_with(
+    configure: impl FnOnce(reauth::SessionBuilder) -> reauth::SessionBuilder,
+) -> Harness {
     let h = harness_with(runtime(), configure);
     h.session.start(h.server.login()).await.expect("start");
     h
@@ -60,7 +71,10 @@ fn drain(events: &mut EventStream) -> Vec<SessionEvent> {
 }
 
 fn ended_count(events: &[SessionEvent]) -> usize {
-    events.iter().filter(|e| matches!(e, SessionEvent::SessionEnded { .. })).count()
+    events
+        .iter()
+        .filter(|e| matches!(e, SessionEvent::SessionEnded { .. }))
+        .count()
 }
 
 /// Lets spawned tasks run without letting virtual time move.
@@ -94,11 +108,18 @@ async fn c1_burst_of_401s_refreshes_once() {
         })
         .collect();
     for t in tasks {
-        let replay = t.await.unwrap().expect("every request gets a token to replay with");
+        let replay = t
+            .await
+            .unwrap()
+            .expect("every request gets a token to replay with");
         assert_eq!(replay.generation(), sent.generation().next());
         assert_eq!(replay.token().secret(), "access-1");
     }
-    assert_eq!(h.server.calls(), 1, "exactly one refresh for {N} concurrent 401s");
+    assert_eq!(
+        h.server.calls(),
+        1,
+        "exactly one refresh for {N} concurrent 401s"
+    );
     assert!(h.session.is_active());
 }
 
@@ -124,7 +145,13 @@ async fn c2_refresh_ahead_racing_401s_refreshes_once() {
     assert_eq!(h.server.calls(), 1);
     let events = drain(&mut h.events);
     assert_eq!(ended_count(&events), 0, "no logout: {events:?}");
-    assert!(events.iter().any(|e| matches!(e, SessionEvent::Refreshed { trigger: reauth::Trigger::Ahead, .. })));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        SessionEvent::Refreshed {
+            trigger: reauth::Trigger::Ahead,
+            ..
+        }
+    )));
 }
 
 #[tokio::test(start_paused = true)]
@@ -160,24 +187,49 @@ async fn c4b_request_during_refresh_ahead_goes_out_at_once_with_old_token() {
     h.server.set_delay(Duration::from_secs(1));
     tokio::time::advance(Duration::from_secs(270)).await;
     wait_until("the timer starts a refresh", || h.server.calls() == 1).await;
-    let now = h.session.access_token().now_or_never().expect("readers never block on refresh-ahead");
-    assert_eq!(now.unwrap().token().secret(), "access-0", "old token, still valid");
+    let now = h
+        .session
+        .access_token()
+        .now_or_never()
+        .expect("readers never block on refresh-ahead");
+    assert_eq!(
+        now.unwrap().token().secret(),
+        "access-0",
+        "old token, still valid"
+    );
     tokio::time::advance(Duration::from_secs(1)).await;
-    wait_until("refresh-ahead published", || h.session.generation() == Some(Generation::new(2))).await;
-    assert_eq!(h.session.access_token().await.unwrap().token().secret(), "access-1");
+    wait_until("refresh-ahead published", || {
+        h.session.generation() == Some(Generation::new(2))
+    })
+    .await;
+    assert_eq!(
+        h.session.access_token().await.unwrap().token().secret(),
+        "access-1"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn c5_transient_failures_retry_with_backoff_honouring_retry_after() {
     let mut h = started().await;
-    h.server.push(Step::Fail(RefreshErrorKind::Transient, Some(Duration::from_secs(3))));
+    h.server.push(Step::Fail(
+        RefreshErrorKind::Transient,
+        Some(Duration::from_secs(3)),
+    ));
     h.server.push(Step::Fail(RefreshErrorKind::Transient, None));
     let old = h.session.access_token().await.unwrap();
     let t0 = Instant::now();
-    let fresh = h.session.invalidate(&old).await.expect("recovered after retries");
+    let fresh = h
+        .session
+        .invalidate(&old)
+        .await
+        .expect("recovered after retries");
     assert_eq!(fresh.token().secret(), "access-1");
     assert_eq!(h.server.calls(), 3);
-    assert!(t0.elapsed() >= Duration::from_secs(3), "Retry-After honoured: {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_secs(3),
+        "Retry-After honoured: {:?}",
+        t0.elapsed()
+    );
     let events = drain(&mut h.events);
     let delays: Vec<_> = events
         .iter()
@@ -206,12 +258,23 @@ async fn c5_exhausted_budget_reports_unavailable_keeps_session_and_next_call_ret
         })
         .collect();
     for w in waiters {
-        assert!(matches!(w.await.unwrap(), Err(Error::RefreshUnavailable { .. })));
+        assert!(matches!(
+            w.await.unwrap(),
+            Err(Error::RefreshUnavailable { .. })
+        ));
     }
-    assert_eq!(h.server.calls(), 4, "default budget: 4 attempts, shared by all waiters");
+    assert_eq!(
+        h.server.calls(),
+        4,
+        "default budget: 4 attempts, shared by all waiters"
+    );
     assert!(h.session.is_active(), "a transient failure never logs out");
     assert_eq!(h.ended_callbacks.load(Ordering::SeqCst), 0);
-    let next = h.session.access_token().await.expect("the next call tries again");
+    let next = h
+        .session
+        .access_token()
+        .await
+        .expect("the next call tries again");
     assert_eq!(next.token().secret(), "access-1");
     assert_eq!(h.server.calls(), 5);
 }
@@ -229,7 +292,10 @@ async fn c6_rejected_refresh_ends_session_exactly_once() {
         })
         .collect();
     for w in waiters {
-        assert!(matches!(w.await.unwrap(), Err(Error::SessionEnded(EndReason::RefreshRejected))));
+        assert!(matches!(
+            w.await.unwrap(),
+            Err(Error::SessionEnded(EndReason::RefreshRejected))
+        ));
     }
     assert_eq!(h.server.calls(), 1, "no loop");
     assert_eq!(h.ended_callbacks.load(Ordering::SeqCst), 1);
@@ -237,7 +303,10 @@ async fn c6_rejected_refresh_ends_session_exactly_once() {
     assert!(h.store.peek().is_none(), "store cleared");
     // Later calls fail fast, without the network.
     let later = h.session.access_token().now_or_never().expect("fails fast");
-    assert!(matches!(later, Err(Error::SessionEnded(EndReason::RefreshRejected))));
+    assert!(matches!(
+        later,
+        Err(Error::SessionEnded(EndReason::RefreshRejected))
+    ));
     assert!(h.session.invalidate(&old).await.is_err());
     assert_eq!(h.server.calls(), 1);
     // A new login starts a new session.
@@ -248,7 +317,8 @@ async fn c6_rejected_refresh_ends_session_exactly_once() {
 #[tokio::test(start_paused = true)]
 async fn c7_misconfiguration_is_reported_not_a_logout() {
     let mut h = started().await;
-    h.server.push(Step::Fail(RefreshErrorKind::Misconfigured, None));
+    h.server
+        .push(Step::Fail(RefreshErrorKind::Misconfigured, None));
     let old = h.session.access_token().await.unwrap();
     let err = h.session.invalidate(&old).await.unwrap_err();
     assert!(matches!(err, Error::Misconfigured(_)), "{err:?}");
@@ -271,10 +341,17 @@ async fn c8_cancelled_starter_does_not_cancel_the_refresh() {
     assert!(starter.await.unwrap_err().is_cancelled());
     let s = h.session.clone();
     let other = tokio::spawn(async move { s.invalidate(&old).await });
-    let got = other.await.unwrap().expect("the other waiter gets the refreshed token");
+    let got = other
+        .await
+        .unwrap()
+        .expect("the other waiter gets the refreshed token");
     assert_eq!(got.token().secret(), "access-1");
     assert_eq!(h.server.calls(), 1);
-    assert_eq!(h.store.peek().unwrap().generation, got.generation(), "persisted");
+    assert_eq!(
+        h.store.peek().unwrap().generation,
+        got.generation(),
+        "persisted"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -290,12 +367,20 @@ async fn c9_hanging_refresh_times_out_and_no_waiter_waits_forever() {
     let t0 = Instant::now();
     let err = h.session.invalidate(&old).await.unwrap_err();
     assert!(matches!(err, Error::Timeout), "{err:?}");
-    assert_eq!(t0.elapsed(), Duration::from_secs(5), "the waiter's own deadline");
+    assert_eq!(
+        t0.elapsed(),
+        Duration::from_secs(5),
+        "the waiter's own deadline"
+    );
     // The refresh has its own timeout: the hung attempt is abandoned at 10 s
     // and retried; by 11 s the new token is there.
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(h.server.calls(), 2);
-    let fresh = h.session.access_token().await.expect("refresh completes after the timeout");
+    let fresh = h
+        .session
+        .access_token()
+        .await
+        .expect("refresh completes after the timeout");
     assert_eq!(fresh.token().secret(), "access-1");
     assert_eq!(h.server.calls(), 2);
     assert!(t0.elapsed() >= Duration::from_secs(10));
@@ -324,7 +409,10 @@ async fn c12_response_without_refresh_token_keeps_the_old_one() {
     assert_eq!(fresh.token().secret(), "access-1");
     let kept = h.session.tokens().unwrap().refresh_token.unwrap();
     assert_eq!(kept.secret(), "refresh-0");
-    assert_eq!(h.store.peek().unwrap().refresh_token.unwrap().secret(), "refresh-0");
+    assert_eq!(
+        h.store.peek().unwrap().refresh_token.unwrap().secret(),
+        "refresh-0"
+    );
     // And the kept refresh token still works for the next rotation.
     let again = h.session.invalidate(&fresh).await.unwrap();
     assert_eq!(again.token().secret(), "access-2");
@@ -362,15 +450,25 @@ async fn c13_store_failure_is_reported_and_retried_never_dropped() {
     h.store.fail_next_writes(2);
     let old = h.session.access_token().await.unwrap();
     let fresh = h.session.invalidate(&old).await.unwrap();
-    let failures = drain(&mut h.events).iter().filter(|e| matches!(e, SessionEvent::StoreFailed { .. })).count();
+    let failures = drain(&mut h.events)
+        .iter()
+        .filter(|e| matches!(e, SessionEvent::StoreFailed { .. }))
+        .count();
     assert_eq!(failures, 2, "each failed write is reported");
-    assert_eq!(h.store.peek().unwrap().generation, fresh.generation(), "third write landed");
+    assert_eq!(
+        h.store.peek().unwrap().generation,
+        fresh.generation(),
+        "third write landed"
+    );
 
     // Every write failing: the rotated token is still kept in memory, and reported.
     h.store.fail_next_writes(100);
     let fresher = h.session.invalidate(&fresh).await.unwrap();
     assert_eq!(fresher.token().secret(), "access-2");
-    let failures = drain(&mut h.events).iter().filter(|e| matches!(e, SessionEvent::StoreFailed { .. })).count();
+    let failures = drain(&mut h.events)
+        .iter()
+        .filter(|e| matches!(e, SessionEvent::StoreFailed { .. }))
+        .count();
     assert_eq!(failures, 3);
     assert!(h.session.is_active());
 }
@@ -383,7 +481,10 @@ async fn c14_refresh_ahead_fires_before_expiry_not_earlier() {
     assert_eq!(h.server.calls(), 0, "too early");
     tokio::time::advance(Duration::from_secs(1)).await;
     wait_until("refresh at expires_at − 30 s", || h.server.calls() == 1).await;
-    wait_until("published", || h.session.generation() == Some(Generation::new(2))).await;
+    wait_until("published", || {
+        h.session.generation() == Some(Generation::new(2))
+    })
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -395,7 +496,10 @@ async fn c14_short_lived_token_does_not_loop() {
     tokio::time::sleep(Duration::from_secs(100)).await;
     // Refreshing at half-life: one refresh per 5 s, about 20 in 100 s — not thousands.
     let calls = server.calls();
-    assert!((19..=21).contains(&calls), "{calls} refreshes in 100 s of a 10 s token");
+    assert!(
+        (19..=21).contains(&calls),
+        "{calls} refreshes in 100 s of a 10 s token"
+    );
     assert!(session.is_active());
 }
 
@@ -411,8 +515,14 @@ async fn c14_clock_jump_is_noticed_by_the_timer() {
     clock.jump(Duration::from_secs(3600));
     tokio::time::advance(Duration::from_secs(60)).await; // one re-check period
     wait_until("the timer re-checks and refreshes", || server.calls() == 1).await;
-    wait_until("published", || session.generation() == Some(Generation::new(2))).await;
-    assert_eq!(session.access_token().await.unwrap().token().secret(), "access-1");
+    wait_until("published", || {
+        session.generation() == Some(Generation::new(2))
+    })
+    .await;
+    assert_eq!(
+        session.access_token().await.unwrap().token().secret(),
+        "access-1"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -426,7 +536,10 @@ async fn c17_logout_revokes_clears_ends_and_wakes_waiters() {
     h.session.logout().await.unwrap();
     settle().await;
     let woken = waiter.now_or_never().expect("woken at once").unwrap();
-    assert!(matches!(woken, Err(Error::SessionEnded(EndReason::LoggedOut))));
+    assert!(matches!(
+        woken,
+        Err(Error::SessionEnded(EndReason::LoggedOut))
+    ));
     assert_eq!(h.server.revocations(), 1, "RFC 7009 revocation attempted");
     assert!(h.store.peek().is_none(), "store cleared");
     assert_eq!(ended_count(&drain(&mut h.events)), 1);
@@ -435,7 +548,10 @@ async fn c17_logout_revokes_clears_ends_and_wakes_waiters() {
     // Logging out again does nothing more.
     h.session.logout().await.unwrap();
     assert_eq!(h.ended_callbacks.load(Ordering::SeqCst), 1);
-    assert!(matches!(h.session.access_token().await, Err(Error::SessionEnded(EndReason::LoggedOut))));
+    assert!(matches!(
+        h.session.access_token().await,
+        Err(Error::SessionEnded(EndReason::LoggedOut))
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -444,7 +560,9 @@ async fn restore_resumes_the_persisted_session() {
     let old = h.session.access_token().await.unwrap();
     h.session.invalidate(&old).await.unwrap();
     // A new process on the same store.
-    let again = Session::builder_with_runtime(h.server.clone(), runtime()).store(h.store.clone()).build();
+    let again = Session::builder_with_runtime(h.server.clone(), runtime())
+        .store(h.store.clone())
+        .build();
     assert!(again.restore().await.unwrap());
     let bearer: Bearer = again.access_token().await.unwrap();
     assert_eq!(bearer.token().secret(), "access-1");
@@ -455,7 +573,10 @@ async fn restore_resumes_the_persisted_session() {
 fn session_and_its_futures_are_send_and_sync() {
     fn send_sync<T: Send + Sync>(_: &T) {}
     fn send<T: Send>(_: &T) {}
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let h = harness_with(runtime(), |b| b);
         send_sync(&h.session);
