@@ -22,7 +22,7 @@ const REPLICAS: usize = 4;
 #[test]
 fn replica_child() {
     procs::child_main(|spec| async move {
-        let (url, prefix) = spec.split_once('|').expect("url|prefix");
+        let (url, prefix) = spec.rsplit_once('|').expect("url|prefix");
         RedisStore::connect(url, prefix).await.expect("connect")
     });
 }

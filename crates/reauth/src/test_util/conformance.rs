@@ -293,7 +293,9 @@ pub fn skip_or_panic(what: &str, error: &dyn std::fmt::Display) {
     if std::env::var("REAUTH_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
         panic!("REAUTH_REQUIRE_SERVICES=1 but {what} is unavailable: {error}");
     }
-    eprintln!(
-        "SKIPPED: {what} is unavailable ({error}); set it (and REAUTH_REQUIRE_SERVICES=1) to run this test"
+    // Straight to stderr, past the test harness's output capture, so the skip is seen.
+    let notice = format!(
+        "SKIPPED: {what} is unavailable ({error}); set it (and REAUTH_REQUIRE_SERVICES=1) to run this test\n"
     );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), notice.as_bytes());
 }
