@@ -39,6 +39,15 @@ impl PostgresRepository {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    /// Postgres serialises concurrent rotations of one family on the row
+    /// lock and commits concurrent transactions together on its own.
+    async fn rotate_impl(
+        &self,
+        r: &super::Rotation<'_>,
+    ) -> Result<Option<super::FamilyRecord>, sqlx::Error> {
+        rotate_on(&self.pool, r).await
+    }
 }
 
 super::sql::impl_repository!(PostgresRepository, PgRow, super::Backend::Postgres);

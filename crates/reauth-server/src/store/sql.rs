@@ -54,6 +54,26 @@ macro_rules! impl_repository {
             })
         }
 
+        /// The rotation compare-and-set on one connection or pool.
+        async fn rotate_on<'e, E>(
+            executor: E,
+            r: &$crate::store::Rotation<'_>,
+        ) -> Result<Option<$crate::store::FamilyRecord>, ::sqlx::Error>
+        where
+            E: ::sqlx::Executor<'e, Database = <$row as ::sqlx::Row>::Database>,
+        {
+            let row = ::sqlx::query(sql::ROTATE)
+                .bind(r.family_id)
+                .bind(r.expected_generation)
+                .bind(r.now)
+                .bind(r.created_after)
+                .bind(r.used_after)
+                .bind(r.client_id)
+                .fetch_optional(executor)
+                .await?;
+            row.as_ref().map(family_from_row).transpose()
+        }
+
         #[::async_trait::async_trait]
         impl $crate::store::Repository for $ty {
             fn backend(&self) -> $crate::store::Backend {
@@ -197,16 +217,7 @@ macro_rules! impl_repository {
                 &self,
                 r: &$crate::store::Rotation<'_>,
             ) -> Result<Option<$crate::store::FamilyRecord>, ::sqlx::Error> {
-                let row = ::sqlx::query(sql::ROTATE)
-                    .bind(r.family_id)
-                    .bind(r.expected_generation)
-                    .bind(r.now)
-                    .bind(r.created_after)
-                    .bind(r.used_after)
-                    .bind(r.client_id)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                row.as_ref().map(family_from_row).transpose()
+                self.rotate_impl(r).await
             }
 
             async fn revoke_family(

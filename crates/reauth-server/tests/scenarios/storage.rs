@@ -157,6 +157,36 @@ async fn storage_suite(repo: Arc<dyn Repository>) {
     assert_eq!(wins, 1);
     assert_eq!(repo.load_family("f1").await.unwrap().unwrap().generation, 4);
 
+    // Concurrent rotations of different families all win (SQLite commits
+    // them as one group; Postgres on separate connections).
+    for i in 0..20 {
+        let id = format!("g{i}");
+        repo.create_family(&NewFamily {
+            id: &id,
+            subject: "u0",
+            client_id: None,
+            scope: None,
+            generation: 7,
+            now: 1_000,
+        })
+        .await
+        .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let repo = repo.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = format!("g{i}");
+            repo.rotate(&rotation(&id, 7, 3_000))
+                .await
+                .unwrap()
+                .map(|f| f.generation)
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), Some(8));
+    }
+
     // Revocation with its audit event, in one transaction.
     assert!(
         repo.revoke_family("f1", 5_000, "reuse_detected", Some("gen 1 at 4"))
@@ -259,7 +289,7 @@ async fn storage_suite(repo: Arc<dyn Repository>) {
     .await
     .expect("record_audit");
     let counts = repo.counts().await.unwrap();
-    assert_eq!((counts.users, counts.clients, counts.families), (1, 1, 3));
+    assert_eq!((counts.users, counts.clients, counts.families), (1, 1, 23));
     assert_eq!(counts.audit_events, 3);
 }
 
@@ -283,7 +313,7 @@ async fn storage_suite_sqlite_file() {
     let again = SqliteRepository::connect(&url, SqliteSynchronous::Normal)
         .await
         .unwrap();
-    assert_eq!(again.counts().await.unwrap().families, 3);
+    assert_eq!(again.counts().await.unwrap().families, 23);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
