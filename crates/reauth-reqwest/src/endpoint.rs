@@ -196,13 +196,14 @@ pub(crate) struct Success {
 }
 
 fn transport_error(e: reqwest::Error) -> RefreshError {
+    let e = e.without_url();
     let kind = if e.is_builder() || e.is_redirect() {
         RefreshErrorKind::Misconfigured
     } else {
         RefreshErrorKind::Transient
     };
     tracing::debug!(error = %e, ?kind, "token endpoint unreachable");
-    RefreshError::new(kind, Error::Http(e.without_url()))
+    RefreshError::new(kind, Error::Http(e))
 }
 
 /// Builder methods every HTTP refresher has.
