@@ -1,0 +1,350 @@
+//! `reauth lab`: the client scenarios of DESIGN.md §3.2, end to end.
+//!
+//! Against our server (the default) each scenario gets a fresh in-process
+//! server with an in-memory database and the faults it needs (refresh delay,
+//! failing or hanging refreshes, revocation, slow resource). `--against URL`
+//! runs the scenarios that need no fault injection against any server that
+//! speaks `/oauth/token`, and marks the rest skipped.
+
+mod scenarios;
+
+use std::io::{IsTerminal as _, Write as _};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::bail;
+use serde_json::{Value, json};
+
+use crate::local::{self, Endpoints};
+use crate::style::Style;
+use scenarios::{ALL, Ideal, Measured, Scenario, Target};
+
+/// The longest one scenario may run.
+const SCENARIO_DEADLINE: Duration = Duration::from_secs(90);
+
+/// `reauth lab` options.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LabArgs {
+    /// Run against this server (`http://host:port`) instead of ours.
+    /// Scenarios that need fault injection are skipped.
+    #[arg(long, value_name = "URL")]
+    against: Option<String>,
+    /// Run only these scenarios (C1 C2 C3 C4a C4b C5 C6 C9 C10).
+    #[arg(long = "scenario", value_name = "ID", num_args = 1..)]
+    scenarios: Vec<String>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Requests per burst.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(2..=5000))]
+    requests: u32,
+    /// The protected resource of the `--against` server.
+    #[arg(long, default_value = "/api/resources")]
+    resource_path: String,
+    /// The user to log in as on the `--against` server.
+    #[arg(long, env = "REAUTH_LAB_USERNAME", default_value = local::DEMO_USER)]
+    username: String,
+    /// Their password.
+    #[arg(long, env = "REAUTH_LAB_PASSWORD", default_value = local::DEMO_PASSWORD, hide_default_value = true)]
+    password: String,
+    /// The OAuth client id on the `--against` server.
+    #[arg(long, env = "REAUTH_LAB_CLIENT_ID", default_value = "reauth-demo")]
+    client_id: String,
+    /// The OAuth client secret on the `--against` server.
+    #[arg(
+        long,
+        env = "REAUTH_LAB_CLIENT_SECRET",
+        default_value = "reauth-demo-secret",
+        hide_default_value = true
+    )]
+    client_secret: String,
+}
+
+/// How a scenario ended.
+enum Verdict {
+    Pass(Measured),
+    Fail(Measured),
+    Error(String),
+    Skipped(&'static str),
+}
+
+/// Runs the lab; exit code 1 when a scenario fails.
+pub(crate) async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
+    let selected = select(&args.scenarios)?;
+    let n = usize::try_from(args.requests)?;
+    let (target, target_name) = match &args.against {
+        None => (
+            Target::Ours,
+            "our server, in-process (in-memory SQLite, fault injection on)".to_owned(),
+        ),
+        Some(url) => (
+            Target::Against(Endpoints::new(
+                url,
+                &args.resource_path,
+                args.client_id.clone(),
+                args.client_secret.clone(),
+                args.username.clone(),
+                args.password.clone(),
+            )?),
+            url.clone(),
+        ),
+    };
+    let mut progress = Progress::new(selected.len());
+    let mut results = Vec::with_capacity(selected.len());
+    for (i, scenario) in selected.iter().enumerate() {
+        progress.show(i, scenario);
+        let verdict = if scenario.needs_faults && matches!(target, Target::Against(_)) {
+            Verdict::Skipped("needs fault injection")
+        } else {
+            match tokio::time::timeout(SCENARIO_DEADLINE, scenario.run(&target, n)).await {
+                Err(_) => Verdict::Error(format!("timed out after {SCENARIO_DEADLINE:?}")),
+                Ok(Err(e)) => Verdict::Error(format!("{e:#}")),
+                Ok(Ok(m)) if passes(&m, scenario.ideal(n)) => Verdict::Pass(m),
+                Ok(Ok(m)) => Verdict::Fail(m),
+            }
+        };
+        results.push((*scenario, verdict));
+    }
+    progress.done();
+
+    let failed = results
+        .iter()
+        .filter(|(_, v)| matches!(v, Verdict::Fail(_) | Verdict::Error(_)))
+        .count();
+    if args.json {
+        out!("{}", to_json(&target_name, n, &results));
+    } else {
+        print_table(Style::stdout(), &target_name, n, &results);
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn select(ids: &[String]) -> anyhow::Result<Vec<Scenario>> {
+    if ids.is_empty() {
+        return Ok(ALL.to_vec());
+    }
+    let mut selected = Vec::new();
+    for id in ids.iter().flat_map(|s| s.split(',')) {
+        match ALL.iter().find(|s| s.id.eq_ignore_ascii_case(id.trim())) {
+            Some(s) if !selected.iter().any(|x: &Scenario| x.id == s.id) => selected.push(*s),
+            Some(_) => {}
+            None => {
+                let known: Vec<&str> = ALL.iter().map(|s| s.id).collect();
+                bail!("unknown scenario {id} (known: {})", known.join(" "));
+            }
+        }
+    }
+    selected.sort_by_key(|s| ALL.iter().position(|x| x.id == s.id));
+    Ok(selected)
+}
+
+fn passes(m: &Measured, ideal: Ideal) -> bool {
+    m.refresh_calls == ideal.refresh_calls
+        && m.failed == ideal.failed
+        && m.logouts == ideal.logouts
+        && m.checks.iter().all(|(_, ok)| *ok)
+}
+
+/// The `q` quantile of `samples` in milliseconds (nearest rank).
+fn quantile_ms(samples: &[Duration], q: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    // Nearest rank: the smallest sample with at least q of them at or below it.
+    let rank = (q * sorted.len() as f64).ceil().max(1.0) as usize;
+    let d = sorted[rank.min(sorted.len()) - 1];
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
+fn to_json(target: &str, n: usize, results: &[(Scenario, Verdict)]) -> Value {
+    let scenarios: Vec<Value> = results
+        .iter()
+        .map(|(s, v)| {
+            let ideal = s.ideal(n);
+            let mut obj = json!({
+                "id": s.id,
+                "title": s.title,
+                "ideal": {
+                    "refresh_calls": ideal.refresh_calls,
+                    "failed": ideal.failed,
+                    "logouts": ideal.logouts,
+                },
+            });
+            let (result, measured) = match v {
+                Verdict::Pass(m) => ("pass", Some(m)),
+                Verdict::Fail(m) => ("fail", Some(m)),
+                Verdict::Error(e) => {
+                    obj["error"] = json!(e);
+                    ("fail", None)
+                }
+                Verdict::Skipped(why) => {
+                    obj["skip_reason"] = json!(why);
+                    ("skipped", None)
+                }
+            };
+            obj["result"] = json!(result);
+            if let Some(m) = measured {
+                obj["refresh_calls"] = json!(m.refresh_calls);
+                obj["ok"] = json!(m.ok);
+                obj["failed"] = json!(m.failed);
+                obj["logouts"] = json!(m.logouts);
+                obj["p50_added_ms"] = json!(quantile_ms(&m.added, 0.5));
+                obj["p99_added_ms"] = json!(quantile_ms(&m.added, 0.99));
+                obj["checks"] = m
+                    .checks
+                    .iter()
+                    .map(|(what, ok)| json!({ "what": what, "ok": ok }))
+                    .collect();
+            }
+            obj
+        })
+        .collect();
+    let count = |r: &str| scenarios.iter().filter(|s| s["result"] == r).count();
+    json!({
+        "target": target,
+        "requests_per_burst": n,
+        "passed": count("pass"),
+        "failed": count("fail"),
+        "skipped": count("skipped"),
+        "scenarios": scenarios,
+    })
+}
+
+fn print_table(style: Style, target: &str, n: usize, results: &[(Scenario, Verdict)]) {
+    out!(
+        "{}",
+        style.bold(format!("reauth lab: {target}, bursts of {n} requests"))
+    );
+    out!(
+        "{}",
+        style.dim("measured (ideal); added latency = latency through reauth − a plain request's, same scenario")
+    );
+    out!();
+    out!(
+        "{}",
+        style.bold(format!(
+            "{:<5} {:<38} {:>9} {:>11} {:>8} {:>9} {:>9}  result",
+            "id", "scenario", "refreshes", "failed", "logouts", "p50 +ms", "p99 +ms"
+        ))
+    );
+    let mut notes = Vec::new();
+    for (s, v) in results {
+        let ideal = s.ideal(n);
+        let (cells, result) = match v {
+            Verdict::Pass(m) | Verdict::Fail(m) => {
+                for (what, ok) in &m.checks {
+                    if !ok {
+                        notes.push(format!("{}: {what}", s.id));
+                    }
+                }
+                let cells = format!(
+                    "{:>9} {:>11} {:>8} {:>9.1} {:>9.1}",
+                    format!("{} ({})", m.refresh_calls, ideal.refresh_calls),
+                    format!("{} ({})", m.failed, ideal.failed),
+                    format!("{} ({})", m.logouts, ideal.logouts),
+                    quantile_ms(&m.added, 0.5),
+                    quantile_ms(&m.added, 0.99),
+                );
+                let result = if matches!(v, Verdict::Pass(_)) {
+                    style.green("PASS")
+                } else {
+                    style.red("FAIL")
+                };
+                (cells, result)
+            }
+            Verdict::Error(e) => {
+                notes.push(format!("{}: {e}", s.id));
+                (format!("{:>50}", "error"), style.red("FAIL"))
+            }
+            Verdict::Skipped(why) => (format!("{why:>50}"), style.yellow("SKIPPED")),
+        };
+        out!("{:<5} {:<38} {cells}  {result}", s.id, s.title);
+    }
+    if !notes.is_empty() {
+        out!();
+        for note in notes {
+            out!("{}", style.red(note));
+        }
+    }
+    let count = |f: fn(&Verdict) -> bool| results.iter().filter(|(_, v)| f(v)).count();
+    out!();
+    out!(
+        "{} passed, {} failed, {} skipped",
+        count(|v| matches!(v, Verdict::Pass(_))),
+        count(|v| matches!(v, Verdict::Fail(_) | Verdict::Error(_))),
+        count(|v| matches!(v, Verdict::Skipped(_))),
+    );
+}
+
+/// A one-line progress bar on stderr, drawn only on a terminal.
+struct Progress {
+    total: usize,
+    on: bool,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        Self {
+            total,
+            on: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn show(&mut self, done: usize, running: &Scenario) {
+        if !self.on {
+            return;
+        }
+        const WIDTH: usize = 20;
+        let filled = WIDTH * done / self.total.max(1);
+        let mut stderr = std::io::stderr().lock();
+        let _ = write!(
+            stderr,
+            "\r\x1b[2K[{}{}] {done}/{} {} {}",
+            "#".repeat(filled),
+            "-".repeat(WIDTH - filled),
+            self.total,
+            running.id,
+            running.title
+        );
+        let _ = stderr.flush();
+    }
+
+    fn done(&mut self) {
+        if self.on {
+            let mut stderr = std::io::stderr().lock();
+            let _ = write!(stderr, "\r\x1b[2K");
+            let _ = stderr.flush();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_use_the_nearest_rank() {
+        let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(quantile_ms(&samples, 0.5), 50.0);
+        assert_eq!(quantile_ms(&samples, 0.99), 99.0);
+        assert_eq!(quantile_ms(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn scenarios_are_selected_case_insensitively_in_table_order() {
+        let ids = |v: &[&str]| {
+            select(&v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+                .map(|s| s.iter().map(|s| s.id).collect::<Vec<_>>())
+        };
+        assert_eq!(ids(&["c10", "C1"]).unwrap(), ["C1", "C10"]);
+        assert_eq!(ids(&["C4A,c4b"]).unwrap(), ["C4a", "C4b"]);
+        assert!(ids(&["C99"]).is_err());
+        assert_eq!(ids(&[]).unwrap().len(), ALL.len());
+    }
+}

@@ -1,0 +1,77 @@
+//! `reauth`: see the 401 storm and its fix (`demo`), run the auth server
+//! (`serve`), manage its users (`user`), and prove the client scenarios end to
+//! end against our server or yours (`lab`).
+//!
+//! ```text
+//! cargo run --release -p reauth-cli -- demo
+//! ```
+
+#[macro_use]
+mod style;
+mod burst;
+mod demo;
+mod duration;
+mod lab;
+mod local;
+mod netlog;
+mod serve;
+mod user;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Race-free access-token refresh: the demo, the server and the lab.
+#[derive(Debug, Parser)]
+#[command(name = "reauth", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Break the access token, fire N concurrent requests, and watch one
+    /// refresh serve them all — then the same burst without coordination.
+    Demo(demo::DemoArgs),
+    /// Run the auth server.
+    Serve(serve::ServeArgs),
+    /// Add, remove or list the server's users.
+    #[command(subcommand)]
+    User(user::UserCommand),
+    /// Drive the client scenarios (C1…C10) end to end and compare each with
+    /// the ideal outcome.
+    Lab(lab::LabArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("reauth: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Demo(args) => demo::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
+            Command::User(cmd) => user::run(cmd).await,
+            Command::Lab(args) => lab::run(args).await,
+        }
+    });
+    // Background tasks (servers, timers) must not keep the process alive.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // `{:#}` puts the whole cause chain on one line.
+            eprintln!("reauth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
