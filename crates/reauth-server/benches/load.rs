@@ -17,7 +17,8 @@
 //!   clients, beside the hello-world ceiling and the raw single-row commit
 //!   rate (`UPDATE … SET n = n + 1` in autocommit) of the same database.
 //!
-//! Each measurement runs for `--secs` seconds (default 2) after a short
+//! `--only P4|NORMAL|FULL|Postgres` runs one section. Each measurement runs
+//! for `--secs` seconds (default 2) after a short
 //! warm-up, and at most 10 million requests: it is bounded in time and count.
 
 use std::net::SocketAddr;
@@ -40,18 +41,28 @@ const MAX_REQUESTS: u64 = 10_000_000;
 
 struct Opts {
     secs: f64,
+    only: Option<String>,
+}
+
+impl Opts {
+    /// Whether the section `label` was selected by `--only SUBSTRING`.
+    fn wants(&self, label: &str) -> bool {
+        self.only.as_deref().is_none_or(|o| label.contains(o))
+    }
 }
 
 fn opts() -> Opts {
     let mut secs = 2.0;
+    let mut only = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        if arg == "--secs" {
-            secs = args.next().and_then(|v| v.parse().ok()).unwrap_or(secs);
+        match arg.as_str() {
+            "--secs" => secs = args.next().and_then(|v| v.parse().ok()).unwrap_or(secs),
+            "--only" => only = args.next(),
+            _ => {} // cargo passes `--bench`; everything else is ignored.
         }
-        // cargo passes `--bench`; everything else is ignored.
     }
-    Opts { secs }
+    Opts { secs, only }
 }
 
 async fn connect(addr: SocketAddr) -> SendRequest<Full<Bytes>> {
@@ -339,11 +350,13 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async move {
         let secs = opts.secs;
+        let opts = &opts;
         let mut rows = Vec::new();
         let hello_addr = hello_world().await;
         let dir = tempfile::tempdir().expect("tempdir");
 
         // P4 on an in-memory SQLite server (the resource path reads no database).
+        if opts.wants("P4") {
         let server = Server::new(config("sqlite::memory:")).await.expect("server");
         let addr = start(server).await;
         for clients in [1, 32] {
@@ -363,12 +376,16 @@ fn main() {
                 baseline: hw,
             });
         }
+        }
 
         // P5 on SQLite files, NORMAL and FULL.
         for (label, sync) in [
             ("SQLite WAL NORMAL", SqliteSynchronous::Normal),
             ("SQLite WAL FULL", SqliteSynchronous::Full),
         ] {
+            if !opts.wants(label) {
+                continue;
+            }
             let path = dir.path().join(format!("bench-{sync:?}.db"));
             let url = format!("sqlite://{}", path.display());
             let repo = SqliteRepository::connect(&url, sync).await.expect("sqlite");
@@ -408,7 +425,7 @@ fn main() {
 
         // P5 on Postgres, when DATABASE_URL is set (own schema, dropped afterwards).
         match std::env::var("DATABASE_URL") {
-            Ok(base) if base.starts_with("postgres") => {
+            Ok(base) if base.starts_with("postgres") && opts.wants("Postgres") => {
                 let schema = format!("reauth_bench_{}", std::process::id());
                 let admin = sqlx::PgPool::connect(&base).await.expect("postgres");
                 sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.expect("schema");
