@@ -37,14 +37,26 @@ async fn faults_fail_hang_delay_and_count() {
     let t2 = server.refresh_ok(&t1.refresh_token).await;
 
     faults.hang_next_refreshes(1);
-    let hung = server
-        .http
-        .post(format!("{}/auth/refresh", server.url))
-        .timeout(Duration::from_millis(300))
-        .json(&serde_json::json!({"refresh_token": t2.refresh_token}))
-        .send()
-        .await;
-    assert!(hung.is_err_and(|e| e.is_timeout()));
+    let hung = tokio::spawn({
+        let http = server.http.clone();
+        let url = format!("{}/auth/refresh", server.url);
+        let token = t2.refresh_token.clone();
+        async move {
+            http.post(url)
+                .json(&serde_json::json!({"refresh_token": token}))
+                .send()
+                .await
+        }
+    });
+    // Wait (bounded) until the server holds the hung request, then give up on it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while faults.refresh_requests() < 4 {
+        assert!(Instant::now() < deadline, "the hung refresh never arrived");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!hung.is_finished(), "a hung refresh gets no answer");
+    hung.abort();
     let t3 = server.refresh_ok(&t2.refresh_token).await;
 
     faults.set_resource_delay(Duration::from_millis(50));
