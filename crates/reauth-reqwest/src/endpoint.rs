@@ -94,15 +94,6 @@ impl Credentials {
     }
 }
 
-/// Reads the clock of a [`Runtime`].
-struct RuntimeClock(Runtime);
-
-impl Clock for RuntimeClock {
-    fn now(&self) -> SystemTime {
-        self.0.now()
-    }
-}
-
 /// The HTTP client and clock a refresher uses.
 #[derive(Clone)]
 pub(crate) struct Transport {
@@ -127,7 +118,7 @@ impl Default for Transport {
 
 impl Transport {
     pub(crate) fn set_runtime(&mut self, runtime: &Runtime) {
-        self.clock = Arc::new(RuntimeClock(runtime.clone()));
+        self.clock = runtime.clock();
     }
 
     /// Sends `req` and returns the body of a 2xx answer. Any other outcome is a

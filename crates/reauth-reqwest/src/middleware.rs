@@ -144,13 +144,11 @@ impl AuthMiddleware {
     ) -> reqwest_middleware::Result<Response> {
         let Some(mut replay) = replay else {
             // C11: the body is gone, so no replay; but tell the session the token
-            // is refused. The first poll of `invalidate` marks the generation as
-            // refused and spawns the refresh (or joins the one in flight); the
-            // refresh runs on its own task, so dropping the future here cancels
-            // nothing (see `Session::invalidate`, "Cancel safety"). The next
-            // request then waits for the new token instead of repeating the 401.
+            // is refused: it starts the refresh (or leaves the one in flight) on
+            // its own task, and the next request waits for the new token instead
+            // of repeating the 401.
             tracing::debug!(generation = %sent.generation(), "token refused; body not replayable, returning the response");
-            drop(self.session.invalidate(&sent).now_or_never());
+            self.session.refused(&sent);
             return Ok(response);
         };
         drop(response);

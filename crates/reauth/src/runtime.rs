@@ -117,6 +117,11 @@ impl Runtime {
         self
     }
 
+    /// The injected clock.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.clock)
+    }
+
     /// The current time from the injected clock.
     pub fn now(&self) -> SystemTime {
         self.clock.now()

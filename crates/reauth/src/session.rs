@@ -332,6 +332,19 @@ impl Session {
         self.slow_path(Some(sent.generation())).await
     }
 
+    /// Reports that the server refused `sent`, without waiting for the
+    /// refresh: marks the token refused and starts the refresh unless one is
+    /// running. For a request that cannot be replayed (a streamed body, C11):
+    /// its caller gets the `401`, and the next call finds the new token. Does
+    /// nothing if `sent` is older than the current generation (C3).
+    pub fn refused(&self, sent: &Bearer) {
+        if let Ok(Join::Start(ticket, _)) =
+            self.inner.cell.join(sent.generation(), Trigger::Rejected)
+        {
+            refresh::spawn(&self.inner, ticket, Trigger::Rejected);
+        }
+    }
+
     /// Records that a request replayed with `bearer` was refused again: emits
     /// [`SessionEvent::ReplayRejected`]. Starts no refresh.
     pub fn replay_rejected(&self, bearer: &Bearer) {

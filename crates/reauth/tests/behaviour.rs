@@ -401,6 +401,23 @@ async fn c10_replay_refused_again_is_reported_without_second_refresh() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn c11_refused_without_waiting_refreshes_for_the_next_call() {
+    let h = started().await;
+    h.server.set_delay(Duration::from_secs(1));
+    let old = h.session.access_token().await.unwrap();
+    // The request's body was a stream: no replay, but the session is told.
+    h.session.refused(&old);
+    h.session.refused(&old);
+    wait_until("one refresh started", || h.server.calls() == 1).await;
+    let next = h.session.access_token().await.unwrap();
+    assert_eq!(next.token().secret(), "access-1");
+    // A stale report for the replaced token does nothing.
+    h.session.refused(&old);
+    settle().await;
+    assert_eq!(h.server.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn c12_response_without_refresh_token_keeps_the_old_one() {
     let h = started().await;
     h.server.push(Step::OmitRefreshToken);
