@@ -26,6 +26,7 @@ use crate::policy::{backoff_base, backoff_delay};
 use crate::session::Inner;
 use crate::store::{Coordinator, Lease, lease_poll_delay, lease_ttl};
 use crate::token::{Generation, TokenSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Spawns the refresh for `ticket` on the session's runtime.
 pub(crate) fn spawn(inner: &Arc<Inner>, ticket: Ticket, trigger: Trigger) {
@@ -118,11 +119,40 @@ async fn coordinated_attempt(
         Ok(None) => return Attempt::Done, // superseded while waiting
         Err(e) => return Attempt::Failed(e),
     };
-    let outcome = leased(inner, ticket, trigger, started, coord).await;
-    if let Err(e) = coord.release(&lease).await {
-        report_store_failure(inner, e); // it lapses by its TTL
-    }
+    let held = Held {
+        coord,
+        lease,
+        released: AtomicBool::new(false),
+    };
+    let outcome = leased(inner, ticket, trigger, started, &held).await;
+    held.release(inner).await; // if no path released it before waking the waiters
     outcome
+}
+
+/// The lease an attempt holds. Released once: before the flight's waiters are
+/// woken (so that nobody in this process finds its own lease still held), or
+/// when the attempt ends without finishing the flight.
+struct Held<'a> {
+    coord: &'a dyn Coordinator,
+    lease: Lease,
+    released: AtomicBool,
+}
+
+impl Held<'_> {
+    async fn release(&self, inner: &Inner) {
+        if self.released.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Err(e) = self.coord.release(&self.lease).await {
+            report_store_failure(inner, e); // it lapses by its TTL
+        }
+    }
+}
+
+async fn release(inner: &Inner, held: Option<&Held<'_>>) {
+    if let Some(held) = held {
+        held.release(inner).await;
+    }
 }
 
 /// Waits for the lease, polling with bounded backoff plus jitter, for at most
@@ -172,13 +202,13 @@ async fn leased(
     ticket: &Ticket,
     trigger: Trigger,
     started: SystemTime,
-    coord: &dyn Coordinator,
+    held: &Held<'_>,
 ) -> Attempt {
     let mine = ticket.from.generation();
     let expected = match inner.store.load().await {
         Ok(Some(stored)) if stored.generation > mine => {
             // Another process refreshed while we waited: no refresh (C15).
-            adopt(inner, ticket, stored, started).await;
+            adopt(inner, ticket, stored, started, held).await;
             return Attempt::Done;
         }
         Ok(stored) => stored.map(|t| t.generation),
@@ -187,7 +217,7 @@ async fn leased(
             return Attempt::Failed(RefreshError::transient(e));
         }
     };
-    refresh_and_publish(inner, ticket, trigger, started, Some((coord, expected))).await
+    refresh_and_publish(inner, ticket, trigger, started, Some((held, expected))).await
 }
 
 async fn refresh_and_publish(
@@ -195,7 +225,7 @@ async fn refresh_and_publish(
     ticket: &Ticket,
     trigger: Trigger,
     started: SystemTime,
-    cas: Option<(&dyn Coordinator, Option<Generation>)>,
+    cas: Option<(&Held<'_>, Option<Generation>)>,
 ) -> Attempt {
     match attempt_once(inner, &ticket.from.tokens).await {
         Ok(tokens) => {
@@ -203,7 +233,7 @@ async fn refresh_and_publish(
             Attempt::Done
         }
         Err(e) if e.is_rejected() => {
-            rejected(inner, ticket, e, started).await;
+            rejected(inner, ticket, e, started, cas.map(|(held, _)| held)).await;
             Attempt::Done
         }
         Err(e) => Attempt::Failed(e),
@@ -235,7 +265,7 @@ async fn publish(
     mut tokens: TokenSet,
     trigger: Trigger,
     started: SystemTime,
-    cas: Option<(&dyn Coordinator, Option<Generation>)>,
+    cas: Option<(&Held<'_>, Option<Generation>)>,
 ) {
     let from = &ticket.from.tokens;
     tokens.generation = from.generation.next();
@@ -250,8 +280,10 @@ async fn publish(
     }
     match cas {
         None => persist(inner, &p.tokens).await,
-        Some((coord, expected)) => {
-            if let Some(stored) = persist_cas(inner, coord, expected, &p.tokens).await {
+        Some((held, expected)) => {
+            let newer = persist_cas(inner, held.coord, expected, &p.tokens).await;
+            held.release(inner).await;
+            if let Some(stored) = newer {
                 return finish_adopted(inner, ticket, stored, started);
             }
         }
@@ -328,7 +360,13 @@ fn report_store_failure(inner: &Inner, e: StoreError) {
 /// The server refused the refresh token. If the store holds a newer generation,
 /// another process rotated it: adopt that (C16). Otherwise end the session,
 /// once (C6).
-async fn rejected(inner: &Arc<Inner>, ticket: &Ticket, error: RefreshError, started: SystemTime) {
+async fn rejected(
+    inner: &Arc<Inner>,
+    ticket: &Ticket,
+    error: RefreshError,
+    started: SystemTime,
+    held: Option<&Held<'_>>,
+) {
     let _guard = inner.persist.lock().await;
     if !inner.cell.is_current(ticket) {
         return;
@@ -337,6 +375,7 @@ async fn rejected(inner: &Arc<Inner>, ticket: &Ticket, error: RefreshError, star
     match inner.store.load().await {
         Ok(Some(stored)) if stored.generation > mine => {
             tracing::info!(generation = %stored.generation, "refresh token rotated elsewhere");
+            release(inner, held).await;
             return finish_adopted(inner, ticket, stored, started);
         }
         Ok(_) => {}
@@ -346,6 +385,7 @@ async fn rejected(inner: &Arc<Inner>, ticket: &Ticket, error: RefreshError, star
     if let Err(e) = inner.store.clear().await {
         report_store_failure(inner, e);
     }
+    release(inner, held).await;
     let reason = EndReason::RefreshRejected;
     if inner.cell.finish(ticket, Finish::End(reason)) {
         m::refresh_outcome("rejected", elapsed(inner, started));
@@ -355,8 +395,15 @@ async fn rejected(inner: &Arc<Inner>, ticket: &Ticket, error: RefreshError, star
 }
 
 /// Publishes a set another process stored, without refreshing (C15, C16).
-async fn adopt(inner: &Arc<Inner>, ticket: &Ticket, stored: TokenSet, started: SystemTime) {
+async fn adopt(
+    inner: &Arc<Inner>,
+    ticket: &Ticket,
+    stored: TokenSet,
+    started: SystemTime,
+    held: &Held<'_>,
+) {
     let _guard = inner.persist.lock().await;
+    held.release(inner).await;
     if inner.cell.is_current(ticket) {
         finish_adopted(inner, ticket, stored, started);
     }
