@@ -85,3 +85,8 @@ pub use json::JsonRefresher;
 pub use middleware::AuthMiddleware;
 pub use oauth2::OAuth2Refresher;
 pub use refused::{DefaultRefusal, TokenRefused};
+
+/// The repository README's examples, compiled as doctests.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
