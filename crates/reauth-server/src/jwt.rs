@@ -272,6 +272,36 @@ mod tests {
     }
 
     #[test]
+    fn every_random_mutation_is_refused_and_nothing_panics() {
+        let codec = JwtCodec::new(ServerKeys::generate());
+        let token = codec.sign(&claims(100));
+        let mut rng = fastrand::Rng::with_seed(7);
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ ";
+        // Debug-build Ed25519 is slow: a few hundred mutations suffice.
+        for _ in 0..300 {
+            let mut bytes = token.clone().into_bytes();
+            for _ in 0..rng.usize(1..4) {
+                let i = rng.usize(..bytes.len());
+                bytes[i] = alphabet[rng.usize(..alphabet.len())];
+            }
+            let mutated = String::from_utf8(bytes).unwrap();
+            if mutated != token {
+                assert!(
+                    codec.verify(&mutated, "iss", "aud", 1).is_err(),
+                    "{mutated}"
+                );
+            }
+        }
+        for _ in 0..2_000 {
+            let len = rng.usize(..300);
+            let junk: String = (0..len)
+                .map(|_| char::from(alphabet[rng.usize(..alphabet.len())]))
+                .collect();
+            assert!(codec.verify(&junk, "iss", "aud", 1).is_err());
+        }
+    }
+
+    #[test]
     fn another_servers_token_is_unknown_kid() {
         let a = JwtCodec::new(ServerKeys::generate());
         let b = JwtCodec::new(ServerKeys::generate());

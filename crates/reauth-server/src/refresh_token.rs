@@ -99,6 +99,23 @@ mod tests {
     }
 
     #[test]
+    fn random_mutations_are_refused() {
+        let key = [9u8; 32];
+        let token = derive(&key, &FamilyId([2u8; 16]), 41);
+        let mut rng = fastrand::Rng::with_seed(11);
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        for _ in 0..2_000 {
+            let mut bytes = token.clone().into_bytes();
+            let i = rng.usize(PREFIX.len()..bytes.len());
+            bytes[i] = alphabet[rng.usize(..alphabet.len())];
+            let mutated = String::from_utf8(bytes).unwrap();
+            if mutated != token {
+                assert_eq!(verify(&key, &mutated), None, "{mutated}");
+            }
+        }
+    }
+
+    #[test]
     fn tampered_generation_is_refused() {
         let key = [7u8; 32];
         let token = derive(&key, &FamilyId([1u8; 16]), 5);

@@ -18,4 +18,5 @@ mod rate_limit;
 mod replicas;
 mod revocation;
 mod rotation;
+mod router;
 mod storage;
