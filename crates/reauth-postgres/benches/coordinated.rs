@@ -66,13 +66,23 @@ fn bench(c: &mut Criterion) {
     let mut stores: Vec<(&str, Arc<dyn TokenStore>)> = vec![
         ("in_process_memory", Arc::new(StoreOnly(MemoryStore::new()))),
         ("coordinated_memory", Arc::new(MemoryStore::new())),
-        ("store_only_file", Arc::new(StoreOnly(FileStore::new(dir.path().join("a.json"))))),
-        ("coordinated_file_lock", Arc::new(FileStore::new(dir.path().join("b.json")))),
+        (
+            "store_only_file",
+            Arc::new(StoreOnly(FileStore::new(dir.path().join("a.json")))),
+        ),
+        (
+            "coordinated_file_lock",
+            Arc::new(FileStore::new(dir.path().join("b.json"))),
+        ),
     ];
     if let Ok(url) = std::env::var("REDIS_URL") {
         let (a, b) = rt.block_on(async {
-            let a = RedisStore::connect(&url, &format!("bench-a-{suffix}")).await.unwrap();
-            let b = RedisStore::connect(&url, &format!("bench-b-{suffix}")).await.unwrap();
+            let a = RedisStore::connect(&url, &format!("bench-a-{suffix}"))
+                .await
+                .unwrap();
+            let b = RedisStore::connect(&url, &format!("bench-b-{suffix}"))
+                .await
+                .unwrap();
             (a, b)
         });
         stores.push(("store_only_redis", Arc::new(StoreOnly(a))));
@@ -80,8 +90,12 @@ fn bench(c: &mut Criterion) {
     }
     if let Ok(url) = std::env::var("DATABASE_URL") {
         let (a, b) = rt.block_on(async {
-            let a = PostgresStore::connect(&url, &format!("bench-a-{suffix}")).await.unwrap();
-            let b = PostgresStore::connect(&url, &format!("bench-b-{suffix}")).await.unwrap();
+            let a = PostgresStore::connect(&url, &format!("bench-a-{suffix}"))
+                .await
+                .unwrap();
+            let b = PostgresStore::connect(&url, &format!("bench-b-{suffix}"))
+                .await
+                .unwrap();
             (a, b)
         });
         stores.push(("store_only_postgres", Arc::new(StoreOnly(a))));
