@@ -438,13 +438,16 @@ async fn naive_request(
     }
 }
 
+/// A stretch of log entries left out: their kind and status, how many, and
+/// when the last of them finished.
+type Hidden = ((&'static str, Option<u16>), usize, Duration);
+
 /// Prints the log in order, at most [`SHOWN_PER_KIND`] lines of each kind of
 /// entry; each stretch cut short ends with one "… and K more" line.
 fn print_log(style: Style, log: &[Entry]) {
     let mut shown: HashMap<(&'static str, Option<u16>), usize> = HashMap::new();
-    // (key, entries left out, when the last of them finished)
-    let mut hidden: Option<((&'static str, Option<u16>), usize, Duration)> = None;
-    let flush = |hidden: &mut Option<((&'static str, Option<u16>), usize, Duration)>| {
+    let mut hidden: Option<Hidden> = None;
+    let flush = |hidden: &mut Option<Hidden>| {
         if let Some(((what, status), count, last)) = hidden.take() {
             out!(
                 "   {}",

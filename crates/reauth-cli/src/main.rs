@@ -69,9 +69,41 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            // `{:#}` puts the whole cause chain on one line.
-            eprintln!("reauth: {e:#}");
+            eprintln!("reauth: {}", one_line(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes on one line, leaving out a cause that only
+/// repeats the text before it (database drivers often do).
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn errors_print_on_one_line_without_repeats() {
+        let e = anyhow::anyhow!("unable to open database file")
+            .context("error returned from database: unable to open database file")
+            .context("cannot open database sqlite://x.db");
+        assert_eq!(
+            one_line(&e),
+            "cannot open database sqlite://x.db: error returned from database: unable to open database file"
+        );
     }
 }

@@ -78,14 +78,14 @@ pub(crate) async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
             "our server, in-process (in-memory SQLite, fault injection on)".to_owned(),
         ),
         Some(url) => (
-            Target::Against(Endpoints::new(
+            Target::Against(Box::new(Endpoints::new(
                 url,
                 &args.resource_path,
                 args.client_id.clone(),
                 args.client_secret.clone(),
                 args.username.clone(),
                 args.password.clone(),
-            )?),
+            )?)),
             url.clone(),
         ),
     };
@@ -98,7 +98,7 @@ pub(crate) async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         } else {
             match tokio::time::timeout(SCENARIO_DEADLINE, scenario.run(&target, n)).await {
                 Err(_) => Verdict::Error(format!("timed out after {SCENARIO_DEADLINE:?}")),
-                Ok(Err(e)) => Verdict::Error(format!("{e:#}")),
+                Ok(Err(e)) => Verdict::Error(crate::one_line(&e)),
                 Ok(Ok(m)) if passes(&m, scenario.ideal(n)) => Verdict::Pass(m),
                 Ok(Ok(m)) => Verdict::Fail(m),
             }

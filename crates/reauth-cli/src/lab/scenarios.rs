@@ -31,7 +31,7 @@ pub(crate) enum Target {
     /// A fresh in-process server per scenario, with fault injection.
     Ours,
     /// Someone else's server: no fault injection.
-    Against(Endpoints),
+    Against(Box<Endpoints>),
 }
 
 /// The outcome a scenario must reach to pass.
@@ -173,7 +173,7 @@ impl Env {
                 })
             }
             Target::Against(endpoints) => Ok(Self {
-                endpoints: endpoints.clone(),
+                endpoints: Endpoints::clone(endpoints),
                 running: None,
             }),
         }
