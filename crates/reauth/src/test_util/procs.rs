@@ -376,6 +376,33 @@ pub struct Outcome {
 ///
 /// If a child fails, or anything takes longer than two minutes.
 pub async fn run_processes<S: TokenStore>(scenario: &Scenario, store: &S) -> Outcome {
+    let exe = std::env::current_exe().expect("current exe");
+    run_processes_with(scenario, store, || {
+        let mut command = Command::new(&exe);
+        command.args([
+            scenario.child_test,
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ]);
+        command
+    })
+    .await
+}
+
+/// Like [`run_processes`], but each child is started from `child()` instead
+/// of re-running this test binary with `--exact` — for a binary whose own
+/// entry (a hidden subcommand, say) calls [`child_main`]. `child_test` is not
+/// used; the child's configuration, stdio and spawning are added here.
+///
+/// # Panics
+///
+/// If a child fails, or anything takes longer than two minutes.
+pub async fn run_processes_with<S: TokenStore>(
+    scenario: &Scenario,
+    store: &S,
+    child: impl Fn() -> Command,
+) -> Outcome {
     let server = RotatingServer::start(scenario.kill_first_refresher).await;
     store
         .store(&server.expired_login())
@@ -387,16 +414,9 @@ pub async fn run_processes<S: TokenStore>(scenario: &Scenario, store: &S) -> Out
         refresh_timeout_ms: u64::try_from(scenario.refresh_timeout.as_millis()).unwrap_or(u64::MAX),
         processes: scenario.processes,
     };
-    let exe = std::env::current_exe().expect("current exe");
     let mut children: Vec<Child> = (0..scenario.processes)
         .map(|_| {
-            Command::new(&exe)
-                .args([
-                    scenario.child_test,
-                    "--exact",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
+            child()
                 .env(CHILD_ENV, serde_json::to_string(&config).expect("json"))
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
