@@ -39,13 +39,20 @@ enum Command {
     /// Add, remove or list the server's users.
     #[command(subcommand)]
     User(user::UserCommand),
-    /// Drive the client scenarios (C1…C10) end to end and compare each with
-    /// the ideal outcome.
+    /// Drive the client scenarios (C1…C10, C15, C16) end to end and compare
+    /// each with the ideal outcome.
     Lab(lab::LabArgs),
+    /// One process of `reauth lab`'s C15/C16; the lab starts these itself.
+    #[command(name = "__lab-child", hide = true)]
+    LabChild(lab::ChildArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::LabChild(args) = &cli.command {
+        // Builds a runtime of its own: must not run inside ours.
+        return lab::child(args);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -62,6 +69,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::User(cmd) => user::run(cmd).await,
             Command::Lab(args) => lab::run(args).await,
+            Command::LabChild(_) => Ok(ExitCode::SUCCESS), // handled above
         }
     });
     // Background tasks (servers, timers) must not keep the process alive.

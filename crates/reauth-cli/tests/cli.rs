@@ -82,11 +82,108 @@ fn lab_json_passes_every_scenario() {
     );
     let scenarios = report["scenarios"].as_array().expect("a scenario list");
     let ids: Vec<&str> = scenarios.iter().filter_map(|s| s["id"].as_str()).collect();
-    for id in ["C1", "C2", "C3", "C4a", "C4b", "C5", "C6", "C9", "C10"] {
+    for id in [
+        "C1", "C2", "C3", "C4a", "C4b", "C5", "C6", "C9", "C10", "C15", "C16",
+    ] {
         assert!(ids.contains(&id), "{id} missing from {ids:?}");
     }
     for s in scenarios {
+        // Only C16 may be skipped, and only for want of its service (it runs
+        // when REDIS_URL / DATABASE_URL are set); everything else passes.
+        if s["result"] == "skipped" {
+            assert_eq!(s["id"], "C16", "{s:#}");
+            assert!(s["skip_reason"].is_string(), "{s:#}");
+        } else {
+            assert_eq!(s["result"], "pass", "{s:#}");
+        }
+    }
+    assert_eq!(report["failed"], 0, "{report:#}");
+}
+
+#[test]
+fn lab_c15_processes_share_one_refresh() {
+    let output = run(reauth().args(["lab", "--scenario", "C15", "--json"]));
+    let report = json_of(&output);
+    assert!(
+        output.status.success(),
+        "{report:#}\nstderr: {}",
+        text(&output.stderr)
+    );
+    let scenarios = report["scenarios"].as_array().expect("a scenario list");
+    assert_eq!(scenarios.len(), 1, "{report:#}");
+    let c15 = &scenarios[0];
+    assert_eq!(c15["id"], "C15", "{c15:#}");
+    assert_eq!(c15["store"], "file", "{c15:#}");
+    assert_eq!(c15["result"], "pass", "{c15:#}");
+    assert_eq!(c15["refresh_calls"], 1, "{c15:#}");
+    assert_eq!(c15["processes"], 4, "{c15:#}");
+    assert_eq!(c15["ok"], 4, "{c15:#}");
+    assert_eq!(c15["failed"], 0, "{c15:#}");
+    assert_eq!(c15["logouts"], 0, "{c15:#}");
+}
+
+/// `var` if set; otherwise a printed skip notice, or a failure under
+/// `REAUTH_REQUIRE_SERVICES=1`.
+fn service_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                !std::env::var("REAUTH_REQUIRE_SERVICES").is_ok_and(|v| v == "1"),
+                "REAUTH_REQUIRE_SERVICES=1 but {var} is not set"
+            );
+            eprintln!(
+                "SKIPPED: {var} is not set; set it (and REAUTH_REQUIRE_SERVICES=1) to run this"
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn lab_c16_replicas_share_one_refresh() {
+    let redis = service_url("REDIS_URL");
+    let database = service_url("DATABASE_URL");
+    if redis.is_none() && database.is_none() {
+        return;
+    }
+    let mut cmd = reauth();
+    // The URLs go in as flags; nothing comes from the environment.
+    cmd.env_remove("REDIS_URL")
+        .env_remove("DATABASE_URL")
+        .args(["lab", "--scenario", "C16", "--json"]);
+    if let Some(url) = &redis {
+        cmd.args(["--redis-url", url]);
+    }
+    if let Some(url) = &database {
+        cmd.args(["--database-url", url]);
+    }
+    let output = run(&mut cmd);
+    let report = json_of(&output);
+    assert!(
+        output.status.success(),
+        "{report:#}\nstderr: {}",
+        text(&output.stderr)
+    );
+    let scenarios = report["scenarios"].as_array().expect("a scenario list");
+    let stores: Vec<&str> = scenarios
+        .iter()
+        .filter_map(|s| s["store"].as_str())
+        .collect();
+    assert_eq!(stores, ["redis", "postgres"], "{report:#}");
+    for (s, given) in scenarios.iter().zip([redis.is_some(), database.is_some()]) {
+        assert_eq!(s["id"], "C16", "{s:#}");
+        if !given {
+            // Never a failure for a missing service.
+            assert_eq!(s["result"], "skipped", "{s:#}");
+            continue;
+        }
         assert_eq!(s["result"], "pass", "{s:#}");
+        assert_eq!(s["refresh_calls"], 1, "{s:#}");
+        assert_eq!(s["processes"], 4, "{s:#}");
+        assert_eq!(s["ok"], 4, "{s:#}");
+        assert_eq!(s["failed"], 0, "{s:#}");
+        assert_eq!(s["logouts"], 0, "{s:#}");
     }
 }
 

@@ -5,7 +5,13 @@
 //! failing or hanging refreshes, revocation, slow resource). `--against URL`
 //! runs the scenarios that need no fault injection against any server that
 //! speaks `/oauth/token`, and marks the rest skipped.
+//!
+//! C15 and C16 run in separate OS processes (this binary re-run as
+//! `reauth __lab-child`) that share a file store, Redis or Postgres, and
+//! refresh at a counting endpoint of their own; a C16 without its service is
+//! skipped, never failed.
 
+mod processes;
 mod scenarios;
 
 use std::io::{IsTerminal as _, Write as _};
@@ -17,6 +23,8 @@ use serde_json::{Value, json};
 
 use crate::local::{self, Endpoints};
 use crate::style::Style;
+pub(crate) use processes::{ChildArgs, child};
+use processes::{PROCESSES, Services};
 use scenarios::{ALL, Ideal, Measured, Scenario, Target};
 
 /// The longest one scenario may run.
@@ -29,9 +37,16 @@ pub(crate) struct LabArgs {
     /// Scenarios that need fault injection are skipped.
     #[arg(long, value_name = "URL")]
     against: Option<String>,
-    /// Run only these scenarios (C1 C2 C3 C4a C4b C5 C6 C9 C10).
+    /// Run only these scenarios (C1 C2 C3 C4a C4b C5 C6 C9 C10 C15 C16).
     #[arg(long = "scenario", value_name = "ID", num_args = 1..)]
     scenarios: Vec<String>,
+    /// Redis for C16 (`redis://host:port`); C16 on Redis is skipped without it.
+    #[arg(long, env = "REDIS_URL", value_name = "URL")]
+    redis_url: Option<String>,
+    /// Postgres for C16 (`postgres://user@host/db`); C16 on Postgres is
+    /// skipped without it.
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -65,7 +80,7 @@ enum Verdict {
     Pass(Measured),
     Fail(Measured),
     Error(String),
-    Skipped(&'static str),
+    Skipped(String),
 }
 
 /// Runs the lab; exit code 1 when a scenario fails.
@@ -89,14 +104,19 @@ pub(crate) async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
             url.clone(),
         ),
     };
+    let services = Services {
+        redis_url: args.redis_url.clone(),
+        database_url: args.database_url.clone(),
+    };
     let mut progress = Progress::new(selected.len());
     let mut results = Vec::with_capacity(selected.len());
     for (i, scenario) in selected.iter().enumerate() {
         progress.show(i, scenario);
-        let verdict = if scenario.needs_faults && matches!(target, Target::Against(_)) {
-            Verdict::Skipped("needs fault injection")
+        let verdict = if let Some(why) = scenario.skip_reason(&target, &services) {
+            Verdict::Skipped(why)
         } else {
-            match tokio::time::timeout(SCENARIO_DEADLINE, scenario.run(&target, n)).await {
+            let run = scenario.run(&target, &services, n);
+            match tokio::time::timeout(SCENARIO_DEADLINE, run).await {
                 Err(_) => Verdict::Error(format!("timed out after {SCENARIO_DEADLINE:?}")),
                 Ok(Err(e)) => Verdict::Error(crate::one_line(&e)),
                 Ok(Ok(m)) if passes(&m, scenario.ideal(n)) => Verdict::Pass(m),
@@ -129,16 +149,23 @@ fn select(ids: &[String]) -> anyhow::Result<Vec<Scenario>> {
     }
     let mut selected = Vec::new();
     for id in ids.iter().flat_map(|s| s.split(',')) {
-        match ALL.iter().find(|s| s.id.eq_ignore_ascii_case(id.trim())) {
-            Some(s) if !selected.iter().any(|x: &Scenario| x.id == s.id) => selected.push(*s),
-            Some(_) => {}
-            None => {
-                let known: Vec<&str> = ALL.iter().map(|s| s.id).collect();
-                bail!("unknown scenario {id} (known: {})", known.join(" "));
+        // An id may name several rows (C16: one per backend).
+        let mut matching = ALL
+            .iter()
+            .filter(|s| s.id.eq_ignore_ascii_case(id.trim()))
+            .peekable();
+        if matching.peek().is_none() {
+            let mut known: Vec<&str> = ALL.iter().map(|s| s.id).collect();
+            known.dedup();
+            bail!("unknown scenario {id} (known: {})", known.join(" "));
+        }
+        for s in matching {
+            if !selected.contains(s) {
+                selected.push(*s);
             }
         }
     }
-    selected.sort_by_key(|s| ALL.iter().position(|x| x.id == s.id));
+    selected.sort_by_key(|s| ALL.iter().position(|x| x == s));
     Ok(selected)
 }
 
@@ -170,6 +197,8 @@ fn to_json(target: &str, n: usize, results: &[(Scenario, Verdict)]) -> Value {
             let mut obj = json!({
                 "id": s.id,
                 "title": s.title,
+                "store": s.shared.map(processes::Shared::name),
+                "processes": s.shared.map(|_| PROCESSES),
                 "ideal": {
                     "refresh_calls": ideal.refresh_calls,
                     "failed": ideal.failed,
@@ -194,8 +223,10 @@ fn to_json(target: &str, n: usize, results: &[(Scenario, Verdict)]) -> Value {
                 obj["ok"] = json!(m.ok);
                 obj["failed"] = json!(m.failed);
                 obj["logouts"] = json!(m.logouts);
-                obj["p50_added_ms"] = json!(quantile_ms(&m.added, 0.5));
-                obj["p99_added_ms"] = json!(quantile_ms(&m.added, 0.99));
+                // No latency is measured across processes.
+                let added = |q| (!m.added.is_empty()).then(|| quantile_ms(&m.added, q));
+                obj["p50_added_ms"] = json!(added(0.5));
+                obj["p99_added_ms"] = json!(added(0.99));
                 obj["checks"] = m
                     .checks
                     .iter()
@@ -243,13 +274,21 @@ fn print_table(style: Style, target: &str, n: usize, results: &[(Scenario, Verdi
                         notes.push(format!("{}: {what}", s.id));
                     }
                 }
+                // No latency is measured across processes (C15, C16).
+                let added = |q| {
+                    if m.added.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        format!("{:.1}", quantile_ms(&m.added, q))
+                    }
+                };
                 let cells = format!(
-                    "{:>9} {:>11} {:>8} {:>9.1} {:>9.1}",
+                    "{:>9} {:>11} {:>8} {:>9} {:>9}",
                     format!("{} ({})", m.refresh_calls, ideal.refresh_calls),
                     format!("{} ({})", m.failed, ideal.failed),
                     format!("{} ({})", m.logouts, ideal.logouts),
-                    quantile_ms(&m.added, 0.5),
-                    quantile_ms(&m.added, 0.99),
+                    added(0.5),
+                    added(0.99),
                 );
                 let result = if matches!(v, Verdict::Pass(_)) {
                     style.green("PASS")
@@ -344,6 +383,8 @@ mod tests {
         };
         assert_eq!(ids(&["c10", "C1"]).unwrap(), ["C1", "C10"]);
         assert_eq!(ids(&["C4A,c4b"]).unwrap(), ["C4a", "C4b"]);
+        // C16 is one row per backend.
+        assert_eq!(ids(&["c16", "C15", "C16"]).unwrap(), ["C15", "C16", "C16"]);
         assert!(ids(&["C99"]).is_err());
         assert_eq!(ids(&[]).unwrap().len(), ALL.len());
     }

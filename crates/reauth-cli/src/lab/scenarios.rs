@@ -18,6 +18,8 @@ use crate::burst::{self, Outcome};
 use crate::local::{self, Endpoints};
 use crate::netlog::{AfterRefresh, Kind, NetLog, Recorder, RecordingRefresher, Together};
 
+use super::processes::{self, Services, Shared};
+
 /// No burst of a scenario may take longer than this.
 const BURST_DEADLINE: Duration = Duration::from_secs(30);
 /// Requests used to measure the baseline latency.
@@ -56,12 +58,15 @@ pub(crate) struct Measured {
 }
 
 /// One scenario of DESIGN.md §3.2.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Scenario {
     pub(crate) id: &'static str,
     pub(crate) title: &'static str,
     /// Needs our server's fault injection (skipped with `--against`).
     pub(crate) needs_faults: bool,
+    /// Runs in separate OS processes sharing this store (C15, C16) instead of
+    /// one burst in this process.
+    pub(crate) shared: Option<Shared>,
 }
 
 /// Every scenario the lab knows, in order.
@@ -70,46 +75,74 @@ pub(crate) const ALL: &[Scenario] = &[
         id: "C1",
         title: "burst of 401s on one generation",
         needs_faults: false,
+        shared: None,
     },
     Scenario {
         id: "C2",
         title: "refresh-ahead timer races the 401s",
         needs_faults: false,
+        shared: None,
     },
     Scenario {
         id: "C3",
         title: "late 401 after the next generation",
         needs_faults: true,
+        shared: None,
     },
     Scenario {
         id: "C4a",
         title: "requests during a reactive refresh",
         needs_faults: true,
+        shared: None,
     },
     Scenario {
         id: "C4b",
         title: "requests during a proactive refresh",
         needs_faults: true,
+        shared: None,
     },
     Scenario {
         id: "C5",
         title: "refresh fails transiently (503 × 2)",
         needs_faults: true,
+        shared: None,
     },
     Scenario {
         id: "C6",
         title: "refresh rejected (family revoked)",
         needs_faults: false,
+        shared: None,
     },
     Scenario {
         id: "C9",
         title: "refresh endpoint hangs once",
         needs_faults: true,
+        shared: None,
     },
     Scenario {
         id: "C10",
         title: "replay refused again",
         needs_faults: true,
+        shared: None,
+    },
+    Scenario {
+        id: "C15",
+        title: "4 processes share one file store",
+        needs_faults: false,
+        shared: Some(Shared::File),
+    },
+    // C16 once per backend; each is skipped without its service.
+    Scenario {
+        id: "C16",
+        title: "4 replicas share Redis",
+        needs_faults: false,
+        shared: Some(Shared::Redis),
+    },
+    Scenario {
+        id: "C16",
+        title: "4 replicas share Postgres",
+        needs_faults: false,
+        shared: Some(Shared::Postgres),
     },
 ];
 
@@ -134,8 +167,29 @@ impl Scenario {
         }
     }
 
-    /// Runs the scenario with a burst of `n` requests.
-    pub(crate) async fn run(&self, target: &Target, n: usize) -> anyhow::Result<Measured> {
+    /// Why the scenario cannot run against `target` with `services`, if so.
+    pub(crate) fn skip_reason(&self, target: &Target, services: &Services) -> Option<String> {
+        let against = matches!(target, Target::Against(_));
+        match self.shared {
+            // The processes refresh at the harness's own counting endpoint.
+            Some(_) if against => Some("needs our refresh endpoint's counter".to_owned()),
+            Some(shared) => services.missing(shared),
+            None if against && self.needs_faults => Some("needs fault injection".to_owned()),
+            None => None,
+        }
+    }
+
+    /// Runs the scenario with a burst of `n` requests (C15/C16: with
+    /// [`processes::PROCESSES`] processes instead).
+    pub(crate) async fn run(
+        &self,
+        target: &Target,
+        services: &Services,
+        n: usize,
+    ) -> anyhow::Result<Measured> {
+        if let Some(shared) = self.shared {
+            return processes::run(shared, services).await;
+        }
         let env = Env::new(target).await?;
         let result = match self.id {
             "C1" => c1(&env, n).await,
