@@ -116,6 +116,9 @@ fn p1(c: &mut Criterion) {
     g.bench_function("reauth_session", |b| {
         b.iter(|| black_box(session.access_token().now_or_never().unwrap().unwrap()))
     });
+    g.bench_function("reauth_session_try_access_token", |b| {
+        b.iter(|| black_box(session.try_access_token().unwrap()))
+    });
     g.bench_function("tokio_mutex_cache", |b| {
         b.iter(|| black_box(futures::executor::block_on(mutex.lock()).get().unwrap()))
     });
@@ -131,6 +134,14 @@ fn p1(c: &mut Criterion) {
             let s = session.clone();
             threads(2, iters, move || {
                 black_box(s.access_token().now_or_never().unwrap().unwrap());
+            })
+        })
+    });
+    g.bench_function("reauth_session_try_access_token", |b| {
+        b.iter_custom(|iters| {
+            let s = session.clone();
+            threads(2, iters, move || {
+                black_box(s.try_access_token().unwrap());
             })
         })
     });

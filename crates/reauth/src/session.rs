@@ -302,14 +302,31 @@ impl Session {
     /// Cancel-safe. Dropping the future never cancels a refresh: refreshes run
     /// on their own spawned task, and other waiters still get the result (C8).
     pub fn access_token(&self) -> AccessTokenFuture {
-        let now = self.inner.rt.now();
-        if let Some(p) = self.inner.cell.load().as_ref()
-            && let Some(bearer) = p.usable(now)
-        {
+        if let Some(bearer) = self.try_access_token() {
             return AccessTokenFuture::ready(Ok(bearer));
         }
         let this = self.clone();
         AccessTokenFuture::waiting(Box::pin(async move { this.slow_path(None).await }))
+    }
+
+    /// The token to send now, if one can be used without waiting: the fast path
+    /// of [`access_token`](Self::access_token) on its own, for synchronous code.
+    /// `None` when the token has expired, was refused, or there is no session;
+    /// then call `access_token().await` to wait for (or start) the refresh.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use reauth::{refresh_fn, Session, TokenSet};
+    /// let session = Session::builder(refresh_fn(|t: TokenSet| async move { Ok(t) })).build();
+    /// assert!(session.try_access_token().is_none());
+    /// session.start(TokenSet::new("access")).await?;
+    /// assert_eq!(session.try_access_token().unwrap().token().secret(), "access");
+    /// # Ok(()) }
+    /// ```
+    #[inline]
+    pub fn try_access_token(&self) -> Option<Bearer> {
+        let now = self.inner.rt.now();
+        self.inner.cell.load().as_ref()?.usable(now)
     }
 
     /// Reports that the server refused `sent` (a 401) and returns the bearer to
