@@ -6,7 +6,6 @@ use reauth::{RefreshError, RefreshErrorKind, Refresher, TokenSet};
 use url::Url;
 
 use crate::endpoint::{Credentials, Transport, credential_setters, transport_setters};
-use crate::token_response::Fields;
 
 /// A [`Refresher`] that re-acquires the access token with the
 /// `client_credentials` grant (RFC 6749 §4.4). It ignores the current token set.
@@ -62,17 +61,15 @@ impl ClientCredentialsRefresher {
     ///
     /// A classified [`RefreshError`].
     pub async fn fetch(&self) -> Result<TokenSet, RefreshError> {
-        let mut form = vec![("grant_type", "client_credentials".to_owned())];
-        if let Some(scope) = &self.scope {
-            form.push(("scope", scope.clone()));
-        }
-        let req = self.transport.http.post(self.token_url.clone());
-        let req = self.credentials.apply(req, &mut form);
-        let req = req
-            .header(http::header::ACCEPT, "application/json")
-            .form(&form);
+        let form = vec![("grant_type", "client_credentials".to_owned())];
         self.transport
-            .token(req, &Fields::default(), RefreshErrorKind::Misconfigured)
+            .form_grant(
+                &self.token_url,
+                &self.credentials,
+                self.scope.as_deref(),
+                form,
+                RefreshErrorKind::Misconfigured,
+            )
             .await
     }
 }

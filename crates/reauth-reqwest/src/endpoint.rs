@@ -160,6 +160,27 @@ impl Transport {
         Err(err)
     }
 
+    /// POSTs the RFC 6749 form `form` (plus `scope` and the client's
+    /// authentication) to `url` and parses the token response; a refusal
+    /// without a known error code is classified as `refused`.
+    pub(crate) async fn form_grant(
+        &self,
+        url: &url::Url,
+        credentials: &Credentials,
+        scope: Option<&str>,
+        mut form: Vec<(&'static str, String)>,
+        refused: RefreshErrorKind,
+    ) -> Result<TokenSet, RefreshError> {
+        if let Some(scope) = scope {
+            form.push(("scope", scope.to_owned()));
+        }
+        let req = credentials.apply(self.http.post(url.clone()), &mut form);
+        let req = req
+            .header(http::header::ACCEPT, "application/json")
+            .form(&form);
+        self.token(req, &Fields::default(), refused).await
+    }
+
     /// Sends a token request and parses the token response with `fields`.
     pub(crate) async fn token(
         &self,

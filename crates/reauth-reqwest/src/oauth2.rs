@@ -6,7 +6,6 @@ use reauth::{RefreshError, RefreshErrorKind, Refresher, TokenSet};
 use url::Url;
 
 use crate::endpoint::{Credentials, Transport, credential_setters, transport_setters};
-use crate::token_response::Fields;
 
 /// A [`Refresher`] for the OAuth2 `refresh_token` grant (RFC 6749 §6).
 ///
@@ -62,17 +61,15 @@ impl OAuth2Refresher {
         self
     }
 
-    async fn grant(&self, mut form: Vec<(&'static str, String)>) -> Result<TokenSet, RefreshError> {
-        if let Some(scope) = &self.scope {
-            form.push(("scope", scope.clone()));
-        }
-        let req = self.transport.http.post(self.token_url.clone());
-        let req = self.credentials.apply(req, &mut form);
-        let req = req
-            .header(http::header::ACCEPT, "application/json")
-            .form(&form);
+    async fn grant(&self, form: Vec<(&'static str, String)>) -> Result<TokenSet, RefreshError> {
         self.transport
-            .token(req, &Fields::default(), RefreshErrorKind::Rejected)
+            .form_grant(
+                &self.token_url,
+                &self.credentials,
+                self.scope.as_deref(),
+                form,
+                RefreshErrorKind::Rejected,
+            )
             .await
     }
 
