@@ -176,44 +176,27 @@ fn write_lease(file: &mut fs::File, lease: Option<&LeaseRecord>) -> io::Result<(
     Ok(())
 }
 
-#[cfg(unix)]
+/// Open options for files only the owner may read (mode `0600` on Unix).
+fn private() -> fs::OpenOptions {
+    let mut options = fs::OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
+/// The lease-record file, created if absent and never truncated on open.
 fn open_lock(path: &Path) -> io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new()
+    private()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .mode(0o600)
         .open(path)
 }
 
-#[cfg(not(unix))]
-fn open_lock(path: &Path) -> io::Result<fs::File> {
-    fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-}
-
-#[cfg(unix)]
+/// A new temporary file; fails if it exists.
 fn open_private(path: &Path) -> io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn open_private(path: &Path) -> io::Result<fs::File> {
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
+    private().write(true).create_new(true).open(path)
 }
 
 #[cfg(unix)]
