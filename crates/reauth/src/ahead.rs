@@ -8,12 +8,12 @@
 //! keep the still-valid token meanwhile (C4b).
 
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::FutureExt;
 
 use crate::events::Trigger;
-use crate::flight::{Join, Outcome};
+use crate::flight::{Join, Outcome, Waiter};
 use crate::policy::refresh_at;
 use crate::refresh;
 use crate::session::Inner;
@@ -31,6 +31,10 @@ pub(crate) fn spawn(inner: &Arc<Inner>, epoch: u64) {
 async fn run(weak: Weak<Inner>, epoch: u64) {
     // The jitter is drawn once per generation, so re-checks do not re-roll it.
     let mut jitter: Option<(Generation, Duration)> = None;
+    // When the timer last started (or joined) a refresh: it never does so more
+    // often than every `gap`, even if a new token is already due when it
+    // arrives (a server answering `expires_in: 0`), so it cannot spin.
+    let mut last_fired: Option<SystemTime> = None;
     loop {
         // Hold the session only while deciding, never while sleeping: a dropped
         // session stops its timer.
@@ -54,24 +58,29 @@ async fn run(weak: Weak<Inner>, epoch: u64) {
         let obtained = cur.tokens.obtained_at.unwrap_or_else(|| inner.rt.now());
         let now = inner.rt.now();
         let due = refresh_at(cur.tokens.expires_at, obtained, &policy, j);
+        let gap = policy.recheck.min(Duration::from_secs(5));
+        let next_allowed = last_fired.and_then(|t| t.checked_add(gap));
         let sleep_for = match due {
+            Some(at) if now >= at && next_allowed.is_some_and(|t| now < t) => next_allowed
+                .and_then(|t| t.duration_since(now).ok())
+                .unwrap_or(gap),
             Some(at) if now >= at => {
-                let waiter = match inner.cell.join(generation, Trigger::Ahead) {
-                    Err(_) => return,
-                    Ok(Join::Newer) => continue,
-                    Ok(Join::Wait(w)) => w,
+                last_fired = Some(now);
+                let next = match inner.cell.join(generation, Trigger::Ahead) {
+                    Err(e) if e.is_session_ended() => Next::Stop,
+                    // In a `Retry-After` cool-down: try again after the gap.
+                    Err(_) => Next::Sleep(gap),
+                    Ok(Join::Newer) => Next::Again,
+                    Ok(Join::Wait(w)) => outcome(w, gap).await,
                     Ok(Join::Start(ticket, w)) => {
                         refresh::spawn(&inner, ticket, Trigger::Ahead);
-                        w
+                        outcome(w, gap).await
                     }
                 };
-                drop(inner);
-                match waiter.await {
-                    Outcome::LookAgain => continue,
-                    // Failed: the refresh already retried within its budget. Wait a
-                    // little before trying again; expiry and 401s still refresh meanwhile.
-                    Outcome::Failed(e) if e.is_session_ended() => return,
-                    Outcome::Failed(_) => policy.recheck.min(Duration::from_secs(5)),
+                match next {
+                    Next::Again => continue,
+                    Next::Stop => return,
+                    Next::Sleep(d) => d,
                 }
             }
             Some(at) => at
@@ -80,15 +89,39 @@ async fn run(weak: Weak<Inner>, epoch: u64) {
                 .min(policy.recheck),
             None => policy.recheck,
         };
-        let sleep = weak.upgrade().map(|inner| {
-            inner
-                .rt
-                .sleep
-                .sleep(sleep_for.max(Duration::from_millis(1)))
-        });
-        match sleep {
-            Some(sleep) => sleep.await,
-            None => return,
+        drop(inner);
+        if !sleep_then(&weak, sleep_for).await {
+            return;
         }
     }
+}
+
+enum Next {
+    Again,
+    Sleep(Duration),
+    Stop,
+}
+
+/// What the timer does after the refresh it joined: look again at once after a
+/// success; after a failure (the refresh already retried within its budget)
+/// wait `gap` — expiry and 401s still refresh meanwhile.
+async fn outcome(waiter: Waiter, gap: Duration) -> Next {
+    match waiter.await {
+        Outcome::LookAgain => Next::Again,
+        Outcome::Failed(e) if e.is_session_ended() => Next::Stop,
+        Outcome::Failed(_) => Next::Sleep(gap),
+    }
+}
+
+/// Sleeps on the session's timer without holding the session; `false` if the
+/// session is gone.
+async fn sleep_then(weak: &Weak<Inner>, d: Duration) -> bool {
+    let Some(sleep) = weak
+        .upgrade()
+        .map(|inner| inner.rt.sleep.sleep(d.max(Duration::from_millis(1))))
+    else {
+        return false;
+    };
+    sleep.await;
+    true
 }

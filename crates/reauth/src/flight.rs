@@ -69,6 +69,12 @@ impl Published {
         self.tokens.generation
     }
 
+    /// The bearer whatever the clock says, unless a request was refused with it.
+    pub(crate) fn unless_refused(&self) -> Option<Bearer> {
+        (!self.rejected.load(Ordering::Acquire))
+            .then(|| Bearer::new(self.tokens.access_token.clone(), self.tokens.generation))
+    }
+
     /// The bearer, if this set may still be used at `now`.
     #[inline]
     pub(crate) fn usable(&self, now: SystemTime) -> Option<Bearer> {
@@ -98,7 +104,7 @@ pub(crate) enum Outcome {
 pub(crate) type Waiter = Shared<BoxFuture<'static, Outcome>>;
 
 /// The right (and duty) to run the refresh of one flight.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Ticket {
     id: u64,
     pub(crate) from: Arc<Published>,

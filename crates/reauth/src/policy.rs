@@ -199,8 +199,16 @@ pub fn refresh_at(
 ) -> Option<SystemTime> {
     let expires_at = expires_at?;
     let life = lifetime(obtained_at, expires_at);
-    let by_fraction = life.mul_f64(policy.fraction.clamp(0.0, 1.0));
-    let lead = policy.skew.max(by_fraction) + jitter.min(policy.jitter);
+    let fraction = if policy.fraction.is_nan() {
+        0.0
+    } else {
+        policy.fraction.clamp(0.0, 1.0)
+    };
+    let by_fraction = life.mul_f64(fraction);
+    let lead = policy
+        .skew
+        .max(by_fraction)
+        .saturating_add(jitter.min(policy.jitter));
     let lead = lead.min(life / 2);
     Some(expires_at.checked_sub(lead).unwrap_or(obtained_at))
 }

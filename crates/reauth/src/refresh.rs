@@ -11,6 +11,7 @@
 //! write with compare-and-set on the generation read → release. The protocol
 //! and its guarantees are described in `store/lease.rs`.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -29,15 +30,55 @@ use crate::token::{Generation, TokenSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Spawns the refresh for `ticket` on the session's runtime.
+///
+/// The task owns a [`FailOnDrop`] for its flight: if the task never finishes
+/// — the refresher panics, the runtime shuts down, the spawner fails — the
+/// flight is failed on drop, so its waiters are answered and the next call
+/// starts a new refresh instead of waiting on a flight that no one runs.
 pub(crate) fn spawn(inner: &Arc<Inner>, ticket: Ticket, trigger: Trigger) {
     let span = tracing::info_span!(
         "reauth.refresh",
         from_generation = %ticket.from.generation(),
         trigger = ?trigger,
     );
-    let task = run(Arc::clone(inner), ticket, trigger).instrument(span);
-    inner.rt.spawn.spawn(task.boxed());
+    let guard = FailOnDrop {
+        inner: Arc::clone(inner),
+        ticket: ticket.clone(),
+    };
+    let task = async move {
+        run(Arc::clone(&guard.inner), ticket, trigger).await;
+        drop(guard);
+    };
+    inner.rt.spawn.spawn(task.instrument(span).boxed());
 }
+
+/// Fails its flight when dropped, unless the flight already finished
+/// (`Cell::finish` only acts on the flight it names, once).
+struct FailOnDrop {
+    inner: Arc<Inner>,
+    ticket: Ticket,
+}
+
+impl Drop for FailOnDrop {
+    fn drop(&mut self) {
+        let error = Arc::new(RefreshError::transient(Abandoned));
+        let failure = Error::RefreshUnavailable {
+            retry_after: None,
+            source: error,
+        };
+        if self.inner.cell.finish(&self.ticket, Finish::Fail(failure)) {
+            tracing::error!("the refresh task stopped before finishing; its waiters were failed");
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the refresher panicked")]
+struct RefresherPanicked;
+
+#[derive(Debug, thiserror::Error)]
+#[error("the refresh task stopped before finishing (panicked, or its runtime shut down)")]
+struct Abandoned;
 
 fn elapsed(inner: &Inner, since: SystemTime) -> Duration {
     inner.rt.now().duration_since(since).unwrap_or_default()
@@ -59,7 +100,7 @@ async fn run(inner: Arc<Inner>, ticket: Ticket, trigger: Trigger) {
             let jitter = inner.rt.jitter.jitter(backoff_base(&retry, attempt) / 2);
             let delay = backoff_delay(&retry, attempt, jitter, error.retry_after());
             let spent = elapsed(&inner, started);
-            if attempt < retry.max_attempts && spent + delay <= retry.budget {
+            if attempt < retry.max_attempts && spent.saturating_add(delay) <= retry.budget {
                 tracing::info!(attempt, delay_ms = delay.as_millis() as u64, error = %error, "token refresh failed; retrying");
                 m::retry();
                 inner.events.emit(SessionEvent::RefreshRetrying {
@@ -164,7 +205,7 @@ async fn acquire(
     coord: &dyn Coordinator,
 ) -> Result<Option<Lease>, RefreshError> {
     let ttl = lease_ttl(inner.config.refresh_timeout);
-    let limit = ttl * 2;
+    let limit = ttl.saturating_mul(2);
     let began = inner.rt.now();
     let mut polls = 0u32;
     loop {
@@ -241,11 +282,16 @@ async fn refresh_and_publish(
 }
 
 /// One call to the refresher, bounded by the refresh timeout (C9).
+///
+/// A refresher that panics is a bug in it, not a network failure: it is
+/// reported as a misconfiguration (no retry loop, the session is kept), and
+/// the lease, if held, is released as after any other failure.
 async fn attempt_once(inner: &Inner, current: &TokenSet) -> Result<TokenSet, RefreshError> {
-    let call = inner.refresher.refresh(current);
+    let call = AssertUnwindSafe(inner.refresher.refresh(current)).catch_unwind();
     let timeout = inner.rt.sleep.sleep(inner.config.refresh_timeout);
     match select(call, timeout).await {
-        Either::Left((result, _)) => result,
+        Either::Left((Ok(result), _)) => result,
+        Either::Left((Err(_panic), _)) => Err(RefreshError::misconfigured(RefresherPanicked)),
         Either::Right(((), _)) => Err(RefreshError::transient(TimedOut(
             inner.config.refresh_timeout,
         ))),

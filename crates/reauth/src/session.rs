@@ -375,7 +375,8 @@ impl Session {
         let inner = &self.inner;
         let started = inner.rt.now();
         let mut deadline = inner.rt.sleep.sleep(inner.config.wait_timeout);
-        let mut waited = false;
+        // The generation of the last refresh this caller waited for.
+        let mut waited_on: Option<Generation> = None;
         let result = loop {
             let cur = match inner.cell.current() {
                 Ok(cur) => cur,
@@ -388,7 +389,18 @@ impl Session {
                 Some(g) => (g, Trigger::Rejected),
                 None => match cur.usable(inner.rt.now()) {
                     Some(bearer) => break Ok(bearer),
-                    None => (cur.generation(), Trigger::Expired),
+                    None => {
+                        // A set that the refresh we waited for just published is
+                        // handed out even if the clock already calls it expired
+                        // (`expires_in: 0`, an adopted set that is already old):
+                        // refreshing again at once would loop (C14).
+                        if waited_on.is_some_and(|g| cur.generation() > g)
+                            && let Some(bearer) = cur.unless_refused()
+                        {
+                            break Ok(bearer);
+                        }
+                        (cur.generation(), Trigger::Expired)
+                    }
                 },
             };
             let waiter: Waiter = match inner.cell.join(seen, trigger) {
@@ -403,7 +415,7 @@ impl Session {
                     w
                 }
             };
-            waited = true;
+            waited_on = Some(seen);
             let wait = waiter
                 .instrument(tracing::debug_span!("reauth.wait", generation = %cur.generation()));
             match select(wait, &mut deadline).await {
@@ -412,7 +424,7 @@ impl Session {
                 Either::Right(((), _)) => break Err(Error::Timeout),
             }
         };
-        if waited {
+        if waited_on.is_some() {
             m::waited(inner.rt.now().duration_since(started).unwrap_or_default());
         }
         result

@@ -125,8 +125,10 @@ impl TokenSet {
     /// Sets the expiry from a relative lifetime (`expires_in`) received at `now`,
     /// and records `now` as the time the set was obtained.
     #[must_use]
+    ///
+    /// An `expires_in` too large to represent means "no known expiry".
     pub fn with_expires_in(mut self, now: SystemTime, expires_in: Duration) -> Self {
-        self.expires_at = Some(now + expires_in);
+        self.expires_at = now.checked_add(expires_in);
         self.obtained_at = Some(now);
         self
     }
@@ -237,6 +239,12 @@ mod tests {
         let json = serde_json::to_string(&t).unwrap();
         let back: TokenSet = serde_json::from_str(&json).unwrap();
         assert_eq!(back, t);
+    }
+
+    #[test]
+    fn absurd_expires_in_means_no_known_expiry() {
+        let t = TokenSet::new("a").with_expires_in(SystemTime::now(), Duration::MAX);
+        assert_eq!(t.expires_at, None);
     }
 
     #[test]

@@ -280,6 +280,25 @@ async fn c5_exhausted_budget_reports_unavailable_keeps_session_and_next_call_ret
 }
 
 #[tokio::test(start_paused = true)]
+async fn c5_absurd_retry_after_gives_up_without_panicking() {
+    let h = started().await;
+    h.server
+        .push(Step::Fail(RefreshErrorKind::Transient, Some(Duration::MAX)));
+    let old = h.session.access_token().await.unwrap();
+    let err = h.session.invalidate(&old).await.unwrap_err();
+    assert!(
+        matches!(err, Error::RefreshUnavailable { retry_after: Some(d), .. } if d == Duration::MAX),
+        "{err:?}"
+    );
+    assert_eq!(
+        h.server.calls(),
+        1,
+        "a Retry-After past the budget is not waited for"
+    );
+    assert!(h.session.is_active());
+}
+
+#[tokio::test(start_paused = true)]
 async fn c6_rejected_refresh_ends_session_exactly_once() {
     let mut h = started().await;
     h.server.revoke_all();
@@ -352,6 +371,74 @@ async fn c8_cancelled_starter_does_not_cancel_the_refresh() {
         got.generation(),
         "persisted"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn c8_refresh_task_that_never_runs_fails_its_waiters_and_the_next_call_refreshes() {
+    /// A spawner whose runtime is shutting down: the first task is dropped unrun.
+    struct DropFirst(AtomicUsize);
+    impl reauth::Spawn for DropFirst {
+        fn spawn(&self, task: futures::future::BoxFuture<'static, ()>) {
+            if self.0.fetch_add(1, Ordering::SeqCst) > 0 {
+                drop(tokio::spawn(task));
+            }
+        }
+    }
+    let rt = Runtime::new(
+        reauth::TokioClock::default(),
+        TokioSleep,
+        DropFirst(AtomicUsize::new(0)),
+        NoJitter,
+    );
+    let server = FakeServer::new(&rt, LIFETIME);
+    let session = Session::builder_with_runtime(server.clone(), rt)
+        .refresh_ahead(RefreshAhead::disabled())
+        .build();
+    session.start(server.login()).await.unwrap();
+    let old = session.access_token().await.unwrap();
+    let err = session
+        .invalidate(&old)
+        .now_or_never()
+        .expect("answered at once, not left waiting")
+        .unwrap_err();
+    assert!(matches!(err, Error::RefreshUnavailable { .. }), "{err:?}");
+    // The dead flight was cleared: the next call refreshes instead of waiting on it.
+    let fresh = session.invalidate(&old).await.expect("a new refresh runs");
+    assert_eq!(fresh.token().secret(), "access-1");
+    assert_eq!(server.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn c7_panicking_refresher_is_a_misconfiguration_and_the_next_call_refreshes() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let refresher = reauth::refresh_fn(move |_t: reauth::TokenSet| {
+        let n = c.fetch_add(1, Ordering::SeqCst);
+        async move {
+            assert!(
+                n > 0,
+                "the first refresh panics (a bug in a user's refresher)"
+            );
+            Ok(reauth::TokenSet::new("access-1").with_refresh_token("refresh-1"))
+        }
+    });
+    let session = Session::builder_with_runtime(refresher, runtime())
+        .refresh_ahead(RefreshAhead::disabled())
+        .build();
+    session
+        .start(reauth::TokenSet::new("access-0").with_refresh_token("refresh-0"))
+        .await
+        .unwrap();
+    let old = session.access_token().await.unwrap();
+    let err = session.invalidate(&old).await.unwrap_err();
+    assert!(matches!(err, Error::Misconfigured(_)), "{err:?}");
+    assert!(session.is_active());
+    let fresh = session
+        .invalidate(&old)
+        .await
+        .expect("the next call refreshes");
+    assert_eq!(fresh.token().secret(), "access-1");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -517,6 +604,28 @@ async fn c14_short_lived_token_does_not_loop() {
         (19..=21).contains(&calls),
         "{calls} refreshes in 100 s of a 10 s token"
     );
+    assert!(session.is_active());
+}
+
+#[tokio::test(start_paused = true)]
+async fn c14_token_born_expired_does_not_loop() {
+    // A server that answers `expires_in: 0`: every new token is expired on arrival.
+    let rt = runtime();
+    let server = FakeServer::new(&rt, Duration::ZERO);
+    let session = Session::builder_with_runtime(server.clone(), rt)
+        .wait_timeout(Duration::from_secs(2))
+        .build();
+    session.start(server.login()).await.unwrap();
+    // A caller gets the token the refresh it waited for produced, not a timeout.
+    let got = session
+        .access_token()
+        .await
+        .expect("the fresh token, expired or not");
+    assert_eq!(got.generation(), Generation::new(2));
+    // And the refresh-ahead timer does not spin: at most one refresh per 5 s.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let calls = server.calls();
+    assert!(calls <= 14, "{calls} refreshes in 60 s");
     assert!(session.is_active());
 }
 

@@ -239,7 +239,7 @@ impl Coordinator for FileStore {
             let lease = Lease::generate(ttl);
             let record = LeaseRecord {
                 owner: lease.owner().to_owned(),
-                expires_at_ms: unix_ms(now + ttl),
+                expires_at_ms: now.checked_add(ttl).map_or(u64::MAX, unix_ms),
             };
             write_lease(file, Some(&record))?;
             Ok(Some(lease))

@@ -150,8 +150,14 @@ pub fn new_owner_token() -> String {
 /// assert_eq!(reauth::lease_ttl(Duration::from_secs(1)), Duration::from_secs(2));
 /// ```
 pub fn lease_ttl(refresh_timeout: Duration) -> Duration {
-    refresh_timeout + (refresh_timeout / 2).max(Duration::from_secs(1))
+    refresh_timeout
+        .saturating_add((refresh_timeout / 2).max(Duration::from_secs(1)))
+        .min(MAX_LEASE_TTL)
 }
+
+/// The longest lease: a day, however long the refresh timeout (a
+/// `Duration::MAX` timeout means "none", not "block the others forever").
+const MAX_LEASE_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// The delay before poll `n` (1-based) for a lease held by someone else:
 /// 10 ms doubling to at most 200 ms. The caller adds jitter of up to half.
@@ -174,6 +180,7 @@ mod tests {
             lease_ttl(Duration::from_millis(500)),
             Duration::from_millis(1500)
         );
+        assert_eq!(lease_ttl(Duration::MAX), MAX_LEASE_TTL);
     }
 
     #[test]

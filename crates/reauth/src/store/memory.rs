@@ -91,7 +91,10 @@ mod coordinate {
                 return Ok(None);
             }
             let lease = Lease::generate(ttl);
-            slot.lease = Some((lease.owner().to_owned(), now + ttl));
+            let until = now
+                .checked_add(ttl)
+                .unwrap_or(now + Duration::from_secs(24 * 3600));
+            slot.lease = Some((lease.owner().to_owned(), until));
             Ok(Some(lease))
         }
 
