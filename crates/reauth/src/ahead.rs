@@ -66,7 +66,7 @@ async fn run(weak: Weak<Inner>, epoch: u64) {
                 .unwrap_or(gap),
             Some(at) if now >= at => {
                 last_fired = Some(now);
-                let next = match inner.cell.join(generation, Trigger::Ahead) {
+                let next = match inner.cell.join(generation, Trigger::Ahead, now) {
                     Err(e) if e.is_session_ended() => Next::Stop,
                     // In a `Retry-After` cool-down: try again after the gap.
                     Err(_) => Next::Sleep(gap),

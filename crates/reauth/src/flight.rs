@@ -40,7 +40,7 @@ use arc_swap::ArcSwapOption;
 use futures::channel::oneshot;
 use futures::future::{BoxFuture, FutureExt, Shared};
 
-use crate::error::{EndReason, Error};
+use crate::error::{EndReason, Error, RefreshError};
 use crate::events::Trigger;
 use crate::sync::{AtomicBool, Mutex, lock};
 use crate::token::{Bearer, Generation, TokenSet};
@@ -126,6 +126,9 @@ pub(crate) enum Finish {
     Publish(Arc<Published>),
     /// Keep the current set; waiters get the error.
     Fail(Error),
+    /// As `Fail`, and start no new refresh before the instant (the server's
+    /// `Retry-After`): until then, callers get `RefreshUnavailable` at once.
+    FailUntil(Error, SystemTime, Arc<RefreshError>),
     /// End the session.
     End(EndReason),
 }
@@ -150,6 +153,8 @@ struct State {
     last_generation: Generation,
     flight: Option<InFlight>,
     next_id: u64,
+    /// After a refresh gave up on a `Retry-After`: no new refresh before then.
+    cool_down: Option<(SystemTime, Arc<RefreshError>)>,
 }
 
 /// The published token set and the flight that replaces it.
@@ -168,6 +173,7 @@ impl Cell {
                 last_generation: Generation::default(),
                 flight: None,
                 next_id: 0,
+                cool_down: None,
             }),
         }
     }
@@ -203,7 +209,16 @@ impl Cell {
     /// A `trigger` other than [`Trigger::Ahead`] marks the set as refused, so
     /// that new readers wait for the flight rather than use the token (C4a); a
     /// refresh-ahead leaves readers on the old, still valid token (C4b).
-    pub(crate) fn join(&self, seen: Generation, trigger: Trigger) -> Result<Join, Error> {
+    ///
+    /// While a `Retry-After` cool-down runs (see [`Finish::FailUntil`]) and
+    /// no refresh is in flight, it answers `RefreshUnavailable` at once
+    /// instead of starting one (C5).
+    pub(crate) fn join(
+        &self,
+        seen: Generation,
+        trigger: Trigger,
+        now: SystemTime,
+    ) -> Result<Join, Error> {
         let mut st = lock(&self.state);
         match st.phase {
             Phase::NoSession => return Err(Error::NoSession),
@@ -223,6 +238,15 @@ impl Cell {
         if let Some(flight) = &st.flight {
             // Invariant 1: this flight refreshes `cur`.
             return Ok(Join::Wait(flight.waiter.clone()));
+        }
+        if let Some((until, source)) = &st.cool_down
+            && let Ok(left) = until.duration_since(now)
+            && !left.is_zero()
+        {
+            return Err(Error::RefreshUnavailable {
+                retry_after: Some(left),
+                source: Arc::clone(source),
+            });
         }
         let (tx, rx) = oneshot::channel();
         let waiter = rx.map(|r| r.unwrap_or(Outcome::LookAgain)).boxed().shared();
@@ -254,11 +278,16 @@ impl Cell {
         }
         let outcome = match how {
             Finish::Publish(p) => {
+                st.cool_down = None;
                 st.last_generation = st.last_generation.max(p.generation());
                 self.current.store(Some(p));
                 Outcome::LookAgain
             }
             Finish::Fail(e) => Outcome::Failed(e),
+            Finish::FailUntil(e, until, source) => {
+                st.cool_down = Some((until, source));
+                Outcome::Failed(e)
+            }
             Finish::End(reason) => {
                 st.phase = Phase::Ended(reason);
                 self.current.store(None);
@@ -279,6 +308,7 @@ impl Cell {
         let mut st = lock(&self.state);
         st.epoch += 1;
         st.phase = Phase::Active;
+        st.cool_down = None;
         st.last_generation = st.last_generation.max(p.generation());
         self.current.store(Some(p));
         let flight = st.flight.take();

@@ -120,7 +120,17 @@ async fn run(inner: Arc<Inner>, ticket: Ticket, trigger: Trigger) {
                 retry_after: error.retry_after(),
                 source: Arc::clone(&error),
             };
-            if inner.cell.finish(&ticket, Finish::Fail(failure)) {
+            // Honour the server's Retry-After beyond this flight too: no new
+            // refresh before it (C5), so a caller in a loop cannot hammer a
+            // rate-limited token endpoint.
+            let how = match error
+                .retry_after()
+                .and_then(|ra| inner.rt.now().checked_add(ra))
+            {
+                Some(until) => Finish::FailUntil(failure, until, Arc::clone(&error)),
+                None => Finish::Fail(failure),
+            };
+            if inner.cell.finish(&ticket, how) {
                 inner.events.emit(SessionEvent::RefreshFailed { error });
             }
             return;

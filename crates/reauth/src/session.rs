@@ -356,7 +356,9 @@ impl Session {
     /// nothing if `sent` is older than the current generation (C3).
     pub fn refused(&self, sent: &Bearer) {
         if let Ok(Join::Start(ticket, _)) =
-            self.inner.cell.join(sent.generation(), Trigger::Rejected)
+            self.inner
+                .cell
+                .join(sent.generation(), Trigger::Rejected, self.inner.rt.now())
         {
             refresh::spawn(&self.inner, ticket, Trigger::Rejected);
         }
@@ -403,7 +405,7 @@ impl Session {
                     }
                 },
             };
-            let waiter: Waiter = match inner.cell.join(seen, trigger) {
+            let waiter: Waiter = match inner.cell.join(seen, trigger, inner.rt.now()) {
                 Err(e) => break Err(e),
                 Ok(Join::Newer) => continue,
                 Ok(Join::Wait(w)) => {

@@ -299,6 +299,43 @@ async fn c5_absurd_retry_after_gives_up_without_panicking() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn c5_retry_after_holds_off_new_refreshes_until_it_passes() {
+    let h = started().await;
+    h.server.push(Step::Fail(
+        RefreshErrorKind::Transient,
+        Some(Duration::from_secs(120)),
+    ));
+    let old = h.session.access_token().await.unwrap();
+    assert!(matches!(
+        h.session.invalidate(&old).await,
+        Err(Error::RefreshUnavailable { .. })
+    ));
+    // A caller in a loop: every call fails fast, none reaches the server.
+    for _ in 0..50 {
+        let err = h
+            .session
+            .access_token()
+            .now_or_never()
+            .expect("fails fast")
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::RefreshUnavailable { retry_after: Some(d), .. } if d <= Duration::from_secs(120)),
+            "{err:?}"
+        );
+    }
+    assert_eq!(h.server.calls(), 1);
+    tokio::time::advance(Duration::from_secs(120)).await;
+    let fresh = h
+        .session
+        .access_token()
+        .await
+        .expect("refreshes once Retry-After has passed");
+    assert_eq!(fresh.token().secret(), "access-1");
+    assert_eq!(h.server.calls(), 2);
+    assert!(h.session.is_active());
+}
+
+#[tokio::test(start_paused = true)]
 async fn c6_rejected_refresh_ends_session_exactly_once() {
     let mut h = started().await;
     h.server.revoke_all();
