@@ -322,7 +322,9 @@ impl Cell {
 
     /// Ends an active session. Returns the set it held, or `None` if there was
     /// no active session (so only one caller ever reports an end).
-    pub(crate) fn end(&self, reason: EndReason) -> Option<Arc<Published>> {
+    /// Also returns the epoch that ended, so that later clean-up can tell
+    /// whether a new session has started since.
+    pub(crate) fn end(&self, reason: EndReason) -> Option<(Arc<Published>, u64)> {
         let mut st = lock(&self.state);
         if st.phase != Phase::Active {
             return None;
@@ -330,10 +332,11 @@ impl Cell {
         st.phase = Phase::Ended(reason);
         let old = self.current.swap(None);
         let flight = st.flight.take();
+        let epoch = st.epoch;
         drop(st);
         if let Some(f) = flight {
             let _ = f.tx.send(Outcome::Failed(Error::SessionEnded(reason)));
         }
-        old
+        old.map(|old| (old, epoch))
     }
 }

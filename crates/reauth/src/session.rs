@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures::channel::oneshot;
 use futures::future::{Either, select};
 use futures::lock::Mutex as AsyncMutex;
 use tracing::Instrument;
@@ -267,6 +268,9 @@ impl Session {
     /// Resumes the session persisted in the store, if any (a restart). Returns
     /// whether one was found.
     ///
+    /// If a session is already active and the store holds nothing newer, it
+    /// is left alone (a refresh in flight is not thrown away).
+    ///
     /// # Errors
     ///
     /// [`StoreError`] if the store could not be read.
@@ -276,6 +280,9 @@ impl Session {
         let Some(tokens) = inner.store.load().await? else {
             return Ok(false);
         };
+        if self.generation().is_some_and(|g| tokens.generation <= g) {
+            return Ok(true);
+        }
         let p = inner.publishable(tokens);
         let generation = p.generation();
         let epoch = inner.cell.start(p);
@@ -440,27 +447,27 @@ impl Session {
     /// # Errors
     ///
     /// [`StoreError`] if clearing the store failed. The session has ended regardless.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: the session ends at the first poll, and clearing the store
+    /// and revoking run on their own task, so a caller that stops waiting
+    /// cannot leave the ended session's tokens in the store.
     pub async fn logout(&self) -> Result<(), StoreError> {
         let inner = &self.inner;
-        let Some(old) = inner.cell.end(EndReason::LoggedOut) else {
+        let Some((old, epoch)) = inner.cell.end(EndReason::LoggedOut) else {
             return Ok(());
         };
         m::session_ended(EndReason::LoggedOut);
         inner.events.emit(SessionEvent::SessionEnded {
             reason: EndReason::LoggedOut,
         });
-        let cleared = {
-            let _guard = inner.persist.lock().await;
-            inner.store.clear().await
-        };
-        let revoke = inner.refresher.revoke(&old.tokens);
-        let timeout = inner.rt.sleep.sleep(inner.config.refresh_timeout);
-        match select(revoke, timeout).await {
-            Either::Left((Ok(()), _)) => {}
-            Either::Left((Err(e), _)) => tracing::warn!(error = %e, "token revocation failed"),
-            Either::Right(_) => tracing::warn!("token revocation timed out"),
-        }
-        cleared
+        let (tx, rx) = oneshot::channel();
+        let task_inner = Arc::clone(inner);
+        inner.rt.spawn.spawn(Box::pin(async move {
+            let _ = tx.send(finish_logout(&task_inner, &old.tokens, epoch).await);
+        }));
+        rx.await.unwrap_or(Ok(()))
     }
 
     /// Subscribes to the session's events from now on.
@@ -482,4 +489,32 @@ impl Session {
     pub fn is_active(&self) -> bool {
         self.inner.cell.load().is_some()
     }
+}
+
+/// The part of [`Session::logout`] that outlives its caller: clear the store
+/// (unless a new session started meanwhile — its tokens are not ours to
+/// clear), then revoke the newest tokens this session had: a refresh that
+/// finished while logout began may have stored a set newer than `published`.
+async fn finish_logout(inner: &Inner, published: &TokenSet, epoch: u64) -> Result<(), StoreError> {
+    let (cleared, newest) = {
+        let _guard = inner.persist.lock().await;
+        if inner.cell.epoch() == epoch {
+            let stored = inner.store.load().await.ok().flatten();
+            (inner.store.clear().await, stored)
+        } else {
+            (Ok(()), None)
+        }
+    };
+    let revoke = match &newest {
+        Some(stored) if stored.generation > published.generation => stored,
+        _ => published,
+    };
+    let revoking = inner.refresher.revoke(revoke);
+    let timeout = inner.rt.sleep.sleep(inner.config.refresh_timeout);
+    match select(revoking, timeout).await {
+        Either::Left((Ok(()), _)) => {}
+        Either::Left((Err(e), _)) => tracing::warn!(error = %e, "token revocation failed"),
+        Either::Right(_) => tracing::warn!("token revocation timed out"),
+    }
+    cleared
 }

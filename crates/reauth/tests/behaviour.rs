@@ -732,6 +732,36 @@ async fn restore_resumes_the_persisted_session() {
     assert_eq!(bearer.generation(), Generation::new(2));
 }
 
+#[tokio::test(start_paused = true)]
+async fn c17_logout_finishes_even_if_its_caller_stops_waiting() {
+    let h = started().await;
+    // The caller gives up on logout at once (a timeout, a dropped task).
+    drop(h.session.logout().now_or_never());
+    assert!(!h.session.is_active());
+    settle().await;
+    assert!(h.store.peek().is_none(), "store cleared all the same");
+    assert_eq!(h.server.revocations(), 1);
+    assert_eq!(h.ended_callbacks.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn restore_on_an_active_session_keeps_the_refresh_in_flight() {
+    let h = started().await;
+    h.server.set_delay(Duration::from_secs(1));
+    let old = h.session.access_token().await.unwrap();
+    let s = h.session.clone();
+    let waiter = tokio::spawn(async move { s.invalidate(&old).await });
+    wait_until("refresh in flight", || h.server.calls() == 1).await;
+    assert!(h.session.restore().await.unwrap());
+    let got = waiter
+        .await
+        .unwrap()
+        .expect("the refresh in flight still lands");
+    assert_eq!(got.token().secret(), "access-1");
+    assert_eq!(h.server.calls(), 1);
+    assert!(h.session.is_active());
+}
+
 #[test]
 fn session_and_its_futures_are_send_and_sync() {
     fn send_sync<T: Send + Sync>(_: &T) {}
