@@ -129,6 +129,10 @@ pub enum StoreError {
     /// A backend-specific failure.
     #[error("token store backend failed")]
     Backend(#[source] BoxError),
+    /// A compare-and-set write kept losing to other writers; the tokens stay
+    /// published in memory.
+    #[error("the token store kept changing under a compare-and-set write")]
+    Conflict,
 }
 
 /// Why a session ended.

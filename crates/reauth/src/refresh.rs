@@ -61,6 +61,14 @@ struct FailOnDrop {
 
 impl Drop for FailOnDrop {
     fn drop(&mut self) {
+        // Under the model checker, shuttle drops the tasks still pending when an
+        // execution ends (or unwinds through them on a failure) outside any
+        // task, where its mutex cannot be taken. A runtime that drops a task
+        // does so where `std`'s can: this guard then does its job.
+        #[cfg(reauth_shuttle)]
+        if std::thread::panicking() || shuttle::current::get_current_task().is_none() {
+            return;
+        }
         let error = Arc::new(RefreshError::transient(Abandoned));
         let failure = Error::RefreshUnavailable {
             retry_after: None,
@@ -383,7 +391,9 @@ async fn persist_cas(
     tokens: &TokenSet,
 ) -> Option<TokenSet> {
     let attempts = inner.config.store_attempts.max(1);
+    let mut lost_last = false;
     for attempt in 1..=attempts {
+        lost_last = false;
         match coord.compare_and_store(expected, tokens).await {
             Ok(true) => return None,
             Ok(false) => match inner.store.load().await {
@@ -392,7 +402,10 @@ async fn persist_cas(
                     return Some(stored);
                 }
                 // Older, or cleared: write ours over what is there now.
-                Ok(stored) => expected = stored.map(|t| t.generation),
+                Ok(stored) => {
+                    lost_last = true;
+                    expected = stored.map(|t| t.generation);
+                }
                 Err(e) => report_store_failure(inner, e),
             },
             Err(e) => report_store_failure(inner, e),
@@ -401,6 +414,11 @@ async fn persist_cas(
             let delay = backoff_delay(&inner.config.retry, attempt, Duration::ZERO, None);
             inner.rt.sleep.sleep(delay).await;
         }
+    }
+    // Never dropped silently (C13): the set stays published in memory, and
+    // the lost race is reported like any other failed write.
+    if lost_last {
+        report_store_failure(inner, StoreError::Conflict);
     }
     None
 }

@@ -615,6 +615,66 @@ async fn c13_store_failure_is_reported_and_retried_never_dropped() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn c13_compare_and_set_that_keeps_losing_is_reported_and_tokens_kept() {
+    /// A shared store whose compare-and-set always loses to an older writer.
+    #[derive(Clone, Default)]
+    struct Contended(reauth::MemoryStore);
+    #[async_trait::async_trait]
+    impl reauth::TokenStore for Contended {
+        async fn load(&self) -> Result<Option<reauth::TokenSet>, reauth::StoreError> {
+            self.0.load().await
+        }
+        async fn store(&self, t: &reauth::TokenSet) -> Result<(), reauth::StoreError> {
+            self.0.store(t).await
+        }
+        async fn clear(&self) -> Result<(), reauth::StoreError> {
+            self.0.clear().await
+        }
+        fn coordinator(&self) -> Option<&dyn reauth::Coordinator> {
+            Some(self)
+        }
+    }
+    #[async_trait::async_trait]
+    impl reauth::Coordinator for Contended {
+        async fn try_acquire(
+            &self,
+            ttl: Duration,
+        ) -> Result<Option<reauth::Lease>, reauth::StoreError> {
+            Ok(Some(reauth::Lease::generate(ttl)))
+        }
+        async fn release(&self, _lease: &reauth::Lease) -> Result<(), reauth::StoreError> {
+            Ok(())
+        }
+        async fn compare_and_store(
+            &self,
+            _expected: Option<Generation>,
+            _tokens: &reauth::TokenSet,
+        ) -> Result<bool, reauth::StoreError> {
+            Ok(false)
+        }
+    }
+    let rt = runtime();
+    let server = FakeServer::new(&rt, LIFETIME);
+    let session = Session::builder_with_runtime(server.clone(), rt)
+        .store(Contended::default())
+        .refresh_ahead(RefreshAhead::disabled())
+        .build();
+    let mut events = session.events();
+    session.start(server.login()).await.unwrap();
+    let old = session.access_token().await.unwrap();
+    let fresh = session
+        .invalidate(&old)
+        .await
+        .expect("published in memory all the same");
+    assert_eq!(fresh.token().secret(), "access-1");
+    let conflicts = drain(&mut events)
+        .iter()
+        .filter(|e| matches!(e, SessionEvent::StoreFailed { error } if matches!(**error, reauth::StoreError::Conflict)))
+        .count();
+    assert_eq!(conflicts, 1, "the lost write is reported once");
+}
+
+#[tokio::test(start_paused = true)]
 async fn c14_refresh_ahead_fires_before_expiry_not_earlier() {
     let h = started_with(|b| b).await;
     tokio::time::advance(Duration::from_secs(269)).await;
