@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime};
 ///
 /// The timer refreshes at `expires_at − max(skew, fraction × lifetime)`, minus up
 /// to `jitter`, but never earlier than halfway through the token's lifetime, so a
-/// short-lived token cannot make it loop.
+/// short-lived token cannot make it loop; and it starts at most one refresh per
+/// `min(recheck, 5 s)`, even for tokens that arrive already expired.
 ///
 /// ```
 /// use std::time::Duration;

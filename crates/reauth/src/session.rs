@@ -331,6 +331,7 @@ impl Session {
     /// # Ok(()) }
     /// ```
     #[inline]
+    #[must_use]
     pub fn try_access_token(&self) -> Option<Bearer> {
         let now = self.inner.rt.now();
         self.inner.cell.load().as_ref()?.usable(now)
@@ -361,6 +362,9 @@ impl Session {
     /// running. For a request that cannot be replayed (a streamed body, C11):
     /// its caller gets the `401`, and the next call finds the new token. Does
     /// nothing if `sent` is older than the current generation (C3).
+    ///
+    /// Starting the refresh uses the session's spawner, so call it where that
+    /// works (with [`Runtime::tokio`], inside a tokio runtime).
     pub fn refused(&self, sent: &Bearer) {
         if let Ok(Join::Start(ticket, _)) =
             self.inner
