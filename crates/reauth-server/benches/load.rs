@@ -389,18 +389,15 @@ fn main() {
             let path = dir.path().join(format!("bench-{sync:?}.db"));
             let url = format!("sqlite://{}", path.display());
             let repo = SqliteRepository::connect(&url, sync).await.expect("sqlite");
-            let pool = repo.pool().clone();
-            sqlx::query("CREATE TABLE IF NOT EXISTS bench_commit (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
-                .execute(&pool)
-                .await
-                .expect("table");
-            for id in 0..32 {
-                sqlx::query("INSERT OR IGNORE INTO bench_commit (id, n) VALUES ($1, 0)")
-                    .bind(id)
-                    .execute(&pool)
-                    .await
-                    .expect("row");
-            }
+            repo.with_connection(|conn| {
+                conn.execute_batch("CREATE TABLE IF NOT EXISTS bench_commit (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")?;
+                for id in 0..32 {
+                    conn.execute("INSERT OR IGNORE INTO bench_commit (id, n) VALUES (?1, 0)", [id])?;
+                }
+                Ok::<_, rusqlite::Error>(())
+            })
+            .expect("bench table");
+            let raw_repo = repo.clone();
             let repo: Arc<dyn Repository> = Arc::new(repo);
             let mut cfg = config(&url);
             cfg.sqlite_synchronous = sync;
@@ -408,15 +405,18 @@ fn main() {
             let server = Server::from_parts(cfg, repo, keys, Arc::new(SystemClock)).await.expect("server");
             let addr = start(server).await;
             let raw = move |tasks: usize| {
-                let pool = pool.clone();
+                let repo = raw_repo.clone();
                 Box::pin(raw_commits(tasks, secs, move |row| {
-                    let pool = pool.clone();
+                    let repo = repo.clone();
                     async move {
-                        sqlx::query("UPDATE bench_commit SET n = n + 1 WHERE id = $1")
-                            .bind(row)
-                            .execute(&pool)
-                            .await
-                            .expect("commit");
+                        // The same connection and lock the repository uses.
+                        repo.with_connection(|conn| {
+                            conn.prepare_cached("UPDATE bench_commit SET n = n + 1 WHERE id = ?1")?
+                                .execute([row])
+                        })
+                        .expect("commit");
+                        // Synchronous: yield so the timers and other tasks run.
+                        tokio::task::yield_now().await;
                     }
                 })) as std::pin::Pin<Box<dyn std::future::Future<Output = f64> + Send>>
             };
