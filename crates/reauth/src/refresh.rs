@@ -338,8 +338,12 @@ async fn publish(
     }
     tokens.obtained_at = None; // the session stamps its own clock
     let p = inner.publishable(tokens);
-    let _guard = inner.persist.lock().await;
+    let guard = inner.persist.lock().await;
     if !inner.cell.is_current(ticket) {
+        // Logged out (or replaced by a new login) while the server rotated:
+        // nobody will use these tokens, so do not leave them live.
+        drop(guard);
+        revoke_best_effort(inner, &p.tokens).await;
         return;
     }
     match cas {
@@ -491,5 +495,17 @@ fn finish_adopted(inner: &Inner, ticket: &Ticket, stored: TokenSet, started: Sys
         m::refresh_outcome("adopted", elapsed(inner, started));
         tracing::info!(generation = %generation, "adopted the tokens another process stored");
         inner.events.emit(SessionEvent::Adopted { generation });
+    }
+}
+
+/// Asks the server to revoke `tokens` (RFC 7009), bounded by the refresh
+/// timeout; a failure is logged, never fatal.
+pub(crate) async fn revoke_best_effort(inner: &Inner, tokens: &TokenSet) {
+    let revoking = inner.refresher.revoke(tokens);
+    let timeout = inner.rt.sleep.sleep(inner.config.refresh_timeout);
+    match select(revoking, timeout).await {
+        Either::Left((Ok(()), _)) => {}
+        Either::Left((Err(e), _)) => tracing::warn!(error = %e, "token revocation failed"),
+        Either::Right(_) => tracing::warn!("token revocation timed out"),
     }
 }

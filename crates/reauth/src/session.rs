@@ -513,12 +513,6 @@ async fn finish_logout(inner: &Inner, published: &TokenSet, epoch: u64) -> Resul
         Some(stored) if stored.generation > published.generation => stored,
         _ => published,
     };
-    let revoking = inner.refresher.revoke(revoke);
-    let timeout = inner.rt.sleep.sleep(inner.config.refresh_timeout);
-    match select(revoking, timeout).await {
-        Either::Left((Ok(()), _)) => {}
-        Either::Left((Err(e), _)) => tracing::warn!(error = %e, "token revocation failed"),
-        Either::Right(_) => tracing::warn!("token revocation timed out"),
-    }
+    refresh::revoke_best_effort(inner, revoke).await;
     cleared
 }

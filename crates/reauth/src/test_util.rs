@@ -36,6 +36,9 @@ pub enum Step {
     Delay(Duration),
     /// Rotate the access token but send no refresh token (the old one stays valid).
     OmitRefreshToken,
+    /// Rotate at once, but answer only after this (virtual) delay: the
+    /// response is in transit when something else happens.
+    DelayAfterRotation(Duration),
 }
 
 #[derive(Debug, Default)]
@@ -157,6 +160,7 @@ impl Refresher for FakeServer {
             tokio::time::sleep(delay).await;
         }
         let mut omit = false;
+        let mut in_transit = Duration::ZERO;
         match step {
             Some(Step::Fail(kind, retry_after)) => {
                 let mut e = RefreshError::new(kind, format!("scripted {kind:?}"));
@@ -168,18 +172,25 @@ impl Refresher for FakeServer {
             Some(Step::Hang) => futures::future::pending::<()>().await,
             Some(Step::Delay(d)) => tokio::time::sleep(d).await,
             Some(Step::OmitRefreshToken) => omit = true,
+            Some(Step::DelayAfterRotation(d)) => in_transit = d,
             None => {}
         }
-        let mut st = self.state();
-        let presented = current
-            .refresh_token
-            .as_ref()
-            .map(|r| r.secret().to_owned());
-        if presented.is_none() || presented != st.refresh_valid {
-            return Err(RefreshError::rejected("invalid_grant"));
+        let issued = {
+            let mut st = self.state();
+            let presented = current
+                .refresh_token
+                .as_ref()
+                .map(|r| r.secret().to_owned());
+            if presented.is_none() || presented != st.refresh_valid {
+                return Err(RefreshError::rejected("invalid_grant"));
+            }
+            st.rotation += 1;
+            self.issue(&mut st, !omit)
+        };
+        if !in_transit.is_zero() {
+            tokio::time::sleep(in_transit).await;
         }
-        st.rotation += 1;
-        Ok(self.issue(&mut st, !omit))
+        Ok(issued)
     }
 
     async fn revoke(&self, _tokens: &TokenSet) -> Result<(), RefreshError> {

@@ -805,6 +805,32 @@ async fn c17_logout_finishes_even_if_its_caller_stops_waiting() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn c17_rotation_that_lands_after_logout_is_revoked_not_kept() {
+    let h = started().await;
+    h.server
+        .push(Step::DelayAfterRotation(Duration::from_secs(1)));
+    let old = h.session.access_token().await.unwrap();
+    let s = h.session.clone();
+    let waiter = tokio::spawn(async move { s.invalidate(&old).await });
+    wait_until("the server rotated", || h.server.rotations() == 1).await;
+    h.session.logout().await.unwrap();
+    assert!(matches!(
+        waiter.await.unwrap(),
+        Err(Error::SessionEnded(EndReason::LoggedOut))
+    ));
+    assert_eq!(h.server.revocations(), 1, "logout revoked what it had");
+    // The rotated tokens arrive after the session ended: revoked, not stored.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        h.server.revocations(),
+        2,
+        "the orphaned rotation is revoked too"
+    );
+    assert!(h.store.peek().is_none());
+    assert!(!h.session.is_active());
+}
+
+#[tokio::test(start_paused = true)]
 async fn restore_on_an_active_session_keeps_the_refresh_in_flight() {
     let h = started().await;
     h.server.set_delay(Duration::from_secs(1));
