@@ -202,7 +202,7 @@ impl Held<'_> {
         if self.released.swap(true, Ordering::AcqRel) {
             return;
         }
-        if let Err(e) = self.coord.release(&self.lease).await {
+        if let Err(e) = bounded(inner, self.coord.release(&self.lease)).await {
             report_store_failure(inner, e); // it lapses by its TTL
         }
     }
@@ -227,7 +227,7 @@ async fn acquire(
     let began = inner.rt.now();
     let mut polls = 0u32;
     loop {
-        match coord.try_acquire(ttl).await {
+        match bounded(inner, coord.try_acquire(ttl)).await {
             Ok(Some(lease)) => return Ok(Some(lease)),
             Ok(None) => {}
             Err(e) => {
@@ -264,7 +264,7 @@ async fn leased(
     held: &Held<'_>,
 ) -> Attempt {
     let mine = ticket.from.generation();
-    let expected = match inner.store.load().await {
+    let expected = match bounded(inner, inner.store.load()).await {
         Ok(Some(stored)) if stored.generation > mine => {
             // Another process refreshed while we waited: no refresh (C15).
             adopt(inner, ticket, stored, started, held).await;
@@ -373,7 +373,7 @@ async fn publish(
 async fn persist(inner: &Inner, tokens: &TokenSet) {
     let attempts = inner.config.store_attempts.max(1);
     for attempt in 1..=attempts {
-        match inner.store.store(tokens).await {
+        match bounded(inner, inner.store.store(tokens)).await {
             Ok(()) => return,
             Err(e) => report_store_failure(inner, e),
         }
@@ -398,9 +398,9 @@ async fn persist_cas(
     let mut lost_last = false;
     for attempt in 1..=attempts {
         lost_last = false;
-        match coord.compare_and_store(expected, tokens).await {
+        match bounded(inner, coord.compare_and_store(expected, tokens)).await {
             Ok(true) => return None,
-            Ok(false) => match inner.store.load().await {
+            Ok(false) => match bounded(inner, inner.store.load()).await {
                 Ok(Some(stored)) if stored.generation >= tokens.generation => {
                     tracing::warn!(generation = %stored.generation, "the store moved on during the refresh; adopting the stored tokens");
                     return Some(stored);
@@ -450,7 +450,7 @@ async fn rejected(
         return;
     }
     let mine = ticket.from.generation();
-    match inner.store.load().await {
+    match bounded(inner, inner.store.load()).await {
         Ok(Some(stored)) if stored.generation > mine => {
             tracing::info!(generation = %stored.generation, "refresh token rotated elsewhere");
             release(inner, held).await;
@@ -460,7 +460,7 @@ async fn rejected(
         Err(e) => report_store_failure(inner, e),
     }
     tracing::warn!(error = %error, "refresh token rejected; ending the session");
-    if let Err(e) = inner.store.clear().await {
+    if let Err(e) = bounded(inner, inner.store.clear()).await {
         report_store_failure(inner, e);
     }
     release(inner, held).await;
@@ -507,5 +507,22 @@ pub(crate) async fn revoke_best_effort(inner: &Inner, tokens: &TokenSet) {
         Either::Left((Ok(()), _)) => {}
         Either::Left((Err(e), _)) => tracing::warn!(error = %e, "token revocation failed"),
         Either::Right(_) => tracing::warn!("token revocation timed out"),
+    }
+}
+
+/// A store operation bounded by the refresh timeout, so a store that hangs
+/// cannot hold the flight (and the persist lock) forever (C9): it fails like
+/// any other store error, and is reported and retried as such.
+async fn bounded<T>(
+    inner: &Inner,
+    op: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let timeout = inner.rt.sleep.sleep(inner.config.refresh_timeout);
+    match select(std::pin::pin!(op), timeout).await {
+        Either::Left((result, _)) => result,
+        Either::Right(((), _)) => Err(StoreError::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the token store did not answer within the refresh timeout",
+        ))),
     }
 }

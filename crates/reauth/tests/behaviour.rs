@@ -511,6 +511,58 @@ async fn c9_hanging_refresh_times_out_and_no_waiter_waits_forever() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn c9_store_that_hangs_does_not_strand_the_refresh() {
+    /// A store whose next write never answers, once armed.
+    #[derive(Clone, Default)]
+    struct HangOnce(reauth::MemoryStore, Arc<std::sync::atomic::AtomicBool>);
+    #[async_trait::async_trait]
+    impl reauth::TokenStore for HangOnce {
+        async fn load(&self) -> Result<Option<reauth::TokenSet>, reauth::StoreError> {
+            self.0.load().await
+        }
+        async fn store(&self, t: &reauth::TokenSet) -> Result<(), reauth::StoreError> {
+            if self.1.swap(false, Ordering::SeqCst) {
+                futures::future::pending::<()>().await;
+            }
+            self.0.store(t).await
+        }
+        async fn clear(&self) -> Result<(), reauth::StoreError> {
+            self.0.clear().await
+        }
+    }
+    let rt = runtime();
+    let server = FakeServer::new(&rt, LIFETIME);
+    let store = HangOnce::default();
+    let session = Session::builder_with_runtime(server.clone(), rt)
+        .store(store.clone())
+        .refresh_ahead(RefreshAhead::disabled())
+        .refresh_timeout(Duration::from_secs(5))
+        .build();
+    let mut events = session.events();
+    session.start(server.login()).await.unwrap();
+    store.1.store(true, Ordering::SeqCst);
+    let old = session.access_token().await.unwrap();
+    let fresh = session
+        .invalidate(&old)
+        .await
+        .expect("the refresh completes");
+    assert_eq!(fresh.token().secret(), "access-1");
+    let failures = drain(&mut events)
+        .iter()
+        .filter(|e| matches!(e, SessionEvent::StoreFailed { .. }))
+        .count();
+    assert_eq!(failures, 1, "the hung write is reported, then retried");
+    assert_eq!(
+        reauth::TokenStore::load(&store.0)
+            .await
+            .unwrap()
+            .unwrap()
+            .generation,
+        fresh.generation()
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn c10_replay_refused_again_is_reported_without_second_refresh() {
     let mut h = started().await;
     let old = h.session.access_token().await.unwrap();
