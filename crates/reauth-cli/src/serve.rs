@@ -44,6 +44,11 @@ pub(crate) struct ServeArgs {
     /// The `iss` of issued tokens (default: `http://{listening address}`).
     #[arg(long, env = "REAUTH_ISSUER")]
     issuer: Option<String>,
+    /// Also register the demo OAuth client `reauth-demo` / `reauth-demo-secret`
+    /// (for `reauth lab --against` and trying things out). Its secret is
+    /// public: never on a server that matters.
+    #[arg(long, env = "REAUTH_DEMO_CLIENT")]
+    demo_client: bool,
 }
 
 /// Runs the server until SIGTERM or Ctrl-C.
@@ -57,6 +62,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.idle_timeout = args.idle_timeout;
     config.absolute_lifetime = args.absolute_lifetime;
     config.issuer = args.issuer.clone();
+    if !args.demo_client {
+        config.demo_client = None;
+    }
     let server = open(config).await?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await

@@ -357,6 +357,23 @@ fn get(addr: &str, path: &str) -> String {
     response
 }
 
+fn post_form(addr: &str, path: &str, body: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
 fn wait_for_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let until = Instant::now() + limit;
     loop {
@@ -402,6 +419,14 @@ fn serve_answers_healthz_and_stops_on_sigterm() {
     let response = get(&addr, "/healthz");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert_key_file_is_private(&keys);
+    // The demo client's secret is public: `serve` registers it only when asked.
+    let demo = post_form(
+        &addr,
+        "/oauth/token",
+        "grant_type=client_credentials&client_id=reauth-demo&client_secret=reauth-demo-secret",
+    );
+    assert!(demo.starts_with("HTTP/1.1 401"), "{demo}");
+    assert!(demo.contains("invalid_client"), "{demo}");
 
     let pid = guard.0.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
