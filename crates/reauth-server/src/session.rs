@@ -170,8 +170,9 @@ impl AppState {
 
     /// Rotates a refresh token (see the module docs).
     ///
-    /// `client_id`: when `Some`, the family must have been issued to that
-    /// client (`/oauth/token`); `/auth/refresh` passes `None`.
+    /// `client_id`: the family must have been issued to exactly that client —
+    /// `Some` for `/oauth/token` (the authenticated client), `None` for
+    /// `/auth/refresh` (first-party families from `/auth/login` only).
     pub(crate) async fn refresh(
         &self,
         presented: &str,
@@ -251,7 +252,10 @@ impl AppState {
             if row.revoked_at.is_some() {
                 return Err(AppError::InvalidGrant("session revoked"));
             }
-            if client_id.is_some() && row.client_id.as_deref() != client_id {
+            // A token issued to an OAuth client is refreshed by that client,
+            // authenticated, at `/oauth/token` (RFC 6749 §6); a first-party
+            // token (`/auth/login`) only at `/auth/refresh`.
+            if row.client_id.as_deref() != client_id {
                 return Err(AppError::InvalidGrant(
                     "refresh token was issued to another client",
                 ));

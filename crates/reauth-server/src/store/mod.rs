@@ -86,7 +86,8 @@ pub struct Rotation<'a> {
     pub created_after: i64,
     /// The family must have been used after this (idle timeout).
     pub used_after: i64,
-    /// When `Some`, the family must belong to this OAuth client.
+    /// The family must belong to exactly this OAuth client (`None`: a
+    /// first-party family from `/auth/login`).
     pub client_id: Option<&'a str>,
 }
 

@@ -14,7 +14,7 @@ pub(super) const LOAD_FAMILY: &str = "SELECT id, subject, client_id, scope, gene
 /// The compare-and-set. One statement: atomic on both databases.
 pub(super) const ROTATE: &str = "UPDATE families SET generation = generation + 1, rotated_at = $3, last_used_at = $3 \
      WHERE id = $1 AND generation = $2 AND revoked_at IS NULL AND created_at > $4 AND last_used_at > $5 \
-     AND (CAST($6 AS TEXT) IS NULL OR client_id = CAST($6 AS TEXT)) \
+     AND client_id IS NOT DISTINCT FROM CAST($6 AS TEXT) \
      RETURNING id, subject, client_id, scope, generation, created_at, last_used_at, rotated_at, revoked_at, revoked_reason";
 pub(super) const REVOKE_FAMILY: &str = "UPDATE families SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL RETURNING subject";
 pub(super) const REVOKED_SINCE: &str = "SELECT id, revoked_at FROM families WHERE revoked_at >= $1";

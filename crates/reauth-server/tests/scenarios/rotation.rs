@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::common::{TestServer, Tokens, assert_error, http_client, refresh_at, test_config};
+use crate::common::{
+    PASSWORD, TestServer, Tokens, USER, assert_error, http_client, refresh_at, test_config,
+};
 
 /// Fires `n` refreshes of `refresh_token` at once, each on its own warmed-up
 /// connection, released together by a barrier. Returns (status, body) per request.
@@ -260,4 +262,51 @@ async fn s5_unknown_or_forged_refresh_token_is_invalid_grant() {
         let (status, body) = server.refresh(token).await;
         assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
     }
+}
+
+/// RFC 6749 §6: a refresh token issued to an OAuth client is refreshed by that
+/// client, authenticated — not through the first-party `/auth/refresh`, which
+/// takes no client credentials; and a first-party token is not an OAuth
+/// client's to refresh.
+#[tokio::test]
+async fn s6_client_bound_refresh_token_needs_its_client() {
+    let server = TestServer::start().await;
+    let (status, body) = server
+        .oauth_form(
+            "/oauth/token",
+            &[
+                ("grant_type", "password"),
+                ("username", USER),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let oauth = Tokens::from_json(&body);
+    let (status, body) = server.refresh(&oauth.refresh_token).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+
+    let first_party = server.login().await;
+    let (status, body) = server
+        .oauth_form(
+            "/oauth/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &first_party.refresh_token),
+            ],
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    // Neither attempt spent anything: both still refresh where they belong.
+    server.refresh_ok(&first_party.refresh_token).await;
+    let (status, body) = server
+        .oauth_form(
+            "/oauth/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &oauth.refresh_token),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

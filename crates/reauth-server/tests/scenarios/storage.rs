@@ -9,6 +9,7 @@ use reauth_server::store::{
     AuditEvent, NewFamily, PostgresRepository, Repository, Rotation, SqliteRepository,
 };
 
+/// A rotation of a family issued to client `c1` (most of the suite's families).
 fn rotation(family_id: &str, expected_generation: i64, now: i64) -> Rotation<'_> {
     Rotation {
         family_id,
@@ -16,7 +17,7 @@ fn rotation(family_id: &str, expected_generation: i64, now: i64) -> Rotation<'_>
         now,
         created_after: 0,
         used_after: 0,
-        client_id: None,
+        client_id: Some("c1"),
     }
 }
 
@@ -108,6 +109,14 @@ async fn storage_suite(repo: Arc<dyn Repository>) {
         repo.rotate(&wrong_client).await.unwrap().is_none(),
         "wrong client"
     );
+    let first_party = Rotation {
+        client_id: None,
+        ..rotation("f1", 2, 2_100)
+    };
+    assert!(
+        repo.rotate(&first_party).await.unwrap().is_none(),
+        "a client's family is not rotated as a first-party one"
+    );
     let right_client = Rotation {
         client_id: Some("c1"),
         ..rotation("f1", 2, 2_100)
@@ -177,7 +186,11 @@ async fn storage_suite(repo: Arc<dyn Repository>) {
         let repo = repo.clone();
         tasks.push(tokio::spawn(async move {
             let id = format!("g{i}");
-            repo.rotate(&rotation(&id, 7, 3_000))
+            let first_party = Rotation {
+                client_id: None,
+                ..rotation(&id, 7, 3_000)
+            };
+            repo.rotate(&first_party)
                 .await
                 .unwrap()
                 .map(|f| f.generation)
