@@ -272,6 +272,18 @@ impl Cell {
     /// wakes the waiters. Returns `false`, changing nothing, if the flight was
     /// superseded (the caller then discards its result).
     pub(crate) fn finish(&self, ticket: &Ticket, how: Finish) -> bool {
+        self.finish_announcing(ticket, how, || {})
+    }
+
+    /// As [`Cell::finish`], running `announce` (events, metrics) after the
+    /// state changed and **before** the waiters are woken, so that an
+    /// observer never sees a waiter resume ahead of the event that explains it.
+    pub(crate) fn finish_announcing(
+        &self,
+        ticket: &Ticket,
+        how: Finish,
+        announce: impl FnOnce(),
+    ) -> bool {
         let mut st = lock(&self.state);
         if st.flight.as_ref().is_none_or(|f| f.id != ticket.id) {
             return false;
@@ -296,6 +308,7 @@ impl Cell {
         };
         let flight = st.flight.take();
         drop(st);
+        announce();
         if let Some(f) = flight {
             let _ = f.tx.send(outcome);
         }
@@ -324,7 +337,12 @@ impl Cell {
     /// no active session (so only one caller ever reports an end).
     /// Also returns the epoch that ended, so that later clean-up can tell
     /// whether a new session has started since.
-    pub(crate) fn end(&self, reason: EndReason) -> Option<(Arc<Published>, u64)> {
+    /// `announce` runs, as in [`Cell::finish_announcing`], before the waiters wake.
+    pub(crate) fn end(
+        &self,
+        reason: EndReason,
+        announce: impl FnOnce(),
+    ) -> Option<(Arc<Published>, u64)> {
         let mut st = lock(&self.state);
         if st.phase != Phase::Active {
             return None;
@@ -334,6 +352,7 @@ impl Cell {
         let flight = st.flight.take();
         let epoch = st.epoch;
         drop(st);
+        announce();
         if let Some(f) = flight {
             let _ = f.tx.send(Outcome::Failed(Error::SessionEnded(reason)));
         }

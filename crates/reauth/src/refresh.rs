@@ -138,19 +138,17 @@ async fn run(inner: Arc<Inner>, ticket: Ticket, trigger: Trigger) {
                 Some(until) => Finish::FailUntil(failure, until, Arc::clone(&error)),
                 None => Finish::Fail(failure),
             };
-            if inner.cell.finish(&ticket, how) {
+            inner.cell.finish_announcing(&ticket, how, || {
                 inner.events.emit(SessionEvent::RefreshFailed { error });
-            }
+            });
             return;
         }
         tracing::error!(error = %error, "token refresh misconfigured");
         m::refresh_outcome("misconfigured", elapsed(&inner, started));
-        if inner.cell.finish(
-            &ticket,
-            Finish::Fail(Error::Misconfigured(Arc::clone(&error))),
-        ) {
+        let failure = Finish::Fail(Error::Misconfigured(Arc::clone(&error)));
+        inner.cell.finish_announcing(&ticket, failure, || {
             inner.events.emit(SessionEvent::RefreshFailed { error });
-        }
+        });
         return;
     }
 }
@@ -357,14 +355,16 @@ async fn publish(
         }
     }
     let generation = p.generation();
-    if inner.cell.finish(ticket, Finish::Publish(p)) {
-        m::refresh_outcome("ok", elapsed(inner, started));
-        tracing::info!(generation = %generation, "token refreshed");
-        inner.events.emit(SessionEvent::Refreshed {
-            generation,
-            trigger,
+    inner
+        .cell
+        .finish_announcing(ticket, Finish::Publish(p), || {
+            m::refresh_outcome("ok", elapsed(inner, started));
+            tracing::info!(generation = %generation, "token refreshed");
+            inner.events.emit(SessionEvent::Refreshed {
+                generation,
+                trigger,
+            });
         });
-    }
 }
 
 /// Writes `tokens`, retrying failures. A rotated refresh token exists nowhere
@@ -465,11 +465,13 @@ async fn rejected(
     }
     release(inner, held).await;
     let reason = EndReason::RefreshRejected;
-    if inner.cell.finish(ticket, Finish::End(reason)) {
-        m::refresh_outcome("rejected", elapsed(inner, started));
-        m::session_ended(reason);
-        inner.events.emit(SessionEvent::SessionEnded { reason });
-    }
+    inner
+        .cell
+        .finish_announcing(ticket, Finish::End(reason), || {
+            m::refresh_outcome("rejected", elapsed(inner, started));
+            m::session_ended(reason);
+            inner.events.emit(SessionEvent::SessionEnded { reason });
+        });
 }
 
 /// Publishes a set another process stored, without refreshing (C15, C16).
@@ -491,11 +493,13 @@ async fn adopt(
 fn finish_adopted(inner: &Inner, ticket: &Ticket, stored: TokenSet, started: SystemTime) {
     let p = inner.publishable(stored);
     let generation = p.generation();
-    if inner.cell.finish(ticket, Finish::Publish(p)) {
-        m::refresh_outcome("adopted", elapsed(inner, started));
-        tracing::info!(generation = %generation, "adopted the tokens another process stored");
-        inner.events.emit(SessionEvent::Adopted { generation });
-    }
+    inner
+        .cell
+        .finish_announcing(ticket, Finish::Publish(p), || {
+            m::refresh_outcome("adopted", elapsed(inner, started));
+            tracing::info!(generation = %generation, "adopted the tokens another process stored");
+            inner.events.emit(SessionEvent::Adopted { generation });
+        });
 }
 
 /// Asks the server to revoke `tokens` (RFC 7009), bounded by the refresh

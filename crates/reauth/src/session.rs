@@ -459,13 +459,15 @@ impl Session {
     /// cannot leave the ended session's tokens in the store.
     pub async fn logout(&self) -> Result<(), StoreError> {
         let inner = &self.inner;
-        let Some((old, epoch)) = inner.cell.end(EndReason::LoggedOut) else {
+        let announce = || {
+            m::session_ended(EndReason::LoggedOut);
+            inner.events.emit(SessionEvent::SessionEnded {
+                reason: EndReason::LoggedOut,
+            });
+        };
+        let Some((old, epoch)) = inner.cell.end(EndReason::LoggedOut, announce) else {
             return Ok(());
         };
-        m::session_ended(EndReason::LoggedOut);
-        inner.events.emit(SessionEvent::SessionEnded {
-            reason: EndReason::LoggedOut,
-        });
         let (tx, rx) = oneshot::channel();
         let task_inner = Arc::clone(inner);
         inner.rt.spawn.spawn(Box::pin(async move {

@@ -660,14 +660,22 @@ pub async fn rejected_while_store_moved_is_adopted<S: TokenStore>(a: S, b: S) {
     assert_eq!(replay.token().secret(), "access-elsewhere");
     assert_eq!(replay.generation(), g.next());
     assert!(session.is_active());
-    let mut adopted = false;
-    while let Some(e) = events.try_next() {
-        assert!(
-            !matches!(e, SessionEvent::SessionEnded { .. }),
-            "no logout: {e:?}"
-        );
-        adopted |= matches!(e, SessionEvent::Adopted { .. });
-    }
+    // The event is sent by the refresh task right after it wakes the waiters,
+    // possibly on another worker thread: wait for it (bounded).
+    let adopted = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(e) = futures::StreamExt::next(&mut events).await {
+            assert!(
+                !matches!(e, SessionEvent::SessionEnded { .. }),
+                "no logout: {e:?}"
+            );
+            if matches!(e, SessionEvent::Adopted { .. }) {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
     assert!(adopted, "an Adopted event");
     let stored = b.load().await.expect("load").expect("still stored");
     assert_eq!(
