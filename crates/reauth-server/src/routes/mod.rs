@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -38,6 +38,10 @@ pub(crate) fn router(state: AppStateRef) -> Router {
         .route("/api/resources", get(resources::resources))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
+        .fallback(|| async { rfc6749_error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            rfc6749_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        })
         .layer(middleware::from_fn(crate::metrics::track_latency))
         .with_state(state)
 }
@@ -66,4 +70,15 @@ fn rate_key(extensions: &axum::http::Extensions, username: &str) -> String {
         .get::<ConnectInfo<SocketAddr>>()
         .map_or_else(|| "-".to_owned(), |c| c.0.ip().to_string());
     format!("{ip}|{username}")
+}
+
+/// An unknown path or method still gets an RFC 6749 §5.2 error body.
+fn rfc6749_error(status: StatusCode, description: &'static str) -> Response {
+    let body = serde_json::json!({ "error": "invalid_request", "error_description": description });
+    (
+        status,
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        axum::Json(body),
+    )
+        .into_response()
 }

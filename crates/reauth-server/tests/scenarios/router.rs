@@ -56,6 +56,30 @@ async fn router_serves_oneshot_requests() {
 }
 
 #[tokio::test]
+async fn s6_unknown_path_or_method_gets_an_rfc6749_body() {
+    let server = reauth_server::Server::new(test_config()).await.unwrap();
+    let router = server.router();
+    for (request, status) in [
+        (
+            Request::get("/no/such/thing").body(Body::empty()).unwrap(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Request::get("/oauth/token").body(Body::empty()).unwrap(),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+    ] {
+        let response = router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), status);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "invalid_request", "{body}");
+    }
+}
+
+#[tokio::test]
 async fn unreadable_key_file_and_bad_database_url_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keys.json");
