@@ -77,6 +77,20 @@ fn ended_count(events: &[SessionEvent]) -> usize {
         .count()
 }
 
+/// `n` concurrent requests refused with `sent`, each asking for the token to replay with.
+fn invalidations(
+    session: &Session,
+    sent: &Bearer,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<Result<Bearer, Error>>> {
+    (0..n)
+        .map(|_| {
+            let (s, sent) = (session.clone(), sent.clone());
+            tokio::spawn(async move { s.invalidate(&sent).await })
+        })
+        .collect()
+}
+
 /// Lets spawned tasks run without letting virtual time move.
 async fn settle() {
     for _ in 0..50 {
@@ -100,13 +114,7 @@ async fn c1_burst_of_401s_refreshes_once() {
     let h = started().await;
     h.server.set_delay(Duration::from_millis(50));
     let sent = h.session.access_token().await.unwrap();
-    let tasks: Vec<_> = (0..N)
-        .map(|_| {
-            let s = h.session.clone();
-            let sent = sent.clone();
-            tokio::spawn(async move { s.invalidate(&sent).await })
-        })
-        .collect();
+    let tasks: Vec<_> = invalidations(&h.session, &sent, N);
     for t in tasks {
         let replay = t
             .await
@@ -132,13 +140,7 @@ async fn c2_refresh_ahead_racing_401s_refreshes_once() {
     wait_until("the timer starts a refresh", || h.server.calls() == 1).await;
     // The server now refuses the old token (say it was revoked early) while
     // the timer's refresh is in flight.
-    let tasks: Vec<_> = (0..50)
-        .map(|_| {
-            let s = h.session.clone();
-            let old = old.clone();
-            tokio::spawn(async move { s.invalidate(&old).await })
-        })
-        .collect();
+    let tasks: Vec<_> = invalidations(&h.session, &old, 50);
     for t in tasks {
         assert_eq!(t.await.unwrap().unwrap().token().secret(), "access-1");
     }
@@ -250,13 +252,7 @@ async fn c5_exhausted_budget_reports_unavailable_keeps_session_and_next_call_ret
         h.server.push(Step::Fail(RefreshErrorKind::Transient, None));
     }
     let old = h.session.access_token().await.unwrap();
-    let waiters: Vec<_> = (0..20)
-        .map(|_| {
-            let s = h.session.clone();
-            let old = old.clone();
-            tokio::spawn(async move { s.invalidate(&old).await })
-        })
-        .collect();
+    let waiters: Vec<_> = invalidations(&h.session, &old, 20);
     for w in waiters {
         assert!(matches!(
             w.await.unwrap(),
@@ -340,13 +336,7 @@ async fn c6_rejected_refresh_ends_session_exactly_once() {
     let mut h = started().await;
     h.server.revoke_all();
     let old = h.session.access_token().await.unwrap();
-    let waiters: Vec<_> = (0..100)
-        .map(|_| {
-            let s = h.session.clone();
-            let old = old.clone();
-            tokio::spawn(async move { s.invalidate(&old).await })
-        })
-        .collect();
+    let waiters: Vec<_> = invalidations(&h.session, &old, 100);
     for w in waiters {
         assert!(matches!(
             w.await.unwrap(),

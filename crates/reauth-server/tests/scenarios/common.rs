@@ -162,6 +162,22 @@ impl TestServer {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Logs the test user in through `/oauth/token` (password grant, the test client).
+    pub(crate) async fn oauth_login(&self) -> Tokens {
+        let (status, body) = self
+            .oauth_form(
+                "/oauth/token",
+                &[
+                    ("grant_type", "password"),
+                    ("username", USER),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        Tokens::from_json(&body)
+    }
+
     pub(crate) async fn introspect(&self, token: &str) -> Value {
         let (status, body) = self
             .oauth_form("/oauth/introspect", &[("token", token)])

@@ -80,18 +80,7 @@ async fn s4_logout_with_refresh_token_revokes_family() {
 #[tokio::test]
 async fn s4_oauth_revoke_takes_effect_at_once_without_grace() {
     let server = TestServer::start().await;
-    let (status, body) = server
-        .oauth_form(
-            "/oauth/token",
-            &[
-                ("grant_type", "password"),
-                ("username", USER),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let t1 = Tokens::from_json(&body);
+    let t1 = server.oauth_login().await;
     let (status, body) = server
         .oauth_form(
             "/oauth/token",

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::common::{
-    PASSWORD, TestServer, Tokens, USER, assert_error, http_client, refresh_at, test_config,
-};
+use crate::common::{TestServer, Tokens, assert_error, http_client, refresh_at, test_config};
 
 /// Fires `n` refreshes of `refresh_token` at once, each on its own warmed-up
 /// connection, released together by a barrier. Returns (status, body) per request.
@@ -271,18 +269,7 @@ async fn s5_unknown_or_forged_refresh_token_is_invalid_grant() {
 #[tokio::test]
 async fn s6_client_bound_refresh_token_needs_its_client() {
     let server = TestServer::start().await;
-    let (status, body) = server
-        .oauth_form(
-            "/oauth/token",
-            &[
-                ("grant_type", "password"),
-                ("username", USER),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let oauth = Tokens::from_json(&body);
+    let oauth = server.oauth_login().await;
     let (status, body) = server.refresh(&oauth.refresh_token).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
 
