@@ -12,9 +12,9 @@
 
 use std::time::Duration;
 
-use reauth::test_util::conformance::{service_url, skip_or_panic};
-use reauth::test_util::procs::{self, Scenario};
 use reauth_postgres::PostgresStore;
+use reauth_testkit::conformance::{service_url, skip_or_panic};
+use reauth_testkit::procs::{self, Scenario};
 
 const REPLICAS: usize = 4;
 

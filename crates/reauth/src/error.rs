@@ -133,6 +133,10 @@ pub enum StoreError {
     /// published in memory.
     #[error("the token store kept changing under a compare-and-set write")]
     Conflict,
+    /// The operation was abandoned before it finished: the task running it
+    /// never ran to completion (its runtime shut down).
+    #[error("the token store operation was abandoned before it finished")]
+    Abandoned,
 }
 
 /// Why a session ended.
@@ -143,6 +147,14 @@ pub enum EndReason {
     RefreshRejected,
     /// [`Session::logout`](crate::Session::logout) was called.
     LoggedOut,
+    /// Another process logged this login out: the shared store was cleared.
+    LoggedOutElsewhere,
+    /// Another login (another user, or a new login of the same user) replaced
+    /// this one in the shared store. Its set was reported
+    /// ([`SessionEvent::ForeignSet`](crate::SessionEvent::ForeignSet)) and not
+    /// adopted; call [`Session::restore`](crate::Session::restore) to switch
+    /// to it deliberately.
+    Superseded,
 }
 
 impl fmt::Display for EndReason {
@@ -150,6 +162,8 @@ impl fmt::Display for EndReason {
         f.write_str(match self {
             Self::RefreshRejected => "the refresh token was rejected",
             Self::LoggedOut => "logged out",
+            Self::LoggedOutElsewhere => "logged out by another process",
+            Self::Superseded => "replaced by another login in the shared store",
         })
     }
 }

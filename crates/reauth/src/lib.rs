@@ -38,14 +38,13 @@
 //! | rejected (`invalid_grant`, 400/401) | adopts a newer stored set if another process rotated; else ends the session once | [`Error::SessionEnded`] |
 //! | misconfigured (`invalid_client`, bad response) | keeps the session | [`Error::Misconfigured`] |
 
-mod ahead;
+pub mod coord;
 mod error;
 mod events;
 mod flight;
 mod future;
 mod metrics;
 mod policy;
-mod refresh;
 mod refresher;
 mod runtime;
 mod secret;
@@ -53,9 +52,6 @@ mod session;
 mod store;
 mod sync;
 mod token;
-
-#[cfg(feature = "test-util")]
-pub mod test_util;
 
 pub use error::{BoxError, EndReason, Error, RefreshError, RefreshErrorKind, StoreError};
 pub use events::{EventStream, SessionEvent, Trigger};
@@ -69,5 +65,5 @@ pub use secret::{AccessToken, RefreshToken};
 pub use session::{Session, SessionBuilder};
 #[cfg(feature = "file-store")]
 pub use store::FileStore;
-pub use store::{Coordinator, Lease, MemoryStore, TokenStore, lease_ttl, new_owner_token};
-pub use token::{Bearer, Generation, TokenSet};
+pub use store::{MemoryStore, TokenStore};
+pub use token::{Bearer, Generation, Lineage, Stamp, TokenSet};

@@ -3,13 +3,13 @@
 //! stored result; a holder killed mid-refresh is replaced after its lease.
 //!
 //! The parent re-runs this test binary as the children (`process_child`);
-//! see `reauth::test_util::procs`.
+//! see `reauth_testkit::procs`.
 #![cfg(unix)]
 
 use std::time::Duration;
 
 use reauth::FileStore;
-use reauth::test_util::procs::{self, Scenario};
+use reauth_testkit::procs::{self, Scenario};
 
 const PROCESSES: usize = 4;
 

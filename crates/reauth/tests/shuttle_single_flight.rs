@@ -76,7 +76,8 @@ fn session(server: Arc<StrictServer>) -> Session {
         }
     }
     let rt = Runtime::new(FixedClock, NeverSleep, ShuttleSpawn, NoJitter);
-    Session::builder_with_runtime(Shared(server), rt)
+    Session::builder(Shared(server))
+        .runtime(rt)
         .refresh_ahead(RefreshAhead::disabled())
         .build()
 }

@@ -8,9 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::coord::{Coordinator, Lease};
 use crate::error::StoreError;
-use crate::store::{Coordinator, Lease, TokenStore};
-use crate::token::{Generation, TokenSet};
+use crate::store::TokenStore;
+use crate::token::{Stamp, TokenSet};
 
 /// A [`TokenStore`] in a JSON file, written atomically and readable only by its owner.
 ///
@@ -228,6 +229,21 @@ impl TokenStore for FileStore {
     }
 }
 
+impl FileStore {
+    /// Whether the (locked) lock file records `lease` as held and unexpired.
+    fn holds(file: &mut fs::File, lease: &Lease, now: SystemTime) -> io::Result<bool> {
+        Ok(read_lease(file)?
+            .is_some_and(|l| l.owner == lease.owner() && l.expires_at_ms > unix_ms(now)))
+    }
+}
+
+fn record(owner: &str, now: SystemTime, ttl: Duration) -> LeaseRecord {
+    LeaseRecord {
+        owner: owner.to_owned(),
+        expires_at_ms: now.checked_add(ttl).map_or(u64::MAX, unix_ms),
+    }
+}
+
 #[async_trait]
 impl Coordinator for FileStore {
     async fn try_acquire(&self, ttl: Duration) -> Result<Option<Lease>, StoreError> {
@@ -237,12 +253,19 @@ impl Coordinator for FileStore {
                 return Ok(None);
             }
             let lease = Lease::generate(ttl);
-            let record = LeaseRecord {
-                owner: lease.owner().to_owned(),
-                expires_at_ms: now.checked_add(ttl).map_or(u64::MAX, unix_ms),
-            };
-            write_lease(file, Some(&record))?;
+            write_lease(file, Some(&record(lease.owner(), now, ttl)))?;
             Ok(Some(lease))
+        })
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
+        self.locked(|file| {
+            let now = SystemTime::now();
+            if !Self::holds(file, lease, now)? {
+                return Ok(false);
+            }
+            write_lease(file, Some(&record(lease.owner(), now, ttl)))?;
+            Ok(true)
         })
     }
 
@@ -255,16 +278,25 @@ impl Coordinator for FileStore {
         })
     }
 
-    async fn compare_and_store(
+    async fn compare_and_swap(
         &self,
-        expected: Option<Generation>,
-        tokens: &TokenSet,
+        fence: Option<&Lease>,
+        expected: Option<&Stamp>,
+        new: Option<&TokenSet>,
     ) -> Result<bool, StoreError> {
-        self.locked(|_| {
-            if self.read_sync()?.map(|t| t.generation) != expected {
+        self.locked(|file| {
+            if let Some(lease) = fence
+                && !Self::holds(file, lease, SystemTime::now())?
+            {
                 return Ok(false);
             }
-            self.write_sync(tokens)?;
+            if self.read_sync()?.map(|t| t.stamp()).as_ref() != expected {
+                return Ok(false);
+            }
+            match new {
+                Some(tokens) => self.write_sync(tokens)?,
+                None => self.clear_sync()?,
+            }
             Ok(true)
         })
     }

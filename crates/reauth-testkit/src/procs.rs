@@ -14,7 +14,7 @@
 //! A test file wires it up with one parent test and one child entry:
 //!
 //! ```no_run
-//! use reauth::test_util::procs;
+//! use reauth_testkit::procs;
 //!
 //! #[test]
 //! fn process_child() {
@@ -35,13 +35,13 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::error::RefreshError;
-use crate::events::SessionEvent;
-use crate::policy::RefreshAhead;
-use crate::refresher::Refresher;
-use crate::session::Session;
-use crate::store::TokenStore;
-use crate::token::{Generation, TokenSet};
+use reauth::RefreshAhead;
+use reauth::RefreshError;
+use reauth::Refresher;
+use reauth::Session;
+use reauth::SessionEvent;
+use reauth::TokenStore;
+use reauth::{Generation, TokenSet};
 
 const CHILD_ENV: &str = "REAUTH_TEST_CHILD";
 const RESULT_PREFIX: &str = "REAUTH_CHILD_RESULT ";
@@ -625,13 +625,14 @@ pub fn assert_one_refresh(outcome: &Outcome, processes: usize) {
 pub async fn rejected_while_store_moved_is_adopted<S: TokenStore>(a: S, b: S) {
     let b = Arc::new(b);
     let writer = Arc::clone(&b);
-    let refresher = crate::refresher::refresh_fn(move |current: TokenSet| {
+    let refresher = reauth::refresh_fn(move |current: TokenSet| {
         let writer = Arc::clone(&writer);
         async move {
             let elsewhere = TokenSet::new("access-elsewhere")
                 .with_refresh_token("refresh-elsewhere")
                 .with_expires_in(SystemTime::now(), LIFETIME)
-                .with_generation(current.generation.next());
+                .with_generation(current.generation.next())
+                .with_lineage(current.lineage.clone());
             writer
                 .store(&elsewhere)
                 .await
