@@ -6,6 +6,8 @@
 //!   refresh tokens and scripted faults, like a strict authorization server;
 //! * [`FlakyStore`] — a memory store that counts writes and fails on request;
 //! * [`JumpClock`] — wall time that jumps (suspend, NTP) while timers do not;
+//! * [`TimedStore`] — a coordinating memory store whose lease lapses on
+//!   tokio's (virtual) clock, with slow loads and failing renewals on request;
 //! * [`conformance`] — the suite every [`TokenStore`](reauth::TokenStore) and
 //!   [`Coordinator`](reauth::Coordinator) backend runs;
 //! * [`procs`] — the multi-process harness of the cross-process rows (C15,
@@ -15,6 +17,7 @@
 mod fake_server;
 mod flaky_store;
 mod jump_clock;
+mod timed_store;
 
 pub mod conformance;
 pub mod procs;
@@ -22,6 +25,7 @@ pub mod procs;
 pub use fake_server::{FakeServer, Step};
 pub use flaky_store::FlakyStore;
 pub use jump_clock::JumpClock;
+pub use timed_store::TimedStore;
 
 use reauth::{NoJitter, Runtime, TokioClock, TokioSleep, TokioSpawn};
 

@@ -245,7 +245,7 @@ async fn uncoordinated(
             };
             match decide(&ticket.from.tokens, stored) {
                 Decision::Adopt(s) => adopt(inner, persist, ticket, s, started),
-                Decision::Foreign(s) => superseded(inner, persist, ticket, s, None, started).await,
+                Decision::Foreign(s) => superseded(inner, persist, ticket, s, started),
                 Decision::Cleared | Decision::Refresh { .. } => {
                     tracing::warn!(error = %e, "refresh token rejected; ending the session");
                     if let Err(e) = inner.bounded(inner.store.clear()).await {
@@ -372,21 +372,29 @@ async fn leased(
 
 /// Adopts, reports a foreign set, or ends after a logout elsewhere — for a
 /// decision other than `Refresh`. `orphan` is a rotation of ours the store
-/// never took: revoked if the store now belongs to another login or to
-/// nobody, left alone if a set of our own login replaced it (with a grace
-/// window at the server it may be the very same successor).
-async fn settle(
-    inner: &Arc<Inner>,
-    persist: Persist<'_>,
+/// never took: revoked — before the session's end is announced, without the
+/// persist lock — if the store now belongs to another login or to nobody;
+/// left alone if a set of our own login replaced it (with a grace window at
+/// the server it may be the very same successor).
+async fn settle<'a>(
+    inner: &'a Arc<Inner>,
+    mut persist: Persist<'a>,
     ticket: &Ticket,
     decision: Decision,
     orphan: Option<TokenSet>,
     started: SystemTime,
 ) {
+    if let Decision::Adopt(s) = decision {
+        return adopt(inner, persist, ticket, s, started);
+    }
+    if let Some(orphan) = orphan {
+        drop(persist);
+        revoke_orphan(inner, &orphan).await;
+        persist = inner.cell.persist().await;
+    }
     match decision {
-        Decision::Adopt(s) => adopt(inner, persist, ticket, s, started),
-        Decision::Foreign(s) => superseded(inner, persist, ticket, s, orphan, started).await,
-        Decision::Cleared | Decision::Refresh { .. } => {
+        Decision::Foreign(s) => superseded(inner, persist, ticket, s, started),
+        _ => {
             tracing::warn!("the shared store was cleared by another process; ending the session");
             end(
                 inner,
@@ -395,9 +403,6 @@ async fn settle(
                 EndReason::LoggedOutElsewhere,
                 started,
             );
-            if let Some(orphan) = orphan {
-                revoke_orphan(inner, &orphan).await;
-            }
         }
     }
 }
@@ -599,8 +604,23 @@ fn end(
     reason: EndReason,
     started: SystemTime,
 ) {
+    end_after(inner, persist, ticket, reason, started, None);
+}
+
+/// As [`end`], announcing `first` ahead of the end.
+fn end_after(
+    inner: &Arc<Inner>,
+    persist: Persist<'_>,
+    ticket: &Ticket,
+    reason: EndReason,
+    started: SystemTime,
+    first: Option<SessionEvent>,
+) {
     if let Some(wake) = inner.cell.finish(&persist, ticket, Finish::End(reason)) {
         wake.deliver(Some(persist), || {
+            if let Some(first) = first {
+                inner.events.emit(first);
+            }
             m::refresh_outcome(m::ended_outcome(reason), inner.elapsed(started));
             m::session_ended(reason);
             inner.events.emit(SessionEvent::SessionEnded { reason });
@@ -608,26 +628,28 @@ fn end(
     }
 }
 
-/// Another login's set is in the store (C19): report it, never adopt it, end
-/// this session as superseded, and revoke a rotation of ours the store never
-/// took (nobody else will ever use it).
-async fn superseded(
+/// Another login's set is in the store (C19): report it, never adopt it, and
+/// end this session as superseded.
+fn superseded(
     inner: &Arc<Inner>,
     persist: Persist<'_>,
     ticket: &Ticket,
     foreign: TokenSet,
-    orphan: Option<TokenSet>,
     started: SystemTime,
 ) {
     tracing::warn!(lineage = %foreign.lineage, generation = %foreign.generation, "another login replaced this session in the shared store; not adopting it");
-    inner.events.emit(SessionEvent::ForeignSet {
+    let report = SessionEvent::ForeignSet {
         generation: foreign.generation,
         lineage: foreign.lineage,
-    });
-    end(inner, persist, ticket, EndReason::Superseded, started);
-    if let Some(orphan) = orphan {
-        revoke_orphan(inner, &orphan).await;
-    }
+    };
+    end_after(
+        inner,
+        persist,
+        ticket,
+        EndReason::Superseded,
+        started,
+        Some(report),
+    );
 }
 
 /// One call to the refresher, bounded by the refresh timeout (C9).
