@@ -51,6 +51,7 @@ mod refresher;
 mod runtime;
 mod secret;
 mod session;
+mod shared;
 mod store;
 mod sync;
 mod token;
