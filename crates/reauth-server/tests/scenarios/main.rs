@@ -19,4 +19,5 @@ mod replicas;
 mod revocation;
 mod rotation;
 mod router;
+mod s10_durability;
 mod storage;
