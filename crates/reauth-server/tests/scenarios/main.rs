@@ -20,4 +20,5 @@ mod revocation;
 mod rotation;
 mod router;
 mod s10_durability;
+mod s14_locked_database;
 mod storage;
