@@ -21,4 +21,5 @@ mod rotation;
 mod router;
 mod s10_durability;
 mod s14_locked_database;
+mod s16_clocks;
 mod storage;

@@ -26,9 +26,8 @@ fn config(url: &str) -> ServerConfig {
 async fn while_locked(server: &TestServer, sessions: &[Tokens]) {
     // Refreshes that need the lock, all at once (more than the runtime has
     // workers): none may hold a worker while it waits.
-    let refreshes = futures::future::join_all(
-        sessions.iter().map(|t| server.refresh(&t.refresh_token)),
-    );
+    let refreshes =
+        futures::future::join_all(sessions.iter().map(|t| server.refresh(&t.refresh_token)));
     let prompt = async {
         tokio::time::sleep(Duration::from_millis(50)).await;
         for path in ["/healthz", "/.well-known/jwks.json"] {
