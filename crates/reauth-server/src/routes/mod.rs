@@ -17,6 +17,7 @@ mod auth;
 mod extract;
 mod oauth;
 mod resources;
+mod validate;
 mod well_known;
 
 /// Shared state as handlers see it.

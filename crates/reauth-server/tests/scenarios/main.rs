@@ -21,5 +21,6 @@ mod rotation;
 mod router;
 mod s10_durability;
 mod s14_locked_database;
+mod s15_hostile_input;
 mod s16_clocks;
 mod storage;
