@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{AppStateRef, extract, rate_key, token_json, validate};
+use super::{AppStateRef, extract, token_json, validate};
 use crate::app_error::AppError;
 use crate::faults::RefreshFault;
 
@@ -29,9 +29,8 @@ pub(super) async fn login(
     let login: LoginBody = extract::json(&parts.headers, body, state.config.max_body_bytes).await?;
     validate::param("username", &login.username)?;
     validate::param("password", &login.password)?;
-    let key = rate_key(&parts.extensions, &login.username);
     state
-        .check_password(&login.username, login.password, &key)
+        .check_password(&login.username, login.password)
         .await?;
     let tokens = state.start_session(&login.username, None, None).await?;
     Ok(token_json(&tokens))

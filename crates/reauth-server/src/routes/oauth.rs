@@ -7,7 +7,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{AppStateRef, extract, rate_key, token_json, validate};
+use super::{AppStateRef, extract, token_json, validate};
 use crate::app_error::AppError;
 use crate::client_auth::{presented_client, secret_matches};
 use crate::engine::Engine;
@@ -86,10 +86,7 @@ pub(super) async fn token(
         "password" => {
             let username = required(&params, "username")?;
             let password = required(&params, "password")?;
-            let key = rate_key(&parts.extensions, username);
-            state
-                .check_password(username, password.to_owned(), &key)
-                .await?;
+            state.check_password(username, password.to_owned()).await?;
             state
                 .start_session(username, Some(&client_id), scope)
                 .await?
