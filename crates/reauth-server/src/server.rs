@@ -18,6 +18,7 @@ use crate::error::ServerError;
 use crate::faults::Faults;
 use crate::jwt::JwtCodec;
 use crate::keys::ServerKeys;
+use crate::password::Hashing;
 use crate::rate_limit::LoginLimiter;
 use crate::store::{Repository, UserInfo};
 
@@ -101,10 +102,15 @@ impl Server {
         let dummy_hash = tokio::task::spawn_blocking(move || crate::password::dummy_hash(cost))
             .await
             .map_err(|e| ServerError::Task(e.to_string()))?;
+        let faults = Faults::default();
         let state = Arc::new(Engine {
             jwt: JwtCodec::new(keys.clone()),
-            limiter: LoginLimiter::new(config.login_rate_limit),
-            faults: Faults::default(),
+            limiter: LoginLimiter::new(
+                config.login_rate_limit,
+                config.limits.login_limiter_max_keys,
+            ),
+            hashing: Hashing::new(config.password_hashing, &config.limits, faults.clone()),
+            faults,
             denylist: RwLock::new(HashMap::new()),
             issuer: OnceLock::new(),
             dummy_hash,
@@ -211,11 +217,11 @@ impl Server {
         if username.is_empty() || username.len() > 128 || username.chars().any(char::is_control) {
             return Err(ServerError::InvalidUsername);
         }
-        let cost = self.state.config.password_hashing;
-        let password = password.to_owned();
-        let hash = tokio::task::spawn_blocking(move || crate::password::hash(&password, cost))
+        let hash = self
+            .state
+            .hashing
+            .hash(password.to_owned())
             .await
-            .map_err(|e| ServerError::Task(e.to_string()))?
             .map_err(ServerError::PasswordHash)?;
         if self.state.repo.add_user(username, &hash).await? {
             tracing::info!(username, "user added");

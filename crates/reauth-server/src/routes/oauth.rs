@@ -7,7 +7,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{AppStateRef, extract, rate_key, token_json};
+use super::{AppStateRef, extract, token_json, validate};
 use crate::app_error::AppError;
 use crate::client_auth::{presented_client, secret_matches};
 use crate::engine::Engine;
@@ -26,7 +26,10 @@ async fn authenticate_client(
         params.get("client_secret").map(String::as_str),
     )?
     .ok_or(AppError::InvalidClient)?;
+    // Credentials from the Basic header have not been through the form checks.
+    validate::param("client_id", &presented.client_id)?;
     let secret = presented.client_secret.ok_or(AppError::InvalidClient)?;
+    validate::param("client_secret", secret.expose())?;
     let stored = state.repo.client_secret_mac(&presented.client_id).await?;
     match stored {
         Some(mac) if secret_matches(state.keys.client_pepper(), secret.expose(), &mac) => {
@@ -83,10 +86,7 @@ pub(super) async fn token(
         "password" => {
             let username = required(&params, "username")?;
             let password = required(&params, "password")?;
-            let key = rate_key(&parts.extensions, username);
-            state
-                .check_password(username, password.to_owned(), &key)
-                .await?;
+            state.check_password(username, password.to_owned()).await?;
             state
                 .start_session(username, Some(&client_id), scope)
                 .await?
