@@ -41,6 +41,7 @@ mod secret;
 mod server;
 mod session;
 pub mod store;
+mod tls;
 mod util;
 
 pub use app_error::AppError;
@@ -51,7 +52,8 @@ pub use config::{
 pub use error::ServerError;
 pub use faults::{FaultCounters, Faults};
 pub use jwt::{AccessClaims, Audience};
-pub use keys::ServerKeys;
+pub use keys::{ServerKeys, SigningKeyInfo};
 pub use secret::Secret;
 pub use server::{RunningServer, Server};
 pub use store::{Repository, UserInfo};
+pub use tls::TlsConfig;
