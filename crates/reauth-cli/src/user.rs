@@ -28,7 +28,7 @@ pub(crate) enum UserCommand {
         /// The username.
         name: String,
         /// Read the password from the first line of standard input.
-        #[arg(long)]
+        #[arg(long, env = "REAUTH_PASSWORD_STDIN")]
         password_stdin: bool,
         #[command(flatten)]
         db: DbArgs,
