@@ -10,13 +10,13 @@ use axum::response::{IntoResponse, Response};
 use super::{AppStateRef, extract, rate_key, token_json};
 use crate::app_error::AppError;
 use crate::client_auth::{presented_client, secret_matches};
+use crate::engine::Engine;
+use crate::engine::TokenResponse;
 use crate::faults::RefreshFault;
-use crate::server::AppState;
-use crate::session::TokenResponse;
 
 /// Authenticates the client (Basic or form); `401 invalid_client` otherwise.
 async fn authenticate_client(
-    state: &AppState,
+    state: &Engine,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
 ) -> Result<String, AppError> {
@@ -51,7 +51,7 @@ async fn authenticate_client(
 
 /// The demo client's secret is public: it authenticates nobody unless the
 /// demo client is switched on (an earlier run may have stored it).
-fn is_disabled_demo_secret(state: &AppState, secret: &str) -> bool {
+fn is_disabled_demo_secret(state: &Engine, secret: &str) -> bool {
     let demo = crate::config::ClientCredentials::demo();
     let enabled = state
         .config
