@@ -41,6 +41,7 @@ mod routes;
 mod secret;
 mod server;
 pub mod store;
+mod tls;
 mod util;
 
 pub use app_error::AppError;
@@ -52,7 +53,8 @@ pub use config::{
 pub use error::ServerError;
 pub use faults::{FaultCounters, Faults};
 pub use jwt::{AccessClaims, Audience};
-pub use keys::ServerKeys;
+pub use keys::{ServerKeys, SigningKeyInfo};
 pub use secret::Secret;
 pub use server::{RunningServer, Server};
 pub use store::{Repository, StoreError, UserInfo};
+pub use tls::TlsConfig;

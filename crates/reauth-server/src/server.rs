@@ -21,6 +21,7 @@ use crate::keys::ServerKeys;
 use crate::password::Hashing;
 use crate::rate_limit::LoginLimiter;
 use crate::store::{Repository, UserInfo};
+use crate::tls::{TlsConfig, TlsListener};
 
 /// The auth server: state plus the axum [`Router`] that serves it.
 ///
@@ -130,6 +131,13 @@ impl Server {
         crate::routes::router(self.state.clone())
     }
 
+    /// The operator's router: `/metrics`, `/healthz` and `/readyz`, for a
+    /// listener that only the monitoring system reaches (see
+    /// [`ServerConfig::public_metrics`] to take `/metrics` off the public one).
+    pub fn metrics_router(&self) -> Router {
+        crate::routes::metrics_router(self.state.clone())
+    }
+
     /// Serves on `listener` until `shutdown` completes, then drains
     /// connections gracefully.
     ///
@@ -137,14 +145,17 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// [`ServerError::Io`] when the listener fails.
+    /// [`ServerError::Config`] when no issuer was configured and the listener
+    /// is bound to a wildcard address (`0.0.0.0`, `[::]`): the issuer is the
+    /// URL clients use, which the server cannot guess. [`ServerError::Io`]
+    /// when the listener fails.
     pub async fn serve(
         &self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let addr = listener.local_addr()?;
-        let _ = self.state.issuer.set(format!("http://{addr}"));
+        self.bind_issuer("http", addr)?;
         tracing::info!(%addr, issuer = self.state.issuer(), "reauth server listening");
         axum::serve(
             listener,
@@ -153,6 +164,72 @@ impl Server {
         )
         .with_graceful_shutdown(shutdown)
         .await?;
+        Ok(())
+    }
+
+    /// Like [`Server::serve`], with TLS: every connection is a TLS stream
+    /// (rustls; handshakes run concurrently, each bounded to 10 s).
+    ///
+    /// If no issuer was configured, the issuer becomes `https://{local address}`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::serve`].
+    pub async fn serve_tls(
+        &self,
+        listener: TcpListener,
+        tls: &TlsConfig,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        use axum::serve::ListenerExt as _;
+        let addr = listener.local_addr()?;
+        self.bind_issuer("https", addr)?;
+        tracing::info!(%addr, issuer = self.state.issuer(), "reauth server listening (TLS)");
+        // `tap_io` only makes axum's `ConnectInfo<SocketAddr>` available for
+        // a listener of our own.
+        let listener = TlsListener::new(listener, tls).tap_io(|_| {});
+        axum::serve(
+            listener,
+            self.router()
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
+        Ok(())
+    }
+
+    /// Serves [`Server::metrics_router`] (`/metrics`, `/healthz`, `/readyz`)
+    /// on a listener of its own — typically a private address — until
+    /// `shutdown` completes.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Io`] when the listener fails.
+    pub async fn serve_metrics(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "metrics listening");
+        axum::serve(listener, self.metrics_router())
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        Ok(())
+    }
+
+    /// Fixes the issuer to `{scheme}://{addr}` unless one was configured.
+    fn bind_issuer(&self, scheme: &str, addr: SocketAddr) -> Result<(), ServerError> {
+        if self.state.config.issuer.is_some() {
+            return Ok(());
+        }
+        if addr.ip().is_unspecified() {
+            return Err(ServerError::Config(format!(
+                "listening on the wildcard address {addr} needs an explicit issuer \
+                 (the URL clients reach this server at, e.g. https://auth.example.com)"
+            )));
+        }
+        let _ = self.state.issuer.set(format!("{scheme}://{addr}"));
         Ok(())
     }
 
