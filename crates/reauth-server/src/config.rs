@@ -42,7 +42,10 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// A session older than this can no longer be refreshed. Default 30 days.
     pub absolute_lifetime: Duration,
-    /// An OAuth client registered (or re-keyed) at start-up, if any.
+    /// The demo OAuth client, registered (or re-keyed) at start-up: off by
+    /// default, and only for demos and tests — its secret is public. While
+    /// it is `None`, the public demo secret is refused for every client,
+    /// even one an earlier run stored.
     pub demo_client: Option<ClientCredentials>,
     /// Failed-login budget per (client address, username).
     pub login_rate_limit: RateLimit,
@@ -55,9 +58,18 @@ pub struct ServerConfig {
     /// How often revocations made by other replicas are picked up for
     /// `/api/resources`. Local revocations apply at once. Default 1 s.
     pub revocation_poll_interval: Duration,
+    /// Whether `/metrics` is served on the public router ([`Server::router`]).
+    /// Default `true`; set it to `false` and serve
+    /// [`Server::metrics_router`] on a private listener instead.
+    ///
+    /// [`Server::router`]: crate::Server::router
+    /// [`Server::metrics_router`]: crate::Server::metrics_router
+    pub public_metrics: bool,
     /// Maximum connections of the database pool (Postgres; SQLite always
     /// uses one writer connection). Default 16.
     pub max_db_connections: u32,
+    /// Protections against faults, slow clients and overload (DESIGN.md §4.6).
+    pub limits: Limits,
 }
 
 impl Default for ServerConfig {
@@ -72,13 +84,77 @@ impl Default for ServerConfig {
             grace_window: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(14 * 24 * 3600),
             absolute_lifetime: Duration::from_secs(30 * 24 * 3600),
-            demo_client: Some(ClientCredentials::demo()),
+            demo_client: None,
             login_rate_limit: RateLimit::default(),
             password_hashing: PasswordHashing::Default,
             sqlite_synchronous: SqliteSynchronous::Normal,
             max_body_bytes: 16 * 1024,
             revocation_poll_interval: Duration::from_secs(1),
             max_db_connections: 16,
+            public_metrics: true,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// How much the server waits for, holds and accepts: the bounds that keep it
+/// serving under faults, slow clients and floods (DESIGN.md S11–S16).
+///
+/// ```
+/// use std::time::Duration;
+/// let mut config = reauth_server::ServerConfig::default();
+/// config.limits.max_connections = 256;
+/// config.limits.database_wait = Duration::from_secs(2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Longest a request waits for the database (a lock another process
+    /// holds, a VACUUM, a queue of work) before it is answered `503` with
+    /// `Retry-After`. Default 5 s.
+    pub database_wait: Duration,
+    /// Password hashes (argon2id, 19 MiB each) computed at once. Default: the
+    /// number of cores.
+    pub password_hash_concurrency: usize,
+    /// Logins that may wait for a hashing slot; beyond, `503` with
+    /// `Retry-After`. Default 32.
+    pub password_hash_queue: usize,
+    /// Accounts the failed-login limiter remembers at most (the ones that
+    /// matter least are forgotten first). Default 100 000.
+    pub login_limiter_max_keys: usize,
+    /// Time a client has to send a request's headers; an idle keep-alive
+    /// connection is closed after it too. Default 10 s.
+    pub header_read_timeout: Duration,
+    /// Longest pause between two chunks of a request body. Default 10 s.
+    pub body_read_timeout: Duration,
+    /// Longest a whole request may take, its body included (`408` beyond).
+    /// Default 30 s.
+    pub request_timeout: Duration,
+    /// Open connections at most; more clients wait in the listen backlog
+    /// until one closes. Default 1024.
+    pub max_connections: usize,
+    /// Once shutdown is asked for, connections still open after this are
+    /// closed and serving returns. Default 10 s.
+    pub shutdown_deadline: Duration,
+    /// Clock skew tolerated on access tokens' `iat` and `nbf` (a token from a
+    /// replica whose clock runs ahead). Default 60 s.
+    pub clock_leeway: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            database_wait: Duration::from_secs(5),
+            password_hash_concurrency: std::thread::available_parallelism()
+                .map_or(2, std::num::NonZeroUsize::get),
+            password_hash_queue: 32,
+            login_limiter_max_keys: 100_000,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            shutdown_deadline: Duration::from_secs(10),
+            clock_leeway: Duration::from_secs(60),
         }
     }
 }
@@ -107,6 +183,9 @@ pub struct ClientCredentials {
 
 impl ClientCredentials {
     /// The demo client: `reauth-demo` / `reauth-demo-secret`.
+    ///
+    /// Its secret is public (it is in this documentation): a server accepts
+    /// it only while [`ServerConfig::demo_client`] is set to it.
     pub fn demo() -> Self {
         Self {
             client_id: "reauth-demo".to_owned(),

@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use crate::store::StoreError;
+
 /// What can go wrong when starting or administering the server.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -19,12 +21,20 @@ pub enum ServerError {
         /// Why it could not be used.
         reason: String,
     },
+    /// The TLS certificate or key cannot be used.
+    #[error("{}{reason}", path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    Tls {
+        /// The PEM file concerned, if one.
+        path: Option<PathBuf>,
+        /// Why it could not be used.
+        reason: String,
+    },
     /// The database failed.
     #[error("database error")]
-    Database(#[source] sqlx::Error),
+    Database(#[source] StoreError),
     /// Schema migrations failed.
     #[error("database migration failed")]
-    Migrate(#[source] sqlx::migrate::MigrateError),
+    Migrate(#[source] StoreError),
     /// A user with this name already exists.
     #[error("user {0:?} already exists")]
     UserExists(String),
@@ -42,8 +52,8 @@ pub enum ServerError {
     Task(String),
 }
 
-impl From<sqlx::Error> for ServerError {
-    fn from(e: sqlx::Error) -> Self {
+impl From<StoreError> for ServerError {
+    fn from(e: StoreError) -> Self {
         Self::Database(e)
     }
 }

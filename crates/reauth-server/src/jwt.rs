@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -35,6 +36,9 @@ pub struct AccessClaims {
     pub exp: i64,
     /// Issued at, seconds since the Unix epoch.
     pub iat: i64,
+    /// Not before, seconds since the Unix epoch (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
     /// Unique token id.
     pub jti: String,
     /// The session family this token belongs to.
@@ -85,7 +89,10 @@ const CACHE_SHARD_CAPACITY: usize = 4096;
 pub(crate) struct JwtCodec {
     keys: ServerKeys,
     encoded_header: String,
+    /// `kid` → key, for the active key and the retired ones.
     verifying: HashMap<String, VerifyingKey>,
+    /// The JWKS order: active first.
+    kids: Vec<String>,
     cache: Vec<Mutex<HashMap<Box<str>, Arc<AccessClaims>>>>,
 }
 
@@ -93,11 +100,20 @@ impl JwtCodec {
     pub(crate) fn new(keys: ServerKeys) -> Self {
         let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": keys.kid()});
         let encoded_header = URL_SAFE_NO_PAD.encode(header.to_string());
-        let mut verifying = HashMap::new();
-        verifying.insert(keys.kid().to_owned(), keys.verifying_key());
+        // The active key and every retired one still verify (key rotation
+        // with overlap): tokens signed before a rotation stay valid.
+        let verifying = keys
+            .verifying_keys()
+            .map(|(kid, key)| (kid.to_owned(), key))
+            .collect();
+        let kids = keys
+            .verifying_keys()
+            .map(|(kid, _)| kid.to_owned())
+            .collect();
         Self {
             keys,
             encoded_header,
+            kids,
             verifying,
             cache: (0..CACHE_SHARDS)
                 .map(|_| Mutex::new(HashMap::new()))
@@ -108,8 +124,9 @@ impl JwtCodec {
     /// The JWKS document (RFC 7517) of the verification keys.
     pub(crate) fn jwks(&self) -> serde_json::Value {
         let keys: Vec<_> = self
-            .verifying
+            .kids
             .iter()
+            .filter_map(|kid| self.verifying.get_key_value(kid))
             .map(|(kid, key)| {
                 serde_json::json!({
                     "kty": "OKP",
@@ -136,7 +153,9 @@ impl JwtCodec {
         token
     }
 
-    /// Verifies `token` and returns its claims.
+    /// Verifies `token` and returns its claims. `iat` and `nbf` may be ahead
+    /// of `now_secs` by at most `leeway` (a signer whose clock runs ahead);
+    /// `exp` is checked without leeway.
     ///
     /// # Errors
     ///
@@ -147,6 +166,7 @@ impl JwtCodec {
         issuer: &str,
         audience: &str,
         now_secs: i64,
+        leeway: Duration,
     ) -> Result<Arc<AccessClaims>, &'static str> {
         if token.len() > MAX_TOKEN_LEN {
             return Err("token too long");
@@ -177,6 +197,13 @@ impl JwtCodec {
         }
         if now_secs >= claims.exp {
             return Err("token expired");
+        }
+        let latest = now_secs.saturating_add(i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX));
+        if claims.iat > latest {
+            return Err("token issued in the future");
+        }
+        if claims.nbf.is_some_and(|nbf| nbf > latest) {
+            return Err("token not yet valid");
         }
         Ok(claims)
     }
@@ -229,6 +256,8 @@ fn shard_of(token: &str) -> usize {
 mod tests {
     use super::*;
 
+    const LEEWAY: Duration = Duration::from_secs(60);
+
     fn claims(exp: i64) -> AccessClaims {
         AccessClaims {
             iss: "iss".into(),
@@ -236,6 +265,7 @@ mod tests {
             sub: "alice".into(),
             exp,
             iat: 0,
+            nbf: None,
             jti: "j".into(),
             sid: "s".into(),
             scope: None,
@@ -247,17 +277,42 @@ mod tests {
     fn signed_token_verifies_and_expires() {
         let codec = JwtCodec::new(ServerKeys::generate());
         let token = codec.sign(&claims(100));
-        assert_eq!(codec.verify(&token, "iss", "aud", 99).unwrap().sub, "alice");
+        assert_eq!(
+            codec.verify(&token, "iss", "aud", 99, LEEWAY).unwrap().sub,
+            "alice"
+        );
         // Cached path re-checks expiry, issuer and audience.
         assert_eq!(
-            codec.verify(&token, "iss", "aud", 100),
+            codec.verify(&token, "iss", "aud", 100, LEEWAY),
             Err("token expired")
         );
-        assert_eq!(codec.verify(&token, "other", "aud", 1), Err("wrong issuer"));
         assert_eq!(
-            codec.verify(&token, "iss", "other", 1),
+            codec.verify(&token, "other", "aud", 1, LEEWAY),
+            Err("wrong issuer")
+        );
+        assert_eq!(
+            codec.verify(&token, "iss", "other", 1, LEEWAY),
             Err("wrong audience")
         );
+    }
+
+    #[test]
+    fn s16_iat_and_nbf_beyond_the_leeway_are_refused() {
+        let codec = JwtCodec::new(ServerKeys::generate());
+        let at = |iat: i64, nbf: Option<i64>| {
+            let token = codec.sign(&AccessClaims {
+                iat,
+                nbf,
+                ..claims(10_000)
+            });
+            codec
+                .verify(&token, "iss", "aud", 1_000, LEEWAY)
+                .map(|_| ())
+        };
+        assert_eq!(at(1_060, None), Ok(()), "iat within the leeway");
+        assert_eq!(at(1_061, None), Err("token issued in the future"));
+        assert_eq!(at(900, Some(1_060)), Ok(()), "nbf within the leeway");
+        assert_eq!(at(900, Some(1_061)), Err("token not yet valid"));
     }
 
     #[test]
@@ -268,7 +323,10 @@ mod tests {
         let mut sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
         sig[10] ^= 1;
         let forged = format!("{rest}.{}", URL_SAFE_NO_PAD.encode(sig));
-        assert_eq!(codec.verify(&forged, "iss", "aud", 1), Err("bad signature"));
+        assert_eq!(
+            codec.verify(&forged, "iss", "aud", 1, LEEWAY),
+            Err("bad signature")
+        );
     }
 
     #[test]
@@ -287,7 +345,7 @@ mod tests {
             let mutated = String::from_utf8(bytes).unwrap();
             if mutated != token {
                 assert!(
-                    codec.verify(&mutated, "iss", "aud", 1).is_err(),
+                    codec.verify(&mutated, "iss", "aud", 1, LEEWAY).is_err(),
                     "{mutated}"
                 );
             }
@@ -297,8 +355,45 @@ mod tests {
             let junk: String = (0..len)
                 .map(|_| char::from(alphabet[rng.usize(..alphabet.len())]))
                 .collect();
-            assert!(codec.verify(&junk, "iss", "aud", 1).is_err());
+            assert!(codec.verify(&junk, "iss", "aud", 1, LEEWAY).is_err());
         }
+    }
+
+    #[test]
+    fn o8_retired_key_still_verifies_and_stays_in_the_jwks() {
+        let before = ServerKeys::generate();
+        let old_token = JwtCodec::new(before.clone()).sign(&claims(100));
+        let after = before.rotated(0, std::time::Duration::from_secs(3600));
+        let codec = JwtCodec::new(after.clone());
+        assert_eq!(
+            codec
+                .verify(&old_token, "iss", "aud", 1, LEEWAY)
+                .unwrap()
+                .sub,
+            "alice"
+        );
+        let new_token = codec.sign(&claims(100));
+        assert!(new_token.starts_with(&codec.encoded_header));
+        assert_eq!(
+            codec
+                .verify(&new_token, "iss", "aud", 1, LEEWAY)
+                .unwrap()
+                .sub,
+            "alice"
+        );
+        let jwks = codec.jwks();
+        let kids: Vec<&str> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap())
+            .collect();
+        assert_eq!(kids, [after.kid(), before.kid()]);
+        // The server that never had the new key refuses its tokens.
+        assert_eq!(
+            JwtCodec::new(before).verify(&new_token, "iss", "aud", 1, LEEWAY),
+            Err("unknown kid")
+        );
     }
 
     #[test]
@@ -306,7 +401,7 @@ mod tests {
         let a = JwtCodec::new(ServerKeys::generate());
         let b = JwtCodec::new(ServerKeys::generate());
         assert_eq!(
-            b.verify(&a.sign(&claims(100)), "iss", "aud", 1),
+            b.verify(&a.sign(&claims(100)), "iss", "aud", 1, LEEWAY),
             Err("unknown kid")
         );
     }

@@ -28,6 +28,7 @@ mod app_error;
 mod client_auth;
 mod clock;
 mod config;
+mod engine;
 mod error;
 mod faults;
 mod jwt;
@@ -39,19 +40,21 @@ mod refresh_token;
 mod routes;
 mod secret;
 mod server;
-mod session;
 pub mod store;
+mod tls;
 mod util;
 
 pub use app_error::AppError;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    ClientCredentials, KeySource, PasswordHashing, RateLimit, ServerConfig, SqliteSynchronous,
+    ClientCredentials, KeySource, Limits, PasswordHashing, RateLimit, ServerConfig,
+    SqliteSynchronous,
 };
 pub use error::ServerError;
 pub use faults::{FaultCounters, Faults};
 pub use jwt::{AccessClaims, Audience};
-pub use keys::ServerKeys;
+pub use keys::{ServerKeys, SigningKeyInfo};
 pub use secret::Secret;
 pub use server::{RunningServer, Server};
-pub use store::{Repository, UserInfo};
+pub use store::{Repository, StoreError, UserInfo};
+pub use tls::TlsConfig;

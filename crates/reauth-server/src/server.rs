@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -11,39 +11,17 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::clock::{Clock, SystemClock, duration_millis};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{KeySource, ServerConfig};
+use crate::engine::Engine;
 use crate::error::ServerError;
 use crate::faults::Faults;
 use crate::jwt::JwtCodec;
 use crate::keys::ServerKeys;
+use crate::password::Hashing;
 use crate::rate_limit::LoginLimiter;
 use crate::store::{Repository, UserInfo};
-
-/// Shared state of one server instance.
-pub(crate) struct AppState {
-    pub(crate) config: ServerConfig,
-    pub(crate) repo: Arc<dyn Repository>,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) keys: ServerKeys,
-    pub(crate) jwt: JwtCodec,
-    pub(crate) faults: Faults,
-    pub(crate) limiter: LoginLimiter,
-    /// Revoked families whose access tokens may still be unexpired: id → revoked_at (ms).
-    pub(crate) denylist: RwLock<HashMap<String, i64>>,
-    pub(crate) dummy_hash: String,
-    issuer: OnceLock<String>,
-}
-
-impl AppState {
-    /// The issuer: configured, or derived from the first listener.
-    pub(crate) fn issuer(&self) -> &str {
-        if let Some(issuer) = &self.config.issuer {
-            return issuer;
-        }
-        self.issuer.get_or_init(|| "http://localhost".to_owned())
-    }
-}
+use crate::tls::{TlsConfig, TlsListener};
 
 /// The auth server: state plus the axum [`Router`] that serves it.
 ///
@@ -60,7 +38,7 @@ impl AppState {
 /// ```
 #[derive(Clone)]
 pub struct Server {
-    state: Arc<AppState>,
+    state: Arc<Engine>,
 }
 
 impl std::fmt::Debug for Server {
@@ -100,7 +78,7 @@ impl Server {
             KeySource::File(path) => ServerKeys::load_or_create(path)?,
             KeySource::Provided(keys) => keys.clone(),
         };
-        let repo = crate::store::connect(&config).await?;
+        let repo = crate::store::connect(&config, clock.clone()).await?;
         Self::from_parts(config, repo, keys, clock).await
     }
 
@@ -119,17 +97,21 @@ impl Server {
         if let Some(demo) = &config.demo_client {
             let mac =
                 crate::client_auth::secret_mac(keys.client_pepper(), demo.client_secret.expose());
-            repo.upsert_client(&demo.client_id, &mac, clock.now_millis())
-                .await?;
+            repo.upsert_client(&demo.client_id, &mac).await?;
         }
         let cost = config.password_hashing;
         let dummy_hash = tokio::task::spawn_blocking(move || crate::password::dummy_hash(cost))
             .await
             .map_err(|e| ServerError::Task(e.to_string()))?;
-        let state = Arc::new(AppState {
+        let faults = Faults::default();
+        let state = Arc::new(Engine {
             jwt: JwtCodec::new(keys.clone()),
-            limiter: LoginLimiter::new(config.login_rate_limit),
-            faults: Faults::default(),
+            limiter: LoginLimiter::new(
+                config.login_rate_limit,
+                config.limits.login_limiter_max_keys,
+            ),
+            hashing: Hashing::new(config.password_hashing, &config.limits, faults.clone()),
+            faults,
             denylist: RwLock::new(HashMap::new()),
             issuer: OnceLock::new(),
             dummy_hash,
@@ -140,13 +122,20 @@ impl Server {
         });
         let server = Self { state };
         server.sync_revocations().await?;
-        spawn_revocation_poller(Arc::downgrade(&server.state));
+        crate::engine::spawn_revocation_poller(Arc::downgrade(&server.state));
         Ok(server)
     }
 
     /// The axum router of every endpoint (DESIGN.md §4.1).
     pub fn router(&self) -> Router {
         crate::routes::router(self.state.clone())
+    }
+
+    /// The operator's router: `/metrics`, `/healthz` and `/readyz`, for a
+    /// listener that only the monitoring system reaches (see
+    /// [`ServerConfig::public_metrics`] to take `/metrics` off the public one).
+    pub fn metrics_router(&self) -> Router {
+        crate::routes::metrics_router(self.state.clone())
     }
 
     /// Serves on `listener` until `shutdown` completes, then drains
@@ -156,14 +145,17 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// [`ServerError::Io`] when the listener fails.
+    /// [`ServerError::Config`] when no issuer was configured and the listener
+    /// is bound to a wildcard address (`0.0.0.0`, `[::]`): the issuer is the
+    /// URL clients use, which the server cannot guess. [`ServerError::Io`]
+    /// when the listener fails.
     pub async fn serve(
         &self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let addr = listener.local_addr()?;
-        let _ = self.state.issuer.set(format!("http://{addr}"));
+        self.bind_issuer("http", addr)?;
         tracing::info!(%addr, issuer = self.state.issuer(), "reauth server listening");
         axum::serve(
             listener,
@@ -172,6 +164,72 @@ impl Server {
         )
         .with_graceful_shutdown(shutdown)
         .await?;
+        Ok(())
+    }
+
+    /// Like [`Server::serve`], with TLS: every connection is a TLS stream
+    /// (rustls; handshakes run concurrently, each bounded to 10 s).
+    ///
+    /// If no issuer was configured, the issuer becomes `https://{local address}`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::serve`].
+    pub async fn serve_tls(
+        &self,
+        listener: TcpListener,
+        tls: &TlsConfig,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        use axum::serve::ListenerExt as _;
+        let addr = listener.local_addr()?;
+        self.bind_issuer("https", addr)?;
+        tracing::info!(%addr, issuer = self.state.issuer(), "reauth server listening (TLS)");
+        // `tap_io` only makes axum's `ConnectInfo<SocketAddr>` available for
+        // a listener of our own.
+        let listener = TlsListener::new(listener, tls).tap_io(|_| {});
+        axum::serve(
+            listener,
+            self.router()
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
+        Ok(())
+    }
+
+    /// Serves [`Server::metrics_router`] (`/metrics`, `/healthz`, `/readyz`)
+    /// on a listener of its own — typically a private address — until
+    /// `shutdown` completes.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Io`] when the listener fails.
+    pub async fn serve_metrics(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "metrics listening");
+        axum::serve(listener, self.metrics_router())
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        Ok(())
+    }
+
+    /// Fixes the issuer to `{scheme}://{addr}` unless one was configured.
+    fn bind_issuer(&self, scheme: &str, addr: SocketAddr) -> Result<(), ServerError> {
+        if self.state.config.issuer.is_some() {
+            return Ok(());
+        }
+        if addr.ip().is_unspecified() {
+            return Err(ServerError::Config(format!(
+                "listening on the wildcard address {addr} needs an explicit issuer \
+                 (the URL clients reach this server at, e.g. https://auth.example.com)"
+            )));
+        }
+        let _ = self.state.issuer.set(format!("{scheme}://{addr}"));
         Ok(())
     }
 
@@ -236,14 +294,13 @@ impl Server {
         if username.is_empty() || username.len() > 128 || username.chars().any(char::is_control) {
             return Err(ServerError::InvalidUsername);
         }
-        let cost = self.state.config.password_hashing;
-        let password = password.to_owned();
-        let hash = tokio::task::spawn_blocking(move || crate::password::hash(&password, cost))
+        let hash = self
+            .state
+            .hashing
+            .hash(password.to_owned())
             .await
-            .map_err(|e| ServerError::Task(e.to_string()))?
             .map_err(ServerError::PasswordHash)?;
-        let now = self.state.now_ms();
-        if self.state.repo.add_user(username, &hash, now).await? {
+        if self.state.repo.add_user(username, &hash).await? {
             tracing::info!(username, "user added");
             Ok(())
         } else {
@@ -258,11 +315,10 @@ impl Server {
     ///
     /// [`ServerError::Database`].
     pub async fn remove_user(&self, username: &str) -> Result<bool, ServerError> {
-        let now = self.state.now_ms();
-        match self.state.repo.remove_user(username, now).await? {
+        match self.state.repo.remove_user(username).await? {
             Some(families) => {
                 for id in &families {
-                    self.state.deny(id, now);
+                    self.state.deny(id);
                 }
                 tracing::info!(username, revoked = families.len(), "user removed");
                 Ok(true)
@@ -291,10 +347,7 @@ impl Server {
         client_secret: &str,
     ) -> Result<(), ServerError> {
         let mac = crate::client_auth::secret_mac(self.state.keys.client_pepper(), client_secret);
-        self.state
-            .repo
-            .upsert_client(client_id, &mac, self.state.now_ms())
-            .await?;
+        self.state.repo.upsert_client(client_id, &mac).await?;
         Ok(())
     }
 
@@ -309,10 +362,7 @@ impl Server {
         self.state
             .revoke_token(token, "revoked_by_operator")
             .await
-            .map_err(|e| match e {
-                crate::AppError::Internal(cause) => ServerError::Task(cause.to_string()),
-                other => ServerError::Task(other.to_string()),
-            })
+            .map_err(|e| ServerError::Task(e.to_string()))
     }
 
     /// Loads revocations made by other replicas into the local denylist now
@@ -322,38 +372,8 @@ impl Server {
     ///
     /// [`ServerError::Database`].
     pub async fn sync_revocations(&self) -> Result<(), ServerError> {
-        sync_revocations(&self.state).await
+        self.state.sync_revocations().await
     }
-}
-
-async fn sync_revocations(state: &AppState) -> Result<(), ServerError> {
-    let now = state.now_ms();
-    // Access tokens of families revoked longer ago than their lifetime are dead anyway.
-    let horizon = now - duration_millis(state.config.access_token_ttl) - 60_000;
-    let revoked = state.repo.revoked_since(horizon).await?;
-    if let Ok(mut map) = state.denylist.write() {
-        map.retain(|_, at| *at >= horizon);
-        for (id, at) in revoked {
-            map.entry(id).or_insert(at);
-        }
-    }
-    Ok(())
-}
-
-fn spawn_revocation_poller(state: Weak<AppState>) {
-    tokio::spawn(async move {
-        loop {
-            let interval = match state.upgrade() {
-                Some(s) => s.config.revocation_poll_interval,
-                None => return,
-            };
-            tokio::time::sleep(interval.max(Duration::from_millis(10))).await;
-            let Some(s) = state.upgrade() else { return };
-            if let Err(e) = sync_revocations(&s).await {
-                tracing::warn!(error = %e, "revocation poll failed");
-            }
-        }
-    });
 }
 
 /// A server serving on a loopback port in a background task

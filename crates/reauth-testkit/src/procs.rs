@@ -945,7 +945,7 @@ pub fn assert_logout_not_undone(outcome: &Outcome, processes: usize) {
     for r in &outcome.results {
         assert!(r.access.is_err(), "{r:?}");
         assert!(!r.adopted, "{r:?}");
-        assert_eq!(r.ended.as_deref(), Some("LoggedOutElsewhere"), "{r:?}");
+        assert_eq!(r.ended.as_deref(), Some("EndedElsewhere"), "{r:?}");
     }
     for n in 1..=outcome.rotations {
         let token = format!("refresh-{n}");

@@ -147,8 +147,11 @@ pub enum EndReason {
     RefreshRejected,
     /// [`Session::logout`](crate::Session::logout) was called.
     LoggedOut,
-    /// Another process logged this login out: the shared store was cleared.
-    LoggedOutElsewhere,
+    /// Another owner of the shared store (a browser tab, a process) ended the
+    /// session — it logged out, or its refresh was rejected: it said so
+    /// ([`Session::end_elsewhere`](crate::Session::end_elsewhere)), or this
+    /// session found the shared store cleared when it came to refresh.
+    EndedElsewhere,
     /// Another login (another user, or a new login of the same user) replaced
     /// this one in the shared store. Its set was reported
     /// ([`SessionEvent::ForeignSet`](crate::SessionEvent::ForeignSet)) and not
@@ -162,7 +165,7 @@ impl fmt::Display for EndReason {
         f.write_str(match self {
             Self::RefreshRejected => "the refresh token was rejected",
             Self::LoggedOut => "logged out",
-            Self::LoggedOutElsewhere => "logged out by another process",
+            Self::EndedElsewhere => "ended by another owner of the shared store",
             Self::Superseded => "replaced by another login in the shared store",
         })
     }

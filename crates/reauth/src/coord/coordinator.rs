@@ -34,7 +34,8 @@ use crate::token::{Stamp, TokenSet};
 /// | [`renew`](Self::renew) | extend a timed lease by the TTL **only** if it is still held, unexpired, by this owner |
 /// | [`release`](Self::release) | free it only if this owner holds it |
 /// | [`compare_and_swap`](Self::compare_and_swap) | write (or remove) only if the stored stamp is the expected one and, with a fence, the fence lease is still held and unexpired |
-#[async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 pub trait Coordinator: Send + Sync + 'static {
     /// Takes the refresh lease for `ttl` if nobody holds it (or the holder's
     /// timed lease has lapsed). Returns `None` at once if it is held; the
@@ -144,11 +145,15 @@ impl fmt::Debug for Lease {
 }
 
 /// A 128-bit random owner token, hex, prefixed with the process id for
-/// debugging.
+/// debugging (`web` in a browser, which has no process id).
 pub fn new_owner_token() -> String {
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+    let process = std::process::id();
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    let process = "web";
     format!(
         "{}-{:016x}{:016x}",
-        std::process::id(),
+        process,
         fastrand::u64(..),
         fastrand::u64(..)
     )

@@ -28,7 +28,7 @@
 //!      never adopt it, end this session as
 //!      [`EndReason::Superseded`](crate::EndReason::Superseded) (C19);
 //!    * nothing: another process logged out — end this session as
-//!      [`EndReason::LoggedOutElsewhere`](crate::EndReason::LoggedOutElsewhere);
+//!      [`EndReason::EndedElsewhere`](crate::EndReason::EndedElsewhere);
 //!      never write it back (C20);
 //!    * otherwise refresh.
 //! 3. **Refresh** with the tokens held, bounded by the refresh timeout.

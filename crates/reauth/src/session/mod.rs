@@ -2,13 +2,15 @@
 //!
 //! A folder because the concept has parts that share one state: the public
 //! [`Session`] and its builder (here), the state they share ([`inner`]), the
-//! spawned refresh task ([`refresh`]) and the refresh-ahead timer
-//! ([`ahead`]). Each part depends on `inner` only (and the timer on the
-//! refresh task it starts): no cycle.
+//! spawned refresh task ([`refresh`]), the refresh-ahead timer ([`ahead`])
+//! and what another owner of a shared store announced ([`shared`]). Each
+//! part depends on `inner` only (and the timer on the refresh task it
+//! starts): no cycle.
 
 mod ahead;
 mod inner;
 mod refresh;
+mod shared;
 
 use std::fmt;
 use std::sync::Arc;

@@ -283,7 +283,8 @@ fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-#[async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 impl TokenStore for FileStore {
     async fn load(&self) -> Result<Option<TokenSet>, StoreError> {
         self.run(FileStore::read_sync).await
@@ -318,7 +319,8 @@ fn record(owner: &str, now: SystemTime, ttl: Duration) -> LeaseRecord {
     }
 }
 
-#[async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 impl Coordinator for FileStore {
     async fn try_acquire(&self, ttl: Duration) -> Result<Option<Lease>, StoreError> {
         self.run(move |s| {

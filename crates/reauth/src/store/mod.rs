@@ -22,7 +22,8 @@ pub use memory::MemoryStore;
 /// that a crash right after a refresh never loses the one-time refresh token the
 /// server just issued. `store` must be atomic: a reader sees the old set or the
 /// new one, never a mix.
-#[async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 pub trait TokenStore: Send + Sync + 'static {
     /// The stored set, if any.
     ///
@@ -59,7 +60,8 @@ pub trait TokenStore: Send + Sync + 'static {
 
 /// A shared handle is a store too: `Arc<S>` and `Arc<dyn TokenStore>`
 /// delegate every call, coordination included.
-#[async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 impl<S: TokenStore + ?Sized> TokenStore for Arc<S> {
     async fn load(&self) -> Result<Option<TokenSet>, StoreError> {
         (**self).load().await
