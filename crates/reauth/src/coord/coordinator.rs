@@ -50,19 +50,14 @@ pub trait Coordinator: Send + Sync + 'static {
     async fn try_acquire(&self, ttl: Duration) -> Result<Option<Lease>, StoreError>;
 
     /// Extends `lease` to `ttl` from now, if it is still held by its owner and
-    /// has not lapsed. Returns whether it did; `false` means the lease is lost.
-    ///
-    /// The default suits stores whose leases are held until released: it
-    /// answers `true` for such a lease and `false` for a timed one.
+    /// has not lapsed. Returns whether it did; `false` means the lease is
+    /// lost. Never called for a lease held until released.
     ///
     /// # Errors
     ///
     /// [`StoreError`] when the backend failed; the holder tries again until
     /// its deadline.
-    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
-        let _ = ttl;
-        Ok(lease.ttl().is_none())
-    }
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError>;
 
     /// Gives the lease back, if `lease` still owns it. Releasing a lease that
     /// has lapsed (and may now belong to someone else) must change nothing.
