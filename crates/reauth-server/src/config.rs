@@ -58,6 +58,9 @@ pub struct ServerConfig {
     /// Maximum connections of the database pool (Postgres; SQLite always
     /// uses one writer connection). Default 16.
     pub max_db_connections: u32,
+    /// A built browser page to serve on the API's origin: `index.html` at `/`,
+    /// the directory under `/web/` (see `crate::web`). Default none.
+    pub web_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -79,6 +82,7 @@ impl Default for ServerConfig {
             max_body_bytes: 16 * 1024,
             revocation_poll_interval: Duration::from_secs(1),
             max_db_connections: 16,
+            web_dir: None,
         }
     }
 }

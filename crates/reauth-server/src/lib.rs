@@ -42,6 +42,7 @@ mod server;
 mod session;
 pub mod store;
 mod util;
+mod web;
 
 pub use app_error::AppError;
 pub use clock::{Clock, ManualClock, SystemClock};
