@@ -104,8 +104,10 @@ pub(crate) struct Counts {
 
 /// Switches the tests use to hold requests at the server.
 pub(crate) struct Gates {
-    /// Hold the answers of the next K refreshes, *after* the server rotated.
+    /// Hold the answers of the next K refreshes, *after* the server rotated,
+    /// until [`Gates::release_held_refreshes`] (or for good).
     hold_refresh_answers: AtomicU32,
+    refreshes_released: watch::Sender<bool>,
     /// Requests to `/api/resources?hold=1` wait until this turns true.
     release: watch::Sender<bool>,
 }
@@ -113,6 +115,10 @@ pub(crate) struct Gates {
 impl Gates {
     pub(crate) fn hold_next_refresh_answers(&self, k: u32) {
         self.hold_refresh_answers.store(k, Ordering::SeqCst);
+    }
+
+    pub(crate) fn release_held_refreshes(&self) {
+        let _ = self.refreshes_released.send(true);
     }
 
     pub(crate) fn release_held_resources(&self) {
@@ -175,6 +181,7 @@ pub(crate) async fn serve(site_dir: &Path, setup: Setup) -> Site {
     let counts = Arc::new(Counts::default());
     let gates = Arc::new(Gates {
         hold_refresh_answers: AtomicU32::new(0),
+        refreshes_released: watch::channel(false).0,
         release: watch::channel(false).0,
     });
     let (c, g) = (Arc::clone(&counts), Arc::clone(&gates));
@@ -192,8 +199,9 @@ pub(crate) async fn serve(site_dir: &Path, setup: Setup) -> Site {
                         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |k| k.checked_sub(1))
                         .is_ok();
                     if held {
-                        // The rotation is committed; its answer never leaves.
-                        std::future::pending::<()>().await;
+                        // The rotation is committed; its answer waits.
+                        let mut rx = gates.refreshes_released.subscribe();
+                        let _ = rx.wait_for(|open| *open).await;
                     }
                     answer
                 }

@@ -135,9 +135,12 @@ async fn b2_refresh_ahead_racing_a_burst_refreshes_once() {
 }
 
 /// B3: T tabs share the stored session; the token expires; every tab fires a
-/// burst. Each generation is refreshed exactly once across all tabs (counted
-/// at the server: refresh requests = rotations, no grace replay, no reuse);
-/// the other tabs adopt; nobody is logged out.
+/// burst. The first refresh's answer is held at the server until every tab
+/// has fired, so all their refreshes are due at once (without cross-tab
+/// coordination each tab would send its own). Each generation is refreshed
+/// exactly once across all tabs (counted at the server: refresh requests =
+/// rotations, no grace replay, no reuse); the other tabs adopt; nobody is
+/// logged out.
 async fn b3_tabs(tabs: usize, grace: Duration) {
     let _one = ONE_AT_A_TIME.lock().await;
     let setup = Setup {
@@ -163,9 +166,15 @@ async fn b3_tabs(tabs: usize, grace: Duration) {
         })
         .await;
     }
+    w.site.gates.hold_next_refresh_answers(1);
     for tab in &all {
         tab.start(b, "send(10)").await;
     }
+    wait_for("the first refresh to reach the server", || async {
+        (w.refreshes() >= 1).then_some(())
+    })
+    .await;
+    w.site.gates.release_held_refreshes();
     for tab in &all {
         let result = tab.result(b).await;
         assert_eq!(
