@@ -396,6 +396,8 @@ fn main() {
                 }
                 Ok::<_, rusqlite::Error>(())
             })
+            .await
+            .expect("database thread")
             .expect("bench table");
             let raw_repo = repo.clone();
             let repo: Arc<dyn Repository> = Arc::new(repo);
@@ -409,14 +411,15 @@ fn main() {
                 Box::pin(raw_commits(tasks, secs, move |row| {
                     let repo = repo.clone();
                     async move {
-                        // The same connection and lock the repository uses.
-                        repo.with_connection(|conn| {
+                        // One autocommit UPDATE on the repository's own database
+                        // thread and connection, as a rotation runs.
+                        repo.with_connection(move |conn| {
                             conn.prepare_cached("UPDATE bench_commit SET n = n + 1 WHERE id = ?1")?
                                 .execute([row])
                         })
+                        .await
+                        .expect("database thread")
                         .expect("commit");
-                        // Synchronous: yield so the timers and other tasks run.
-                        tokio::task::yield_now().await;
                     }
                 })) as std::pin::Pin<Box<dyn std::future::Future<Output = f64> + Send>>
             };
@@ -431,8 +434,12 @@ fn main() {
                 sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.expect("schema");
                 let sep = if base.contains('?') { '&' } else { '?' };
                 let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-                let repo = PostgresRepository::connect(&url, 16).await.expect("postgres repo");
-                let pool = repo.pool().clone();
+                let repo = PostgresRepository::connect(&url, 16, Duration::from_secs(5)).await.expect("postgres repo");
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(16)
+                    .connect(&url)
+                    .await
+                    .expect("bench pool");
                 sqlx::query("CREATE TABLE bench_commit (id INT PRIMARY KEY, n BIGINT NOT NULL)")
                     .execute(&pool)
                     .await

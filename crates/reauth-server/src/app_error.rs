@@ -1,12 +1,15 @@
 //! The one error type answered to HTTP clients, rendered as RFC 6749 §5.2 /
 //! RFC 6750 §3 error bodies.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+
+use crate::store::StoreError;
 
 /// An error answered to an HTTP client.
 ///
@@ -19,6 +22,18 @@ pub enum AppError {
     /// repeated parameter.
     #[error("invalid_request: {0}")]
     InvalidRequest(&'static str),
+    /// `400 invalid_request`: a parameter is too long, not UTF-8, or holds
+    /// characters it may not (a NUL byte, control characters).
+    #[error("invalid_request: invalid {name}: {why}")]
+    InvalidParameter {
+        /// The parameter.
+        name: &'static str,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// `408 invalid_request`: the request (its body) took too long to arrive.
+    #[error("request timeout")]
+    RequestTimeout,
     /// `413 invalid_request`: the body exceeds the configured limit.
     #[error("request body too large")]
     PayloadTooLarge,
@@ -48,6 +63,14 @@ pub enum AppError {
         /// When the client may try again.
         retry_after: Duration,
     },
+    /// `503 temporarily_unavailable` with `Retry-After`: the database cannot
+    /// do the work now (locked past the configured wait, disk full, …) or the
+    /// password-hashing queue is full. Nothing was done.
+    #[error("temporarily unavailable")]
+    Unavailable {
+        /// When the client may try again.
+        retry_after: Duration,
+    },
     /// An injected fault (see [`Faults`](crate::Faults)).
     #[error("injected fault {status}")]
     Injected {
@@ -65,18 +88,24 @@ pub enum AppError {
 struct ErrorBody {
     error: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error_description: Option<&'static str>,
+    error_description: Option<Cow<'static, str>>,
 }
+
+/// How long a client is asked to wait after a `503` from the database.
+const DATABASE_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl AppError {
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {
             Self::InvalidRequest(_)
+            | Self::InvalidParameter { .. }
             | Self::InvalidGrant(_)
             | Self::UnsupportedGrantType
             | Self::InvalidScope => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::InvalidClient | Self::InvalidToken(_) | Self::MissingToken => {
                 StatusCode::UNAUTHORIZED
             }
@@ -89,7 +118,11 @@ impl AppError {
     /// The RFC 6749 / RFC 6750 error code.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidRequest(_) | Self::PayloadTooLarge => "invalid_request",
+            Self::InvalidRequest(_)
+            | Self::InvalidParameter { .. }
+            | Self::RequestTimeout
+            | Self::PayloadTooLarge => "invalid_request",
+            Self::Unavailable { .. } => "temporarily_unavailable",
             Self::InvalidClient => "invalid_client",
             Self::InvalidGrant(_) => "invalid_grant",
             Self::UnsupportedGrantType => "unsupported_grant_type",
@@ -106,10 +139,15 @@ impl AppError {
         }
     }
 
-    fn description(&self) -> Option<&'static str> {
-        match self {
-            Self::InvalidRequest(d) | Self::InvalidGrant(d) | Self::InvalidToken(d) => Some(d),
+    fn description(&self) -> Option<Cow<'static, str>> {
+        let text = match self {
+            Self::InvalidParameter { name, why } => {
+                return Some(Cow::Owned(format!("invalid {name}: {why}")));
+            }
+            Self::InvalidRequest(d) | Self::InvalidGrant(d) | Self::InvalidToken(d) => Some(*d),
             Self::PayloadTooLarge => Some("request body too large"),
+            Self::RequestTimeout => Some("the request took too long to arrive"),
+            Self::Unavailable { .. } => Some("temporarily unavailable; retry later"),
             Self::InvalidClient => Some("client authentication failed"),
             Self::UnsupportedGrantType => Some("unsupported grant_type"),
             Self::InvalidScope => Some("scope exceeds the original grant"),
@@ -117,7 +155,8 @@ impl AppError {
             Self::RateLimited { .. } => Some("too many failed attempts; retry later"),
             Self::Injected { .. } => Some("injected fault"),
             Self::Internal(_) => None,
-        }
+        };
+        text.map(Cow::Borrowed)
     }
 
     /// Wraps any error as a `500`.
@@ -126,9 +165,23 @@ impl AppError {
     }
 }
 
-impl From<sqlx::Error> for AppError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::internal(e)
+impl From<StoreError> for AppError {
+    /// `Unavailable` → `503` with `Retry-After`, `InvalidInput` → `400`,
+    /// anything else → `500` (cause logged, never sent).
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
+                Self::Unavailable {
+                    retry_after: DATABASE_RETRY_AFTER,
+                }
+            }
+            StoreError::InvalidInput(cause) => {
+                tracing::info!(error = %cause, "value refused by the database");
+                Self::InvalidRequest("a parameter holds a value the server cannot store")
+            }
+            other => Self::internal(other),
+        }
     }
 }
 
@@ -140,7 +193,14 @@ fn retry_after_value(d: Duration) -> HeaderValue {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         if let Self::Internal(cause) = &self {
-            tracing::error!(error = %cause, "internal error");
+            let mut chain = cause.to_string();
+            let mut source = cause.source();
+            while let Some(s) = source {
+                chain.push_str(": ");
+                chain.push_str(&s.to_string());
+                source = s.source();
+            }
+            tracing::error!(error = %chain, "internal error");
         }
         let status = self.status();
         let body = ErrorBody {
@@ -173,6 +233,7 @@ impl IntoResponse for AppError {
                 }
             }
             Self::RateLimited { retry_after }
+            | Self::Unavailable { retry_after }
             | Self::Injected {
                 retry_after: Some(retry_after),
                 ..

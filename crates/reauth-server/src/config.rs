@@ -58,6 +58,8 @@ pub struct ServerConfig {
     /// Maximum connections of the database pool (Postgres; SQLite always
     /// uses one writer connection). Default 16.
     pub max_db_connections: u32,
+    /// Protections against faults, slow clients and overload (DESIGN.md §4.6).
+    pub limits: Limits,
     /// A built browser page to serve on the API's origin: `index.html` at `/`,
     /// the directory under `/web/` (see `crate::web`). Default none.
     pub web_dir: Option<std::path::PathBuf>,
@@ -82,7 +84,70 @@ impl Default for ServerConfig {
             max_body_bytes: 16 * 1024,
             revocation_poll_interval: Duration::from_secs(1),
             max_db_connections: 16,
+            limits: Limits::default(),
             web_dir: None,
+        }
+    }
+}
+
+/// How much the server waits for, holds and accepts: the bounds that keep it
+/// serving under faults, slow clients and floods (DESIGN.md S11–S16).
+///
+/// ```
+/// use std::time::Duration;
+/// let mut config = reauth_server::ServerConfig::default();
+/// config.limits.max_connections = 256;
+/// config.limits.database_wait = Duration::from_secs(2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Longest a request waits for the database (a lock another process
+    /// holds, a VACUUM, a queue of work) before it is answered `503` with
+    /// `Retry-After`. Default 5 s.
+    pub database_wait: Duration,
+    /// Password hashes (argon2id, 19 MiB each) computed at once. Default: the
+    /// number of cores.
+    pub password_hash_concurrency: usize,
+    /// Logins that may wait for a hashing slot; beyond, `503` with
+    /// `Retry-After`. Default 32.
+    pub password_hash_queue: usize,
+    /// Accounts the failed-login limiter remembers at most (the ones that
+    /// matter least are forgotten first). Default 100 000.
+    pub login_limiter_max_keys: usize,
+    /// Time a client has to send a request's headers; an idle keep-alive
+    /// connection is closed after it too. Default 10 s.
+    pub header_read_timeout: Duration,
+    /// Longest pause between two chunks of a request body. Default 10 s.
+    pub body_read_timeout: Duration,
+    /// Longest a whole request may take, its body included (`408` beyond).
+    /// Default 30 s.
+    pub request_timeout: Duration,
+    /// Open connections at most; more clients wait in the listen backlog
+    /// until one closes. Default 1024.
+    pub max_connections: usize,
+    /// Once shutdown is asked for, connections still open after this are
+    /// closed and serving returns. Default 10 s.
+    pub shutdown_deadline: Duration,
+    /// Clock skew tolerated on access tokens' `iat` and `nbf` (a token from a
+    /// replica whose clock runs ahead). Default 60 s.
+    pub clock_leeway: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            database_wait: Duration::from_secs(5),
+            password_hash_concurrency: std::thread::available_parallelism()
+                .map_or(2, std::num::NonZeroUsize::get),
+            password_hash_queue: 32,
+            login_limiter_max_keys: 100_000,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            shutdown_deadline: Duration::from_secs(10),
+            clock_leeway: Duration::from_secs(60),
         }
     }
 }

@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use crate::store::StoreError;
+
 /// What can go wrong when starting or administering the server.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -21,10 +23,10 @@ pub enum ServerError {
     },
     /// The database failed.
     #[error("database error")]
-    Database(#[source] sqlx::Error),
+    Database(#[source] StoreError),
     /// Schema migrations failed.
     #[error("database migration failed")]
-    Migrate(#[source] sqlx::migrate::MigrateError),
+    Migrate(#[source] StoreError),
     /// A user with this name already exists.
     #[error("user {0:?} already exists")]
     UserExists(String),
@@ -42,8 +44,8 @@ pub enum ServerError {
     Task(String),
 }
 
-impl From<sqlx::Error> for ServerError {
-    fn from(e: sqlx::Error) -> Self {
+impl From<StoreError> for ServerError {
+    fn from(e: StoreError) -> Self {
         Self::Database(e)
     }
 }

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -35,6 +36,9 @@ pub struct AccessClaims {
     pub exp: i64,
     /// Issued at, seconds since the Unix epoch.
     pub iat: i64,
+    /// Not before, seconds since the Unix epoch (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
     /// Unique token id.
     pub jti: String,
     /// The session family this token belongs to.
@@ -136,7 +140,9 @@ impl JwtCodec {
         token
     }
 
-    /// Verifies `token` and returns its claims.
+    /// Verifies `token` and returns its claims. `iat` and `nbf` may be ahead
+    /// of `now_secs` by at most `leeway` (a signer whose clock runs ahead);
+    /// `exp` is checked without leeway.
     ///
     /// # Errors
     ///
@@ -147,6 +153,7 @@ impl JwtCodec {
         issuer: &str,
         audience: &str,
         now_secs: i64,
+        leeway: Duration,
     ) -> Result<Arc<AccessClaims>, &'static str> {
         if token.len() > MAX_TOKEN_LEN {
             return Err("token too long");
@@ -177,6 +184,13 @@ impl JwtCodec {
         }
         if now_secs >= claims.exp {
             return Err("token expired");
+        }
+        let latest = now_secs.saturating_add(i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX));
+        if claims.iat > latest {
+            return Err("token issued in the future");
+        }
+        if claims.nbf.is_some_and(|nbf| nbf > latest) {
+            return Err("token not yet valid");
         }
         Ok(claims)
     }
@@ -229,6 +243,8 @@ fn shard_of(token: &str) -> usize {
 mod tests {
     use super::*;
 
+    const LEEWAY: Duration = Duration::from_secs(60);
+
     fn claims(exp: i64) -> AccessClaims {
         AccessClaims {
             iss: "iss".into(),
@@ -236,6 +252,7 @@ mod tests {
             sub: "alice".into(),
             exp,
             iat: 0,
+            nbf: None,
             jti: "j".into(),
             sid: "s".into(),
             scope: None,
@@ -247,15 +264,21 @@ mod tests {
     fn signed_token_verifies_and_expires() {
         let codec = JwtCodec::new(ServerKeys::generate());
         let token = codec.sign(&claims(100));
-        assert_eq!(codec.verify(&token, "iss", "aud", 99).unwrap().sub, "alice");
+        assert_eq!(
+            codec.verify(&token, "iss", "aud", 99, LEEWAY).unwrap().sub,
+            "alice"
+        );
         // Cached path re-checks expiry, issuer and audience.
         assert_eq!(
-            codec.verify(&token, "iss", "aud", 100),
+            codec.verify(&token, "iss", "aud", 100, LEEWAY),
             Err("token expired")
         );
-        assert_eq!(codec.verify(&token, "other", "aud", 1), Err("wrong issuer"));
         assert_eq!(
-            codec.verify(&token, "iss", "other", 1),
+            codec.verify(&token, "other", "aud", 1, LEEWAY),
+            Err("wrong issuer")
+        );
+        assert_eq!(
+            codec.verify(&token, "iss", "other", 1, LEEWAY),
             Err("wrong audience")
         );
     }
@@ -268,7 +291,10 @@ mod tests {
         let mut sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
         sig[10] ^= 1;
         let forged = format!("{rest}.{}", URL_SAFE_NO_PAD.encode(sig));
-        assert_eq!(codec.verify(&forged, "iss", "aud", 1), Err("bad signature"));
+        assert_eq!(
+            codec.verify(&forged, "iss", "aud", 1, LEEWAY),
+            Err("bad signature")
+        );
     }
 
     #[test]
@@ -287,7 +313,7 @@ mod tests {
             let mutated = String::from_utf8(bytes).unwrap();
             if mutated != token {
                 assert!(
-                    codec.verify(&mutated, "iss", "aud", 1).is_err(),
+                    codec.verify(&mutated, "iss", "aud", 1, LEEWAY).is_err(),
                     "{mutated}"
                 );
             }
@@ -297,7 +323,7 @@ mod tests {
             let junk: String = (0..len)
                 .map(|_| char::from(alphabet[rng.usize(..alphabet.len())]))
                 .collect();
-            assert!(codec.verify(&junk, "iss", "aud", 1).is_err());
+            assert!(codec.verify(&junk, "iss", "aud", 1, LEEWAY).is_err());
         }
     }
 
@@ -306,7 +332,7 @@ mod tests {
         let a = JwtCodec::new(ServerKeys::generate());
         let b = JwtCodec::new(ServerKeys::generate());
         assert_eq!(
-            b.verify(&a.sign(&claims(100)), "iss", "aud", 1),
+            b.verify(&a.sign(&claims(100)), "iss", "aud", 1, LEEWAY),
             Err("unknown kid")
         );
     }

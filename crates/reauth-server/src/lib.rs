@@ -28,6 +28,7 @@ mod app_error;
 mod client_auth;
 mod clock;
 mod config;
+mod engine;
 mod error;
 mod faults;
 mod jwt;
@@ -39,7 +40,6 @@ mod refresh_token;
 mod routes;
 mod secret;
 mod server;
-mod session;
 pub mod store;
 mod util;
 mod web;
@@ -47,7 +47,8 @@ mod web;
 pub use app_error::AppError;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    ClientCredentials, KeySource, PasswordHashing, RateLimit, ServerConfig, SqliteSynchronous,
+    ClientCredentials, KeySource, Limits, PasswordHashing, RateLimit, ServerConfig,
+    SqliteSynchronous,
 };
 pub use error::ServerError;
 pub use faults::{FaultCounters, Faults};
@@ -55,4 +56,4 @@ pub use jwt::{AccessClaims, Audience};
 pub use keys::ServerKeys;
 pub use secret::Secret;
 pub use server::{RunningServer, Server};
-pub use store::{Repository, UserInfo};
+pub use store::{Repository, StoreError, UserInfo};

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -11,39 +11,15 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::clock::{Clock, SystemClock, duration_millis};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{KeySource, ServerConfig};
+use crate::engine::Engine;
 use crate::error::ServerError;
 use crate::faults::Faults;
 use crate::jwt::JwtCodec;
 use crate::keys::ServerKeys;
 use crate::rate_limit::LoginLimiter;
 use crate::store::{Repository, UserInfo};
-
-/// Shared state of one server instance.
-pub(crate) struct AppState {
-    pub(crate) config: ServerConfig,
-    pub(crate) repo: Arc<dyn Repository>,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) keys: ServerKeys,
-    pub(crate) jwt: JwtCodec,
-    pub(crate) faults: Faults,
-    pub(crate) limiter: LoginLimiter,
-    /// Revoked families whose access tokens may still be unexpired: id → revoked_at (ms).
-    pub(crate) denylist: RwLock<HashMap<String, i64>>,
-    pub(crate) dummy_hash: String,
-    issuer: OnceLock<String>,
-}
-
-impl AppState {
-    /// The issuer: configured, or derived from the first listener.
-    pub(crate) fn issuer(&self) -> &str {
-        if let Some(issuer) = &self.config.issuer {
-            return issuer;
-        }
-        self.issuer.get_or_init(|| "http://localhost".to_owned())
-    }
-}
 
 /// The auth server: state plus the axum [`Router`] that serves it.
 ///
@@ -60,7 +36,7 @@ impl AppState {
 /// ```
 #[derive(Clone)]
 pub struct Server {
-    state: Arc<AppState>,
+    state: Arc<Engine>,
 }
 
 impl std::fmt::Debug for Server {
@@ -100,7 +76,7 @@ impl Server {
             KeySource::File(path) => ServerKeys::load_or_create(path)?,
             KeySource::Provided(keys) => keys.clone(),
         };
-        let repo = crate::store::connect(&config).await?;
+        let repo = crate::store::connect(&config, clock.clone()).await?;
         Self::from_parts(config, repo, keys, clock).await
     }
 
@@ -119,14 +95,13 @@ impl Server {
         if let Some(demo) = &config.demo_client {
             let mac =
                 crate::client_auth::secret_mac(keys.client_pepper(), demo.client_secret.expose());
-            repo.upsert_client(&demo.client_id, &mac, clock.now_millis())
-                .await?;
+            repo.upsert_client(&demo.client_id, &mac).await?;
         }
         let cost = config.password_hashing;
         let dummy_hash = tokio::task::spawn_blocking(move || crate::password::dummy_hash(cost))
             .await
             .map_err(|e| ServerError::Task(e.to_string()))?;
-        let state = Arc::new(AppState {
+        let state = Arc::new(Engine {
             jwt: JwtCodec::new(keys.clone()),
             limiter: LoginLimiter::new(config.login_rate_limit),
             faults: Faults::default(),
@@ -140,7 +115,7 @@ impl Server {
         });
         let server = Self { state };
         server.sync_revocations().await?;
-        spawn_revocation_poller(Arc::downgrade(&server.state));
+        crate::engine::spawn_revocation_poller(Arc::downgrade(&server.state));
         Ok(server)
     }
 
@@ -245,8 +220,7 @@ impl Server {
             .await
             .map_err(|e| ServerError::Task(e.to_string()))?
             .map_err(ServerError::PasswordHash)?;
-        let now = self.state.now_ms();
-        if self.state.repo.add_user(username, &hash, now).await? {
+        if self.state.repo.add_user(username, &hash).await? {
             tracing::info!(username, "user added");
             Ok(())
         } else {
@@ -261,11 +235,10 @@ impl Server {
     ///
     /// [`ServerError::Database`].
     pub async fn remove_user(&self, username: &str) -> Result<bool, ServerError> {
-        let now = self.state.now_ms();
-        match self.state.repo.remove_user(username, now).await? {
+        match self.state.repo.remove_user(username).await? {
             Some(families) => {
                 for id in &families {
-                    self.state.deny(id, now);
+                    self.state.deny(id);
                 }
                 tracing::info!(username, revoked = families.len(), "user removed");
                 Ok(true)
@@ -294,10 +267,7 @@ impl Server {
         client_secret: &str,
     ) -> Result<(), ServerError> {
         let mac = crate::client_auth::secret_mac(self.state.keys.client_pepper(), client_secret);
-        self.state
-            .repo
-            .upsert_client(client_id, &mac, self.state.now_ms())
-            .await?;
+        self.state.repo.upsert_client(client_id, &mac).await?;
         Ok(())
     }
 
@@ -312,10 +282,7 @@ impl Server {
         self.state
             .revoke_token(token, "revoked_by_operator")
             .await
-            .map_err(|e| match e {
-                crate::AppError::Internal(cause) => ServerError::Task(cause.to_string()),
-                other => ServerError::Task(other.to_string()),
-            })
+            .map_err(|e| ServerError::Task(e.to_string()))
     }
 
     /// Loads revocations made by other replicas into the local denylist now
@@ -325,38 +292,8 @@ impl Server {
     ///
     /// [`ServerError::Database`].
     pub async fn sync_revocations(&self) -> Result<(), ServerError> {
-        sync_revocations(&self.state).await
+        self.state.sync_revocations().await
     }
-}
-
-async fn sync_revocations(state: &AppState) -> Result<(), ServerError> {
-    let now = state.now_ms();
-    // Access tokens of families revoked longer ago than their lifetime are dead anyway.
-    let horizon = now - duration_millis(state.config.access_token_ttl) - 60_000;
-    let revoked = state.repo.revoked_since(horizon).await?;
-    if let Ok(mut map) = state.denylist.write() {
-        map.retain(|_, at| *at >= horizon);
-        for (id, at) in revoked {
-            map.entry(id).or_insert(at);
-        }
-    }
-    Ok(())
-}
-
-fn spawn_revocation_poller(state: Weak<AppState>) {
-    tokio::spawn(async move {
-        loop {
-            let interval = match state.upgrade() {
-                Some(s) => s.config.revocation_poll_interval,
-                None => return,
-            };
-            tokio::time::sleep(interval.max(Duration::from_millis(10))).await;
-            let Some(s) = state.upgrade() else { return };
-            if let Err(e) = sync_revocations(&s).await {
-                tracing::warn!(error = %e, "revocation poll failed");
-            }
-        }
-    });
 }
 
 /// A server serving on a loopback port in a background task

@@ -61,11 +61,7 @@ pub(super) async fn logout(
     let (parts, body) = request.into_parts();
     if let Some(token) = extract::bearer(&parts.headers)? {
         // A token of an already revoked family still logs out (idempotent).
-        let now = state.now_ms().div_euclid(1000);
-        let claims = state
-            .jwt
-            .verify(token, state.issuer(), &state.config.audience, now)
-            .map_err(AppError::InvalidToken)?;
+        let claims = state.verify_jwt(token)?;
         state.revoke(&claims.sid, "logout", None).await?;
         return Ok(StatusCode::NO_CONTENT.into_response());
     }

@@ -10,8 +10,8 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::server::AppState;
-use crate::session::TokenResponse;
+use crate::engine::Engine;
+use crate::engine::TokenResponse;
 
 mod auth;
 mod extract;
@@ -20,7 +20,7 @@ mod resources;
 mod well_known;
 
 /// Shared state as handlers see it.
-type AppStateRef = Arc<AppState>;
+type AppStateRef = Arc<Engine>;
 
 pub(crate) fn router(state: AppStateRef) -> Router {
     Router::new()

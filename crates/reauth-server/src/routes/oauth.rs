@@ -10,13 +10,13 @@ use axum::response::{IntoResponse, Response};
 use super::{AppStateRef, extract, rate_key, token_json};
 use crate::app_error::AppError;
 use crate::client_auth::{presented_client, secret_matches};
+use crate::engine::Engine;
+use crate::engine::TokenResponse;
 use crate::faults::RefreshFault;
-use crate::server::AppState;
-use crate::session::TokenResponse;
 
 /// Authenticates the client (Basic or form); `401 invalid_client` otherwise.
 async fn authenticate_client(
-    state: &AppState,
+    state: &Engine,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
 ) -> Result<String, AppError> {

@@ -1,24 +1,49 @@
-//! Storage: one [`Repository`] trait, implemented for SQLite and PostgreSQL
-//! with the same SQL (runtime-checked `sqlx::query`, so a fresh clone builds
-//! without a database), and migrations for both.
+//! Storage: one [`Repository`] trait, implemented for SQLite (feature
+//! `sqlite`, through `rusqlite`) and PostgreSQL (feature `postgres`, through
+//! sqlx), with migrations for both.
+//!
+//! # Whose clock
+//!
+//! Every time a repository writes or compares (`created_at`, `rotated_at`,
+//! `last_used_at`, `revoked_at`, the idle and absolute lifetimes) is read
+//! from **the database's clock**, inside the repository, never passed in by
+//! the caller: replicas whose clocks disagree still judge grace windows and
+//! session lifetimes on one clock (DESIGN.md S16). Rows carry the database's
+//! time of the read ([`FamilyRecord::read_at`]) for the rules the engine
+//! applies itself. PostgreSQL uses its `clock_timestamp()` (through the
+//! `reauth_now_ms()` function of the migrations); SQLite, an embedded
+//! database with one host, uses the [`Clock`](crate::Clock) it was opened
+//! with (the system clock unless a test injects one).
+//!
+//! # Errors
+//!
+//! Every method fails with the server's own [`StoreError`]: `Unavailable`
+//! (busy past the configured wait, disk full, read-only, I/O), `InvalidInput`
+//! (a value the database refuses) or `Backend`. A method that returns `Ok`
+//! has committed its writes durably (as durable as the database's
+//! configuration makes a commit); one that fails has committed nothing.
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
+mod error;
+#[cfg(feature = "postgres")]
 mod postgres;
-mod sql;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 
+pub use error::{BoxError, StoreError};
+#[cfg(feature = "postgres")]
 pub use postgres::PostgresRepository;
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteRepository;
 
+use crate::clock::Clock;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
-
-/// The storage error type.
-pub type StoreError = sqlx::Error;
 
 /// Which database a repository talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +69,7 @@ pub struct FamilyRecord {
     pub scope: Option<String>,
     /// Current generation: the live refresh token is MAC(id, generation).
     pub generation: i64,
-    /// Creation time (ms).
+    /// Creation time (ms since the Unix epoch, database clock).
     pub created_at: i64,
     /// Last login or rotation (ms), for the idle timeout.
     pub last_used_at: i64,
@@ -54,9 +79,12 @@ pub struct FamilyRecord {
     pub revoked_at: Option<i64>,
     /// Why it was revoked.
     pub revoked_reason: Option<String>,
+    /// The database's clock when this row was read (ms): the "now" every
+    /// rule about this row is judged at.
+    pub read_at: i64,
 }
 
-/// A family to create.
+/// A family to create (its times come from the database's clock).
 #[derive(Debug, Clone)]
 pub struct NewFamily<'a> {
     /// Family id.
@@ -69,8 +97,6 @@ pub struct NewFamily<'a> {
     pub scope: Option<&'a str>,
     /// First generation.
     pub generation: i64,
-    /// Now (ms).
-    pub now: i64,
 }
 
 /// The compare-and-set of one rotation.
@@ -80,15 +106,24 @@ pub struct Rotation<'a> {
     pub family_id: &'a str,
     /// The generation the presented token carries; the row must still be at it.
     pub expected_generation: i64,
-    /// Now (ms): becomes `rotated_at` and `last_used_at`.
-    pub now: i64,
-    /// The family must have been created after this (absolute lifetime).
-    pub created_after: i64,
-    /// The family must have been used after this (idle timeout).
-    pub used_after: i64,
+    /// The family must be younger than this (by the database's clock).
+    pub absolute_lifetime: Duration,
+    /// The family must have been used within this (by the database's clock).
+    pub idle_timeout: Duration,
     /// The family must belong to exactly this OAuth client (`None`: a
     /// first-party family from `/auth/login`).
     pub client_id: Option<&'a str>,
+}
+
+/// What a rotation's compare-and-set did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RotateOutcome {
+    /// The family advanced one generation; the updated row (committed).
+    Advanced(FamilyRecord),
+    /// A condition failed and nothing was written; the family's row as it is
+    /// now (`None`: no such family), for the caller to find out why.
+    Unchanged(Option<FamilyRecord>),
 }
 
 /// A stored user.
@@ -113,10 +148,11 @@ pub struct UserInfo {
     pub created_at: i64,
 }
 
-/// An audit event.
+/// An audit event as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AuditEvent {
-    /// When (ms).
+    /// When (ms, database clock).
     pub at: i64,
     /// `reuse_detected`, `revoked`, `logout`, `user_removed`, …
     pub kind: String,
@@ -126,6 +162,19 @@ pub struct AuditEvent {
     pub subject: Option<String>,
     /// Free text (never a secret).
     pub detail: Option<String>,
+}
+
+/// An audit event to record (stamped with the database's clock).
+#[derive(Debug, Clone, Copy)]
+pub struct NewAuditEvent<'a> {
+    /// Kind.
+    pub kind: &'a str,
+    /// The family concerned.
+    pub family_id: Option<&'a str>,
+    /// The subject concerned.
+    pub subject: Option<&'a str>,
+    /// Free text (never a secret).
+    pub detail: Option<&'a str>,
 }
 
 /// Row counts, for tests and diagnostics.
@@ -144,37 +193,28 @@ pub struct StoreCounts {
 
 /// Persistence of users, clients, session families and audit events.
 ///
-/// Every method is one statement or one short transaction. Both backends run
-/// the same conformance suite (`tests/scenarios/storage.rs`).
+/// Every method is one statement or one short transaction, runs off the
+/// async workers (SQLite: a database thread; PostgreSQL: sqlx's async
+/// driver), and gives up after the configured wait with
+/// [`StoreError::Unavailable`]. Both backends run the same conformance
+/// suite (`tests/scenarios/storage.rs`).
 #[async_trait]
 pub trait Repository: Send + Sync + fmt::Debug + 'static {
     /// Which database this is.
     fn backend(&self) -> Backend;
+    /// The database's clock (ms since the Unix epoch).
+    async fn now(&self) -> Result<i64, StoreError>;
     /// Inserts a user; `false` if the name is taken.
-    async fn add_user(
-        &self,
-        username: &str,
-        password_hash: &str,
-        now: i64,
-    ) -> Result<bool, StoreError>;
+    async fn add_user(&self, username: &str, password_hash: &str) -> Result<bool, StoreError>;
     /// Looks a user up.
     async fn find_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
     /// Deletes a user and revokes their families (one transaction). `None`
     /// if there was no such user, else the ids of the families revoked.
-    async fn remove_user(
-        &self,
-        username: &str,
-        now: i64,
-    ) -> Result<Option<Vec<String>>, StoreError>;
+    async fn remove_user(&self, username: &str) -> Result<Option<Vec<String>>, StoreError>;
     /// All users, by name.
     async fn list_users(&self) -> Result<Vec<UserInfo>, StoreError>;
     /// Registers a client or replaces its secret MAC.
-    async fn upsert_client(
-        &self,
-        client_id: &str,
-        secret_mac: &str,
-        now: i64,
-    ) -> Result<(), StoreError>;
+    async fn upsert_client(&self, client_id: &str, secret_mac: &str) -> Result<(), StoreError>;
     /// The stored secret MAC of a client.
     async fn client_secret_mac(&self, client_id: &str) -> Result<Option<String>, StoreError>;
     /// Creates a session family.
@@ -183,46 +223,82 @@ pub trait Repository: Send + Sync + fmt::Debug + 'static {
     async fn load_family(&self, id: &str) -> Result<Option<FamilyRecord>, StoreError>;
     /// The rotation compare-and-set: advances the family one generation iff it
     /// is still at `expected_generation`, not revoked, within its lifetimes and
-    /// (if asked) owned by the client. Returns the updated row, or `None` when
-    /// any condition failed (the caller then loads the row to find out why).
-    async fn rotate(&self, rotation: &Rotation<'_>) -> Result<Option<FamilyRecord>, StoreError>;
+    /// owned by the client. Returns `Advanced` only once the change is
+    /// committed.
+    async fn rotate(&self, rotation: &Rotation<'_>) -> Result<RotateOutcome, StoreError>;
     /// Revokes a live family and records an audit event (one transaction).
     /// `false` if it was unknown or already revoked.
     async fn revoke_family(
         &self,
         id: &str,
-        now: i64,
         kind: &str,
         detail: Option<&str>,
     ) -> Result<bool, StoreError>;
-    /// Families revoked at or after `since` (ms): `(id, revoked_at)`.
-    async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Families revoked within `window` before the database's now:
+    /// `(id, revoked_at)`.
+    async fn revoked_within(&self, window: Duration) -> Result<Vec<(String, i64)>, StoreError>;
     /// Appends an audit event.
-    async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    async fn record_audit(&self, event: &NewAuditEvent<'_>) -> Result<(), StoreError>;
     /// Audit events, oldest first, optionally for one family.
     async fn audit_events(&self, family_id: Option<&str>) -> Result<Vec<AuditEvent>, StoreError>;
     /// Row counts.
     async fn counts(&self) -> Result<StoreCounts, StoreError>;
 }
 
+/// A [`Duration`] in whole milliseconds for SQL, saturating.
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
 /// Connects to `config.database_url` (`sqlite:…` or `postgres://…`) and runs
-/// the migrations.
+/// the migrations. `clock` is the SQLite database's clock (PostgreSQL uses
+/// its own).
 ///
 /// # Errors
 ///
-/// [`ServerError::Config`] for an unknown scheme, [`ServerError::Database`]
-/// or [`ServerError::Migrate`] when the database fails.
-pub async fn connect(config: &ServerConfig) -> Result<Arc<dyn Repository>, ServerError> {
+/// [`ServerError::Config`] for an unknown scheme or a backend compiled out,
+/// [`ServerError::Database`] or [`ServerError::Migrate`] when the database
+/// fails.
+pub async fn connect(
+    config: &ServerConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<dyn Repository>, ServerError> {
     let url = config.database_url.as_str();
+    let _ = &clock;
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let repo = PostgresRepository::connect(url, config.max_db_connections).await?;
-        Ok(Arc::new(repo))
-    } else if url.starts_with("sqlite:") {
-        let repo = SqliteRepository::connect(url, config.sqlite_synchronous).await?;
-        Ok(Arc::new(repo))
-    } else {
-        Err(ServerError::Config(
-            "database_url must start with sqlite: or postgres://".to_owned(),
-        ))
+        #[cfg(feature = "postgres")]
+        {
+            let repo = PostgresRepository::connect(
+                url,
+                config.max_db_connections,
+                config.limits.database_wait,
+            )
+            .await?;
+            return Ok(Arc::new(repo));
+        }
+        #[cfg(not(feature = "postgres"))]
+        return Err(ServerError::Config(
+            "this build has no PostgreSQL support (feature `postgres`)".to_owned(),
+        ));
     }
+    if url.starts_with("sqlite:") {
+        #[cfg(feature = "sqlite")]
+        {
+            let repo = SqliteRepository::connect_with(
+                url,
+                config.sqlite_synchronous,
+                config.limits.database_wait,
+                clock,
+            )
+            .await?;
+            return Ok(Arc::new(repo));
+        }
+        #[cfg(not(feature = "sqlite"))]
+        return Err(ServerError::Config(
+            "this build has no SQLite support (feature `sqlite`)".to_owned(),
+        ));
+    }
+    Err(ServerError::Config(
+        "database_url must start with sqlite: or postgres://".to_owned(),
+    ))
 }

@@ -1,4 +1,10 @@
 //! The PostgreSQL repository, for several server replicas on one database.
+//!
+//! Times come from the database (`reauth_now_ms()`, migration 0002), so
+//! replicas whose clocks disagree judge grace windows and lifetimes alike.
+//! Waits are bounded: the pool's acquire timeout, and `lock_timeout` and
+//! `statement_timeout` on every connection, all set to the configured wait; a
+//! statement that runs out answers [`StoreError::Unavailable`].
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -6,48 +12,375 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
-use super::sql;
+use super::{
+    AuditEvent, Backend, FamilyRecord, NewAuditEvent, NewFamily, Repository, RotateOutcome,
+    Rotation, StoreCounts, StoreError, UserInfo, UserRecord, millis,
+};
 use crate::error::ServerError;
 
-/// A [`Repository`](super::Repository) on PostgreSQL.
+const FAMILY_COLUMNS: &str = "id, subject, client_id, scope, generation, created_at, last_used_at, rotated_at, revoked_at, revoked_reason";
+
+/// A [`Repository`] on PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PostgresRepository {
     pool: PgPool,
 }
 
+/// Classifies a sqlx error by SQLSTATE (and transport failures).
+fn classify(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            match code.as_str() {
+                // character_not_in_repertoire (NUL), untranslatable_character,
+                // string_data_right_truncation, program_limit_exceeded (index row too big),
+                // invalid_text_representation, numeric_value_out_of_range.
+                "22021" | "22P05" | "22001" | "54000" | "22P02" | "22003" => {
+                    StoreError::InvalidInput(Box::new(e))
+                }
+                // query_canceled (statement_timeout), lock_not_available, serialization
+                // failure, deadlock, insufficient resources (disk full, out of memory,
+                // too many connections), read-only transaction, shutting down,
+                // connection exceptions.
+                c if c == "57014"
+                    || c == "55P03"
+                    || c == "40001"
+                    || c == "40P01"
+                    || c == "25006"
+                    || c.starts_with("53")
+                    || c.starts_with("57P")
+                    || c.starts_with("08") =>
+                {
+                    StoreError::Unavailable(Box::new(e))
+                }
+                _ => StoreError::Backend(Box::new(e)),
+            }
+        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(Box::new(e)),
+        _ => StoreError::Backend(Box::new(e)),
+    }
+}
+
+fn family_from_row(row: &PgRow) -> Result<FamilyRecord, sqlx::Error> {
+    Ok(FamilyRecord {
+        id: row.try_get("id")?,
+        subject: row.try_get("subject")?,
+        client_id: row.try_get("client_id")?,
+        scope: row.try_get("scope")?,
+        generation: row.try_get("generation")?,
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        rotated_at: row.try_get("rotated_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        revoked_reason: row.try_get("revoked_reason")?,
+        read_at: row.try_get("read_at")?,
+    })
+}
+
+fn audit_from_row(row: &PgRow) -> Result<AuditEvent, sqlx::Error> {
+    Ok(AuditEvent {
+        at: row.try_get("at")?,
+        kind: row.try_get("kind")?,
+        family_id: row.try_get("family_id")?,
+        subject: row.try_get("subject")?,
+        detail: row.try_get("detail")?,
+    })
+}
+
+const INSERT_AUDIT: &str = "INSERT INTO audit_events (at, kind, family_id, subject, detail) VALUES (reauth_now_ms(), $1, $2, $3, $4)";
+
 impl PostgresRepository {
-    /// Connects to `url` with at most `max_connections` and migrates.
+    /// Connects to `url` with at most `max_connections`, every wait bounded
+    /// by `wait`, and migrates.
     ///
     /// # Errors
     ///
     /// [`ServerError::Database`] or [`ServerError::Migrate`].
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, ServerError> {
-        let options = PgConnectOptions::from_str(url)?;
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        wait: Duration,
+    ) -> Result<Self, ServerError> {
+        let wait_ms = millis(wait).max(1).to_string();
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| ServerError::Database(classify(e)))?
+            .options([
+                ("lock_timeout", wait_ms.as_str()),
+                ("statement_timeout", wait_ms.as_str()),
+            ]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(wait)
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(|e| ServerError::Database(classify(e)))?;
         sqlx::migrate!("./migrations/postgres")
             .run(&pool)
             .await
-            .map_err(ServerError::Migrate)?;
+            .map_err(|e| ServerError::Migrate(StoreError::backend(e)))?;
         Ok(Self { pool })
     }
 
-    /// The underlying pool (benchmarks use it for the raw commit rate).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    /// Closes the pool (waits for connections in use to be returned).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait::async_trait]
+impl Repository for PostgresRepository {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn now(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT reauth_now_ms()")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
+    async fn add_user(&self, username: &str, password_hash: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("INSERT INTO users (username, password_hash, created_at) VALUES ($1, $2, reauth_now_ms()) ON CONFLICT (username) DO NOTHING")
+            .bind(username)
+            .bind(password_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn find_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT username, password_hash, created_at FROM users WHERE username = $1",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        row.map(|row| {
+            Ok(UserRecord {
+                username: row.try_get("username")?,
+                password_hash: row.try_get("password_hash")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .transpose()
+        .map_err(classify)
+    }
+
+    async fn remove_user(&self, username: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let deleted = sqlx::query("DELETE FROM users WHERE username = $1")
+            .bind(username)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if deleted.rows_affected() == 0 {
+            tx.rollback().await.map_err(classify)?;
+            return Ok(None);
+        }
+        let ids: Vec<String> = sqlx::query_scalar("UPDATE families SET revoked_at = reauth_now_ms(), revoked_reason = 'user_removed' WHERE subject = $1 AND revoked_at IS NULL RETURNING id")
+            .bind(username)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+        sqlx::query(INSERT_AUDIT)
+            .bind("user_removed")
+            .bind(Option::<&str>::None)
+            .bind(username)
+            .bind(format!("{} families revoked", ids.len()))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(Some(ids))
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserInfo>, StoreError> {
+        let rows = sqlx::query("SELECT username, created_at FROM users ORDER BY username")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|row| {
+                Ok(UserInfo {
+                    username: row.try_get("username")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(classify)
+    }
+
+    async fn upsert_client(&self, client_id: &str, secret_mac: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO clients (client_id, secret_mac, created_at) VALUES ($1, $2, reauth_now_ms()) ON CONFLICT (client_id) DO UPDATE SET secret_mac = excluded.secret_mac")
+            .bind(client_id)
+            .bind(secret_mac)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn client_secret_mac(&self, client_id: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT secret_mac FROM clients WHERE client_id = $1")
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
+    async fn create_family(&self, f: &NewFamily<'_>) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO families (id, subject, client_id, scope, generation, created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, reauth_now_ms(), reauth_now_ms())")
+            .bind(f.id)
+            .bind(f.subject)
+            .bind(f.client_id)
+            .bind(f.scope)
+            .bind(f.generation)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn load_family(&self, id: &str) -> Result<Option<FamilyRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {FAMILY_COLUMNS}, reauth_now_ms() AS read_at FROM families WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        row.as_ref()
+            .map(family_from_row)
+            .transpose()
+            .map_err(classify)
     }
 
     /// Postgres serialises concurrent rotations of one family on the row
     /// lock and commits concurrent transactions together on its own.
-    async fn rotate_impl(
+    async fn rotate(&self, r: &Rotation<'_>) -> Result<RotateOutcome, StoreError> {
+        let row = sqlx::query(
+            "WITH clock AS (SELECT reauth_now_ms() AS now) \
+             UPDATE families SET generation = generation + 1, rotated_at = clock.now, last_used_at = clock.now \
+             FROM clock \
+             WHERE id = $1 AND generation = $2 AND revoked_at IS NULL \
+             AND created_at > clock.now - $3 AND last_used_at > clock.now - $4 \
+             AND client_id IS NOT DISTINCT FROM CAST($5 AS TEXT) \
+             RETURNING id, subject, client_id, scope, generation, created_at, last_used_at, \
+             rotated_at, revoked_at, revoked_reason, clock.now AS read_at",
+        )
+        .bind(r.family_id)
+        .bind(r.expected_generation)
+        .bind(millis(r.absolute_lifetime))
+        .bind(millis(r.idle_timeout))
+        .bind(r.client_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        match row {
+            Some(row) => Ok(RotateOutcome::Advanced(
+                family_from_row(&row).map_err(classify)?,
+            )),
+            None => Ok(RotateOutcome::Unchanged(
+                self.load_family(r.family_id).await?,
+            )),
+        }
+    }
+
+    async fn revoke_family(
         &self,
-        r: &super::Rotation<'_>,
-    ) -> Result<Option<super::FamilyRecord>, sqlx::Error> {
-        rotate_on(&self.pool, r).await
+        id: &str,
+        kind: &str,
+        detail: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let subject: Option<String> = sqlx::query_scalar("UPDATE families SET revoked_at = reauth_now_ms(), revoked_reason = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING subject")
+            .bind(id)
+            .bind(kind)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let Some(subject) = subject else {
+            tx.rollback().await.map_err(classify)?;
+            return Ok(false);
+        };
+        sqlx::query(INSERT_AUDIT)
+            .bind(kind)
+            .bind(id)
+            .bind(subject)
+            .bind(detail)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(true)
+    }
+
+    async fn revoked_within(&self, window: Duration) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, revoked_at FROM families WHERE revoked_at >= reauth_now_ms() - $1",
+        )
+        .bind(millis(window))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("id")?, row.try_get("revoked_at")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(classify)
+    }
+
+    async fn record_audit(&self, e: &NewAuditEvent<'_>) -> Result<(), StoreError> {
+        sqlx::query(INSERT_AUDIT)
+            .bind(e.kind)
+            .bind(e.family_id)
+            .bind(e.subject)
+            .bind(e.detail)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn audit_events(&self, family_id: Option<&str>) -> Result<Vec<AuditEvent>, StoreError> {
+        let rows = match family_id {
+            Some(id) => {
+                sqlx::query("SELECT at, kind, family_id, subject, detail FROM audit_events WHERE family_id = $1 ORDER BY id")
+                    .bind(id)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            None => {
+                sqlx::query("SELECT at, kind, family_id, subject, detail FROM audit_events ORDER BY id")
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(classify)?;
+        rows.iter()
+            .map(audit_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(classify)
+    }
+
+    async fn counts(&self) -> Result<StoreCounts, StoreError> {
+        let row = sqlx::query("SELECT (SELECT COUNT(*) FROM users) AS users, (SELECT COUNT(*) FROM clients) AS clients, \
+             (SELECT COUNT(*) FROM families) AS families, (SELECT COUNT(*) FROM audit_events) AS audit_events")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        let get = |name: &str| row.try_get::<i64, _>(name).map_err(classify);
+        Ok(StoreCounts {
+            users: get("users")?,
+            clients: get("clients")?,
+            families: get("families")?,
+            audit_events: get("audit_events")?,
+        })
     }
 }
-
-super::sql::impl_repository!(PostgresRepository, PgRow, super::Backend::Postgres);

@@ -64,6 +64,49 @@ fn rand_suffix() -> u64 {
     h.finish()
 }
 
+impl PgSchema {
+    /// Replaces the schema's `reauth_now_ms()` (the database clock every
+    /// repository reads) by one the test sets: a fixed time when
+    /// [`set_clock`](Self::set_clock) was called, else the real clock plus
+    /// whatever [`advance_clock`](Self::advance_clock) added. Call after the
+    /// migrations ran.
+    pub(crate) async fn install_test_clock(&self) {
+        let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE reauth_test_clock (fixed_ms BIGINT, offset_ms BIGINT NOT NULL);
+             INSERT INTO reauth_test_clock VALUES (NULL, 0);
+             CREATE OR REPLACE FUNCTION reauth_now_ms() RETURNS BIGINT LANGUAGE sql VOLATILE AS
+             $$ SELECT COALESCE(fixed_ms, (extract(epoch FROM clock_timestamp()) * 1000)::bigint + offset_ms)
+                FROM reauth_test_clock $$;",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let _ = conn.close().await;
+    }
+
+    /// Stops the database clock at `ms`.
+    pub(crate) async fn set_clock(&self, ms: i64) {
+        self.clock_sql(&format!("UPDATE reauth_test_clock SET fixed_ms = {ms}"))
+            .await;
+    }
+
+    /// Moves the (running) database clock forward by `by`.
+    pub(crate) async fn advance_clock(&self, by: std::time::Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap();
+        self.clock_sql(&format!(
+            "UPDATE reauth_test_clock SET offset_ms = offset_ms + {ms}"
+        ))
+        .await;
+    }
+
+    async fn clock_sql(&self, sql: &str) {
+        let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+        let _ = conn.close().await;
+    }
+}
+
 impl Drop for PgSchema {
     fn drop(&mut self) {
         let base = self.base_url.clone();

@@ -42,6 +42,7 @@ async fn s3_reuse_across_servers_revokes_family() {
     let clock = ManualClock::new();
     let a = replica(&pg.url, &keys, &clock).await;
     let b = replica(&pg.url, &keys, &clock).await;
+    pg.install_test_clock().await;
 
     // Parent after the grace window: rotated on B, replayed on A.
     let t1 = a.login().await;
@@ -51,7 +52,9 @@ async fn s3_reuse_across_servers_revokes_family() {
         replay.refresh_token, t2.refresh_token,
         "grace holds across servers"
     );
+    // The grace window is judged by the database's clock.
     clock.advance(Duration::from_secs(11));
+    pg.advance_clock(Duration::from_secs(11)).await;
     let (status, body) = a.refresh(&t1.refresh_token).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
     let (status, body) = b.refresh(&t2.refresh_token).await;

@@ -1,34 +1,66 @@
 //! The storage conformance suite, run on every backend: SQLite in memory,
 //! SQLite on a file, and Postgres (skipped without `DATABASE_URL` unless
-//! `REAUTH_REQUIRE_SERVICES=1`).
+//! `REAUTH_REQUIRE_SERVICES=1`). Times are the database's clock, which each
+//! backend lets the test set (a `ManualClock` for SQLite, the test schema's
+//! `reauth_now_ms()` for Postgres).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use reauth_server::SqliteSynchronous;
 use reauth_server::store::{
-    AuditEvent, NewFamily, PostgresRepository, Repository, Rotation, SqliteRepository,
+    NewAuditEvent, NewFamily, PostgresRepository, Repository, RotateOutcome, Rotation,
+    SqliteRepository,
 };
+use reauth_server::{ManualClock, SqliteSynchronous};
+
+use crate::pg::PgSchema;
+
+/// The database clock of a suite run.
+pub(crate) enum DbClock<'a> {
+    Manual(ManualClock),
+    Postgres(&'a PgSchema),
+}
+
+impl DbClock<'_> {
+    pub(crate) async fn set(&self, ms: i64) {
+        match self {
+            Self::Manual(clock) => clock.set_millis(ms),
+            Self::Postgres(pg) => pg.set_clock(ms).await,
+        }
+    }
+}
+
+const LONG: Duration = Duration::from_secs(1_000_000);
 
 /// A rotation of a family issued to client `c1` (most of the suite's families).
-fn rotation(family_id: &str, expected_generation: i64, now: i64) -> Rotation<'_> {
+fn rotation(family_id: &str, expected_generation: i64) -> Rotation<'_> {
     Rotation {
         family_id,
         expected_generation,
-        now,
-        created_after: 0,
-        used_after: 0,
+        absolute_lifetime: LONG,
+        idle_timeout: LONG,
         client_id: Some("c1"),
     }
 }
 
-async fn storage_suite(repo: Arc<dyn Repository>) {
+fn advanced(outcome: RotateOutcome) -> Option<reauth_server::store::FamilyRecord> {
+    match outcome {
+        RotateOutcome::Advanced(row) => Some(row),
+        _ => None,
+    }
+}
+
+async fn storage_suite(repo: Arc<dyn Repository>, clock: DbClock<'_>) {
     // Users.
-    assert!(repo.add_user("u1", "hash-1", 10).await.unwrap());
+    clock.set(10).await;
+    assert_eq!(repo.now().await.unwrap(), 10, "the database clock");
+    assert!(repo.add_user("u1", "hash-1").await.unwrap());
     assert!(
-        !repo.add_user("u1", "hash-2", 11).await.unwrap(),
+        !repo.add_user("u1", "hash-2").await.unwrap(),
         "duplicate refused"
     );
-    assert!(repo.add_user("u0", "hash-0", 12).await.unwrap());
+    clock.set(12).await;
+    assert!(repo.add_user("u0", "hash-0").await.unwrap());
     let user = repo.find_user("u1").await.unwrap().unwrap();
     assert_eq!(
         (
@@ -49,8 +81,8 @@ async fn storage_suite(repo: Arc<dyn Repository>) {
     assert_eq!(names, ["u0", "u1"]);
 
     // Clients.
-    repo.upsert_client("c1", "mac-1", 1).await.unwrap();
-    repo.upsert_client("c1", "mac-2", 2).await.unwrap();
+    repo.upsert_client("c1", "mac-1").await.unwrap();
+    repo.upsert_client("c1", "mac-2").await.unwrap();
     assert_eq!(
         repo.client_secret_mac("c1").await.unwrap().as_deref(),
         Some("mac-2")
@@ -58,90 +90,99 @@ async fn storage_suite(repo: Arc<dyn Repository>) {
     assert_eq!(repo.client_secret_mac("c2").await.unwrap(), None);
 
     // Families and the rotation compare-and-set.
+    clock.set(1_000).await;
     repo.create_family(&NewFamily {
         id: "f1",
         subject: "u1",
         client_id: Some("c1"),
         scope: Some("read"),
         generation: 1,
-        now: 1_000,
     })
     .await
     .unwrap();
+    clock.set(1_500).await;
     let f = repo.load_family("f1").await.unwrap().unwrap();
     assert_eq!(
-        (f.generation, f.created_at, f.last_used_at, f.rotated_at),
-        (1, 1_000, 1_000, None)
+        (
+            f.generation,
+            f.created_at,
+            f.last_used_at,
+            f.rotated_at,
+            f.read_at
+        ),
+        (1, 1_000, 1_000, None, 1_500)
     );
     assert_eq!(
         (f.client_id.as_deref(), f.scope.as_deref()),
         (Some("c1"), Some("read"))
     );
 
-    let rotated = repo
-        .rotate(&rotation("f1", 1, 2_000))
-        .await
-        .unwrap()
-        .unwrap();
+    clock.set(2_000).await;
+    let rotated = advanced(repo.rotate(&rotation("f1", 1)).await.unwrap()).unwrap();
     assert_eq!(
-        (rotated.generation, rotated.rotated_at, rotated.last_used_at),
-        (2, Some(2_000), 2_000)
+        (
+            rotated.generation,
+            rotated.rotated_at,
+            rotated.last_used_at,
+            rotated.read_at
+        ),
+        (2, Some(2_000), 2_000, 2_000)
     );
-    assert!(
-        repo.rotate(&rotation("f1", 1, 2_001))
-            .await
-            .unwrap()
-            .is_none(),
-        "stale generation"
-    );
-    assert!(
-        repo.rotate(&rotation("nope", 1, 2_001))
-            .await
-            .unwrap()
-            .is_none(),
+    clock.set(2_001).await;
+    match repo.rotate(&rotation("f1", 1)).await.unwrap() {
+        RotateOutcome::Unchanged(Some(row)) => {
+            assert_eq!(
+                (row.generation, row.read_at),
+                (2, 2_001),
+                "stale generation"
+            );
+        }
+        other => panic!("stale generation: {other:?}"),
+    }
+    assert_eq!(
+        repo.rotate(&rotation("nope", 1)).await.unwrap(),
+        RotateOutcome::Unchanged(None),
         "unknown family"
     );
+    clock.set(2_100).await;
     let wrong_client = Rotation {
         client_id: Some("c2"),
-        ..rotation("f1", 2, 2_100)
+        ..rotation("f1", 2)
     };
-    assert!(
-        repo.rotate(&wrong_client).await.unwrap().is_none(),
-        "wrong client"
-    );
+    assert!(advanced(repo.rotate(&wrong_client).await.unwrap()).is_none());
     let first_party = Rotation {
         client_id: None,
-        ..rotation("f1", 2, 2_100)
+        ..rotation("f1", 2)
     };
     assert!(
-        repo.rotate(&first_party).await.unwrap().is_none(),
+        advanced(repo.rotate(&first_party).await.unwrap()).is_none(),
         "a client's family is not rotated as a first-party one"
     );
-    let right_client = Rotation {
-        client_id: Some("c1"),
-        ..rotation("f1", 2, 2_100)
-    };
     assert_eq!(
-        repo.rotate(&right_client)
-            .await
-            .unwrap()
+        advanced(repo.rotate(&rotation("f1", 2)).await.unwrap())
             .unwrap()
             .generation,
         3
     );
+    // Lifetimes are judged by the database's clock: created at 1 000, last
+    // used at 2 100, now 2 200.
+    clock.set(2_200).await;
     let too_old = Rotation {
-        created_after: 1_000,
-        ..rotation("f1", 3, 2_200)
+        absolute_lifetime: Duration::from_millis(1_200),
+        ..rotation("f1", 3)
     };
     assert!(
-        repo.rotate(&too_old).await.unwrap().is_none(),
+        advanced(repo.rotate(&too_old).await.unwrap()).is_none(),
         "absolute lifetime"
     );
     let idle = Rotation {
-        used_after: 2_100,
-        ..rotation("f1", 3, 2_200)
+        idle_timeout: Duration::from_millis(100),
+        ..rotation("f1", 3)
     };
-    assert!(repo.rotate(&idle).await.unwrap().is_none(), "idle timeout");
+    assert!(
+        advanced(repo.rotate(&idle).await.unwrap()).is_none(),
+        "idle timeout"
+    );
     assert_eq!(
         repo.load_family("f1").await.unwrap().unwrap().generation,
         3,
@@ -149,14 +190,12 @@ async fn storage_suite(repo: Arc<dyn Repository>) {
     );
 
     // N concurrent compare-and-sets on one generation: exactly one wins.
+    clock.set(3_000).await;
     let mut tasks = Vec::new();
-    for i in 0..16 {
+    for _ in 0..16 {
         let repo = repo.clone();
         tasks.push(tokio::spawn(async move {
-            repo.rotate(&rotation("f1", 3, 3_000 + i))
-                .await
-                .unwrap()
-                .is_some()
+            advanced(repo.rotate(&rotation("f1", 3)).await.unwrap()).is_some()
         }));
     }
     let mut wins = 0;
@@ -168,6 +207,7 @@ async fn storage_suite(repo: Arc<dyn Repository>) {
 
     // Concurrent rotations of different families all win (SQLite commits
     // them as one group; Postgres on separate connections).
+    clock.set(1_000).await;
     for i in 0..20 {
         let id = format!("g{i}");
         repo.create_family(&NewFamily {
@@ -176,11 +216,11 @@ async fn storage_suite(repo: Arc<dyn Repository>) {
             client_id: None,
             scope: None,
             generation: 7,
-            now: 1_000,
         })
         .await
         .unwrap();
     }
+    clock.set(3_000).await;
     let mut tasks = Vec::new();
     for i in 0..20 {
         let repo = repo.clone();
@@ -188,12 +228,9 @@ async fn storage_suite(repo: Arc<dyn Repository>) {
             let id = format!("g{i}");
             let first_party = Rotation {
                 client_id: None,
-                ..rotation(&id, 7, 3_000)
+                ..rotation(&id, 7)
             };
-            repo.rotate(&first_party)
-                .await
-                .unwrap()
-                .map(|f| f.generation)
+            advanced(repo.rotate(&first_party).await.unwrap()).map(|f| f.generation)
         }));
     }
     for t in tasks {
@@ -201,29 +238,20 @@ async fn storage_suite(repo: Arc<dyn Repository>) {
     }
 
     // Revocation with its audit event, in one transaction.
+    clock.set(5_000).await;
     assert!(
-        repo.revoke_family("f1", 5_000, "reuse_detected", Some("gen 1 at 4"))
+        repo.revoke_family("f1", "reuse_detected", Some("gen 1 at 4"))
             .await
             .unwrap()
     );
+    clock.set(5_001).await;
     assert!(
-        !repo
-            .revoke_family("f1", 5_001, "revoked", None)
-            .await
-            .unwrap(),
+        !repo.revoke_family("f1", "revoked", None).await.unwrap(),
         "already revoked"
     );
+    assert!(!repo.revoke_family("nope", "revoked", None).await.unwrap());
     assert!(
-        !repo
-            .revoke_family("nope", 5_001, "revoked", None)
-            .await
-            .unwrap()
-    );
-    assert!(
-        repo.rotate(&rotation("f1", 4, 5_002))
-            .await
-            .unwrap()
-            .is_none(),
+        advanced(repo.rotate(&rotation("f1", 4)).await.unwrap()).is_none(),
         "revoked family does not rotate"
     );
     let f = repo.load_family("f1").await.unwrap().unwrap();
@@ -232,10 +260,18 @@ async fn storage_suite(repo: Arc<dyn Repository>) {
         (Some(5_000), Some("reuse_detected"))
     );
     assert_eq!(
-        repo.revoked_since(4_000).await.unwrap(),
+        repo.revoked_within(Duration::from_millis(1_000))
+            .await
+            .unwrap(),
         vec![("f1".to_owned(), 5_000)]
     );
-    assert!(repo.revoked_since(5_001).await.unwrap().is_empty());
+    clock.set(6_001).await;
+    assert!(
+        repo.revoked_within(Duration::from_millis(1_000))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let audit = repo.audit_events(Some("f1")).await.unwrap();
     assert_eq!(audit.len(), 1);
     assert_eq!(
@@ -249,39 +285,28 @@ async fn storage_suite(repo: Arc<dyn Repository>) {
     );
 
     // Removing a user revokes their live families.
-    repo.create_family(&NewFamily {
-        id: "f2",
-        subject: "u1",
-        client_id: None,
-        scope: None,
-        generation: 1,
-        now: 6_000,
-    })
-    .await
-    .unwrap();
-    repo.create_family(&NewFamily {
-        id: "f3",
-        subject: "u0",
-        client_id: None,
-        scope: None,
-        generation: 1,
-        now: 6_000,
-    })
-    .await
-    .unwrap();
+    clock.set(6_000).await;
+    for (id, subject) in [("f2", "u1"), ("f3", "u0")] {
+        repo.create_family(&NewFamily {
+            id,
+            subject,
+            client_id: None,
+            scope: None,
+            generation: 1,
+        })
+        .await
+        .unwrap();
+    }
+    clock.set(7_000).await;
     assert_eq!(
-        repo.remove_user("u1", 7_000).await.unwrap(),
+        repo.remove_user("u1").await.unwrap(),
         Some(vec!["f2".to_owned()])
     );
-    assert_eq!(repo.remove_user("u1", 7_001).await.unwrap(), None);
+    assert_eq!(repo.remove_user("u1").await.unwrap(), None);
+    let f2 = repo.load_family("f2").await.unwrap().unwrap();
     assert_eq!(
-        repo.load_family("f2")
-            .await
-            .unwrap()
-            .unwrap()
-            .revoked_reason
-            .as_deref(),
-        Some("user_removed")
+        (f2.revoked_at, f2.revoked_reason.as_deref()),
+        (Some(7_000), Some("user_removed"))
     );
     assert!(
         repo.load_family("f3")
@@ -292,36 +317,51 @@ async fn storage_suite(repo: Arc<dyn Repository>) {
             .is_none()
     );
 
-    repo.record_audit(&AuditEvent {
-        at: 8_000,
-        kind: "custom".into(),
+    clock.set(8_000).await;
+    repo.record_audit(&NewAuditEvent {
+        kind: "custom",
         family_id: None,
         subject: None,
         detail: None,
     })
     .await
     .expect("record_audit");
+    let all = repo.audit_events(None).await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|e| (e.kind.as_str(), e.at))
+            .collect::<Vec<_>>(),
+        [
+            ("reuse_detected", 5_000),
+            ("user_removed", 7_000),
+            ("custom", 8_000)
+        ]
+    );
     let counts = repo.counts().await.unwrap();
     assert_eq!((counts.users, counts.clients, counts.families), (1, 1, 23));
     assert_eq!(counts.audit_events, 3);
 }
 
+async fn sqlite(url: &str, sync: SqliteSynchronous, clock: &ManualClock) -> SqliteRepository {
+    SqliteRepository::connect_with(url, sync, Duration::from_secs(5), Arc::new(clock.clone()))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn storage_suite_sqlite_memory() {
-    let repo = SqliteRepository::connect("sqlite::memory:", SqliteSynchronous::Normal)
-        .await
-        .unwrap();
-    storage_suite(Arc::new(repo)).await;
+    let clock = ManualClock::starting_at(0);
+    let repo = sqlite("sqlite::memory:", SqliteSynchronous::Normal, &clock).await;
+    storage_suite(Arc::new(repo), DbClock::Manual(clock)).await;
 }
 
 #[tokio::test]
 async fn storage_suite_sqlite_file() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("suite.db").display());
-    let repo = SqliteRepository::connect(&url, SqliteSynchronous::Full)
-        .await
-        .unwrap();
-    storage_suite(Arc::new(repo)).await;
+    let clock = ManualClock::starting_at(0);
+    let repo = sqlite(&url, SqliteSynchronous::Full, &clock).await;
+    storage_suite(Arc::new(repo), DbClock::Manual(clock)).await;
     // Reopening runs no migration twice and sees the data.
     let again = SqliteRepository::connect(&url, SqliteSynchronous::Normal)
         .await
@@ -334,7 +374,10 @@ async fn storage_suite_postgres() {
     let Some(pg) = crate::pg::schema("storage_suite_postgres").await else {
         return;
     };
-    let repo = PostgresRepository::connect(&pg.url, 8).await.unwrap();
-    storage_suite(Arc::new(repo.clone())).await;
-    repo.pool().close().await;
+    let repo = PostgresRepository::connect(&pg.url, 8, Duration::from_secs(5))
+        .await
+        .unwrap();
+    pg.install_test_clock().await;
+    storage_suite(Arc::new(repo.clone()), DbClock::Postgres(&pg)).await;
+    repo.close().await;
 }
