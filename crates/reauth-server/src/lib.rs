@@ -43,6 +43,7 @@ mod server;
 pub mod store;
 mod tls;
 mod util;
+mod web;
 
 pub use app_error::AppError;
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -128,7 +128,10 @@ impl Server {
 
     /// The axum router of every endpoint (DESIGN.md §4.1).
     pub fn router(&self) -> Router {
-        crate::routes::router(self.state.clone())
+        crate::web::with_page(
+            crate::routes::router(self.state.clone()),
+            self.state.config.web_dir.as_deref(),
+        )
     }
 
     /// The operator's router: `/metrics`, `/healthz` and `/readyz`, for a

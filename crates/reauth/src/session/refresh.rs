@@ -396,13 +396,7 @@ async fn settle<'a>(
         Decision::Foreign(s) => superseded(inner, persist, ticket, s, started),
         _ => {
             tracing::warn!("the shared store was cleared by another process; ending the session");
-            end(
-                inner,
-                persist,
-                ticket,
-                EndReason::EndedElsewhere,
-                started,
-            );
+            end(inner, persist, ticket, EndReason::EndedElsewhere, started);
         }
     }
 }
