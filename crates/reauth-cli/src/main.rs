@@ -15,6 +15,7 @@ mod lab;
 mod local;
 mod netlog;
 mod serve;
+mod serve_limits;
 mod user;
 
 use std::process::ExitCode;

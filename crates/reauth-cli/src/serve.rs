@@ -49,6 +49,8 @@ pub(crate) struct ServeArgs {
     /// public: never on a server that matters.
     #[arg(long, env = "REAUTH_DEMO_CLIENT")]
     demo_client: bool,
+    #[command(flatten)]
+    limits: crate::serve_limits::LimitArgs,
 }
 
 /// Runs the server until SIGTERM or Ctrl-C.
@@ -65,6 +67,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if !args.demo_client {
         config.demo_client = None;
     }
+    args.limits.apply(&mut config.limits);
     let server = open(config).await?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await

@@ -131,13 +131,18 @@ impl Server {
     }
 
     /// Serves on `listener` until `shutdown` completes, then drains
-    /// connections gracefully.
+    /// connections gracefully — for at most `limits.shutdown_deadline`,
+    /// whatever the clients do.
+    ///
+    /// Every connection gets the limits of [`Limits`](crate::Limits): header
+    /// and body read timeouts, a request timeout and a cap on open
+    /// connections (DESIGN.md S13).
     ///
     /// If no issuer was configured, the issuer becomes `http://{local address}`.
     ///
     /// # Errors
     ///
-    /// [`ServerError::Io`] when the listener fails.
+    /// [`ServerError::Io`] when the listener's address cannot be read.
     pub async fn serve(
         &self,
         listener: TcpListener,
@@ -146,13 +151,37 @@ impl Server {
         let addr = listener.local_addr()?;
         let _ = self.state.issuer.set(format!("http://{addr}"));
         tracing::info!(%addr, issuer = self.state.issuer(), "reauth server listening");
-        axum::serve(
+        self.serve_with_handshake(listener, |tcp| async move { Ok(tcp) }, shutdown)
+            .await
+    }
+
+    /// Like [`serve`](Self::serve), with every accepted connection passed
+    /// through `handshake` first (a TLS acceptor, say) — inside the
+    /// connection's own task, under the connection cap and bounded by the
+    /// header read timeout. Sets no issuer: configure one.
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room for listener errors.
+    pub async fn serve_with_handshake<H, Fut, Io>(
+        &self,
+        listener: TcpListener,
+        handshake: H,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError>
+    where
+        H: Fn(tokio::net::TcpStream) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = std::io::Result<Io>> + Send + 'static,
+        Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        crate::serve::serve(
+            self.router(),
             listener,
-            self.router()
-                .into_make_service_with_connect_info::<SocketAddr>(),
+            &self.state.config.limits,
+            handshake,
+            shutdown,
         )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
         Ok(())
     }
 
@@ -325,8 +354,8 @@ impl RunningServer {
         &self.server
     }
 
-    /// Stops accepting, drains open connections (for at most 5 s, then
-    /// aborts them) and waits for the task.
+    /// Stops accepting, drains open connections (for at most
+    /// `limits.shutdown_deadline`, then closes them) and waits for the task.
     ///
     /// # Errors
     ///
@@ -335,7 +364,8 @@ impl RunningServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        match tokio::time::timeout(Duration::from_secs(5), &mut self.join).await {
+        let deadline = self.server.config().limits.shutdown_deadline + Duration::from_secs(1);
+        match tokio::time::timeout(deadline, &mut self.join).await {
             Ok(joined) => joined.map_err(|e| ServerError::Task(e.to_string()))?,
             Err(_) => {
                 self.join.abort();
