@@ -21,6 +21,8 @@ pub(crate) async fn spawn_server(grace_window: Duration) -> anyhow::Result<Runni
     config.database_url = "sqlite::memory:".to_owned();
     config.password_hashing = PasswordHashing::InsecureFast;
     config.grace_window = grace_window;
+    // In process, on loopback, for the demo and the lab only.
+    config.demo_client = Some(ClientCredentials::demo());
     let server = Server::new(config)
         .await
         .context("starting the in-process server")?;

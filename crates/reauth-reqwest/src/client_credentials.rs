@@ -74,7 +74,8 @@ impl ClientCredentialsRefresher {
     }
 }
 
-#[async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 impl Refresher for ClientCredentialsRefresher {
     async fn refresh(&self, _current: &TokenSet) -> Result<TokenSet, RefreshError> {
         self.fetch().await

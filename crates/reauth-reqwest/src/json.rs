@@ -121,7 +121,8 @@ impl JsonRefresher {
     }
 }
 
-#[async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 impl Refresher for JsonRefresher {
     async fn refresh(&self, current: &TokenSet) -> Result<TokenSet, RefreshError> {
         let Some(refresh_token) = &current.refresh_token else {

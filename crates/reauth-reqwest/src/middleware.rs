@@ -98,7 +98,8 @@ fn authorize(req: &mut Request, bearer: &Bearer) -> reqwest_middleware::Result<(
     Ok(())
 }
 
-#[async_trait::async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 impl Middleware for AuthMiddleware {
     async fn handle(
         &self,

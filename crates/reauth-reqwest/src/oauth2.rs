@@ -108,7 +108,8 @@ impl OAuth2Refresher {
     }
 }
 
-#[async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 impl Refresher for OAuth2Refresher {
     async fn refresh(&self, current: &TokenSet) -> Result<TokenSet, RefreshError> {
         let Some(refresh_token) = &current.refresh_token else {

@@ -42,7 +42,9 @@ mod secret;
 mod serve;
 mod server;
 pub mod store;
+mod tls;
 mod util;
+mod web;
 
 pub use app_error::AppError;
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -53,7 +55,8 @@ pub use config::{
 pub use error::ServerError;
 pub use faults::{FaultCounters, Faults};
 pub use jwt::{AccessClaims, Audience};
-pub use keys::ServerKeys;
+pub use keys::{ServerKeys, SigningKeyInfo};
 pub use secret::Secret;
 pub use server::{RunningServer, Server};
 pub use store::{Repository, StoreError, UserInfo};
+pub use tls::TlsConfig;

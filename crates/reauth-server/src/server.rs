@@ -21,6 +21,7 @@ use crate::keys::ServerKeys;
 use crate::password::Hashing;
 use crate::rate_limit::LoginLimiter;
 use crate::store::{Repository, UserInfo};
+use crate::tls::TlsConfig;
 
 /// The auth server: state plus the axum [`Router`] that serves it.
 ///
@@ -127,7 +128,17 @@ impl Server {
 
     /// The axum router of every endpoint (DESIGN.md §4.1).
     pub fn router(&self) -> Router {
-        crate::routes::router(self.state.clone())
+        crate::web::with_page(
+            crate::routes::router(self.state.clone()),
+            self.state.config.web_dir.as_deref(),
+        )
+    }
+
+    /// The operator's router: `/metrics`, `/healthz` and `/readyz`, for a
+    /// listener that only the monitoring system reaches (see
+    /// [`ServerConfig::public_metrics`] to take `/metrics` off the public one).
+    pub fn metrics_router(&self) -> Router {
+        crate::routes::metrics_router(self.state.clone())
     }
 
     /// Serves on `listener` until `shutdown` completes, then drains
@@ -142,14 +153,17 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// [`ServerError::Io`] when the listener's address cannot be read.
+    /// [`ServerError::Config`] when no issuer was configured and the listener
+    /// is bound to a wildcard address (`0.0.0.0`, `[::]`): the issuer is the
+    /// URL clients use, which the server cannot guess. [`ServerError::Io`]
+    /// when the listener's address cannot be read.
     pub async fn serve(
         &self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let addr = listener.local_addr()?;
-        let _ = self.state.issuer.set(format!("http://{addr}"));
+        self.bind_issuer("http", addr)?;
         tracing::info!(%addr, issuer = self.state.issuer(), "reauth server listening");
         self.serve_with_handshake(listener, |tcp| async move { Ok(tcp) }, shutdown)
             .await
@@ -182,6 +196,78 @@ impl Server {
             shutdown,
         )
         .await;
+        Ok(())
+    }
+
+    /// Like [`Server::serve`], with TLS: every connection is a TLS stream
+    /// (rustls). Each handshake runs in its connection's own task, under the
+    /// connection cap and bounded by the header read timeout, so a client
+    /// that stalls its handshake holds up nobody; the same limits as
+    /// [`Server::serve`] apply after it.
+    ///
+    /// If no issuer was configured, the issuer becomes `https://{local address}`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::serve`].
+    pub async fn serve_tls(
+        &self,
+        listener: TcpListener,
+        tls: &TlsConfig,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let addr = listener.local_addr()?;
+        self.bind_issuer("https", addr)?;
+        tracing::info!(%addr, issuer = self.state.issuer(), "reauth server listening (TLS)");
+        let acceptor = tls.acceptor();
+        self.serve_with_handshake(
+            listener,
+            move |tcp| {
+                let acceptor = acceptor.clone();
+                async move { acceptor.accept(tcp).await }
+            },
+            shutdown,
+        )
+        .await
+    }
+
+    /// Serves [`Server::metrics_router`] (`/metrics`, `/healthz`, `/readyz`)
+    /// on a listener of its own — typically a private address — until
+    /// `shutdown` completes.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Io`] when the listener fails.
+    pub async fn serve_metrics(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "metrics listening");
+        crate::serve::serve(
+            self.metrics_router(),
+            listener,
+            &self.state.config.limits,
+            |tcp| async move { Ok(tcp) },
+            shutdown,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Fixes the issuer to `{scheme}://{addr}` unless one was configured.
+    fn bind_issuer(&self, scheme: &str, addr: SocketAddr) -> Result<(), ServerError> {
+        if self.state.config.issuer.is_some() {
+            return Ok(());
+        }
+        if addr.ip().is_unspecified() {
+            return Err(ServerError::Config(format!(
+                "listening on the wildcard address {addr} needs an explicit issuer \
+                 (the URL clients reach this server at, e.g. https://auth.example.com)"
+            )));
+        }
+        let _ = self.state.issuer.set(format!("{scheme}://{addr}"));
         Ok(())
     }
 

@@ -10,8 +10,6 @@
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
-use futures::FutureExt;
-
 use crate::events::Trigger;
 use crate::flight::{Join, Outcome, Waiter};
 use crate::policy::refresh_at;
@@ -25,7 +23,7 @@ pub(crate) fn spawn(inner: &Arc<Inner>, epoch: u64) {
         return;
     }
     let weak = Arc::downgrade(inner);
-    inner.rt.spawn.spawn(run(weak, epoch).boxed());
+    inner.rt.spawn.spawn(Box::pin(run(weak, epoch)));
 }
 
 async fn run(weak: Weak<Inner>, epoch: u64) {

@@ -143,6 +143,10 @@ pub enum EndReason {
     RefreshRejected,
     /// [`Session::logout`](crate::Session::logout) was called.
     LoggedOut,
+    /// Another owner of the shared store (a browser tab, a process) ended the
+    /// session — it logged out, or its refresh was rejected — and said so:
+    /// [`Session::end_elsewhere`](crate::Session::end_elsewhere).
+    EndedElsewhere,
 }
 
 impl fmt::Display for EndReason {
@@ -150,6 +154,7 @@ impl fmt::Display for EndReason {
         f.write_str(match self {
             Self::RefreshRejected => "the refresh token was rejected",
             Self::LoggedOut => "logged out",
+            Self::EndedElsewhere => "ended by another owner of the shared store",
         })
     }
 }

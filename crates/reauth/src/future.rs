@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use futures::future::BoxFuture;
+use crate::maybe_send::BoxFuture;
 
 use crate::error::Error;
 use crate::token::Bearer;

@@ -51,6 +51,7 @@ pub(crate) fn session_ended(reason: EndReason) {
     let reason = match reason {
         EndReason::RefreshRejected => "refresh_rejected",
         EndReason::LoggedOut => "logged_out",
+        EndReason::EndedElsewhere => "ended_elsewhere",
     };
     counter!("reauth_session_ended_total", "reason" => reason).increment(1);
 }

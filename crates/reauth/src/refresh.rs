@@ -49,7 +49,7 @@ pub(crate) fn spawn(inner: &Arc<Inner>, ticket: Ticket, trigger: Trigger) {
         run(Arc::clone(&guard.inner), ticket, trigger).await;
         drop(guard);
     };
-    inner.rt.spawn.spawn(task.instrument(span).boxed());
+    inner.rt.spawn.spawn(Box::pin(task.instrument(span)));
 }
 
 /// Fails its flight when dropped, unless the flight already finished

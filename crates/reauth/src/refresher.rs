@@ -5,6 +5,7 @@ use std::future::Future;
 use async_trait::async_trait;
 
 use crate::error::RefreshError;
+use crate::maybe_send::MaybeSend;
 use crate::token::TokenSet;
 
 /// Obtains a new token set from the current one, normally by presenting the
@@ -18,7 +19,8 @@ use crate::token::TokenSet;
 ///
 /// `reauth-reqwest` ships refreshers for the OAuth2 `refresh_token` grant, a
 /// JSON endpoint and `client_credentials`; [`refresh_fn`] wraps a closure.
-#[async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 pub trait Refresher: Send + Sync + 'static {
     /// Exchanges `current` for a new token set.
     ///
@@ -58,16 +60,17 @@ pub struct RefreshFn<F>(F);
 pub fn refresh_fn<F, Fut>(f: F) -> RefreshFn<F>
 where
     F: Fn(TokenSet) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<TokenSet, RefreshError>> + Send + 'static,
+    Fut: Future<Output = Result<TokenSet, RefreshError>> + MaybeSend + 'static,
 {
     RefreshFn(f)
 }
 
-#[async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 impl<F, Fut> Refresher for RefreshFn<F>
 where
     F: Fn(TokenSet) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<TokenSet, RefreshError>> + Send + 'static,
+    Fut: Future<Output = Result<TokenSet, RefreshError>> + MaybeSend + 'static,
 {
     async fn refresh(&self, current: &TokenSet) -> Result<TokenSet, RefreshError> {
         (self.0)(current.clone()).await

@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use futures::future::BoxFuture;
+use crate::maybe_send::BoxFuture;
 
 /// A source of wall-clock time. Token expiry is wall-clock time, because it is
 /// persisted and shared between processes.
@@ -40,13 +40,22 @@ pub trait Jitter: Send + Sync + 'static {
     fn jitter(&self, max: Duration) -> Duration;
 }
 
-/// [`Clock`] reading [`SystemTime::now`].
+/// [`Clock`] reading [`SystemTime::now`] (in a browser, where that panics,
+/// `Date.now()`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
     fn now(&self) -> SystemTime {
         SystemTime::now()
+    }
+
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    fn now(&self) -> SystemTime {
+        // Milliseconds since the Unix epoch, as a float; before 1970 is clamped.
+        let ms = js_sys::Date::now().max(0.0);
+        SystemTime::UNIX_EPOCH + Duration::from_secs_f64(ms / 1000.0)
     }
 }
 

@@ -22,7 +22,13 @@ mod well_known;
 type AppStateRef = Arc<Engine>;
 
 pub(crate) fn router(state: AppStateRef) -> Router {
-    Router::new()
+    let router = Router::new();
+    let router = if state.config.public_metrics {
+        router.route("/metrics", get(metrics))
+    } else {
+        router
+    };
+    router
         .route("/auth/login", post(auth::login))
         .route("/auth/refresh", post(auth::refresh))
         .route("/auth/logout", post(auth::logout))
@@ -35,14 +41,27 @@ pub(crate) fn router(state: AppStateRef) -> Router {
         )
         .route("/.well-known/jwks.json", get(well_known::jwks))
         .route("/api/resources", get(resources::resources))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
         .fallback(|| async { rfc6749_error(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             rfc6749_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         })
         .layer(middleware::from_fn(crate::metrics::track_latency))
         .with_state(state)
+}
+
+/// `/metrics`, `/healthz` (and `/readyz`) alone, for a private listener.
+pub(crate) fn metrics_router(state: AppStateRef) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .fallback(|| async { rfc6749_error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(state)
+}
+
+/// Liveness: the process serves HTTP.
+async fn healthz() -> &'static str {
+    "ok\n"
 }
 
 async fn metrics() -> Response {

@@ -50,7 +50,8 @@ use crate::token::{Generation, TokenSet};
 /// `reauth-redis` and `reauth-postgres` coordinate replicas. Every
 /// implementation should pass the conformance suite in
 /// `reauth::test_util::conformance` (feature `test-util`).
-#[async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 pub trait Coordinator: Send + Sync + 'static {
     /// Takes the refresh lease for `ttl` if nobody holds it (or the holder's
     /// lease has lapsed). Returns `None` at once if it is held; the session
@@ -128,11 +129,15 @@ impl fmt::Debug for Lease {
 }
 
 /// A 128-bit random owner token, hex, prefixed with the process id for
-/// debugging.
+/// debugging (`web` in a browser, which has no process id).
 pub fn new_owner_token() -> String {
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+    let process = std::process::id();
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    let process = "web";
     format!(
         "{}-{:016x}{:016x}",
-        std::process::id(),
+        process,
         fastrand::u64(..),
         fastrand::u64(..)
     )

@@ -50,7 +50,8 @@ impl MemoryStore {
     }
 }
 
-#[async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 impl TokenStore for MemoryStore {
     async fn load(&self) -> Result<Option<TokenSet>, StoreError> {
         Ok(self.slot().tokens.clone())
@@ -82,7 +83,8 @@ mod coordinate {
     use crate::store::{Coordinator, Lease};
     use crate::token::Generation;
 
-    #[async_trait]
+    #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+    #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
     impl Coordinator for MemoryStore {
         async fn try_acquire(&self, ttl: Duration) -> Result<Option<Lease>, StoreError> {
             let mut slot = self.slot();

@@ -22,7 +22,8 @@ pub use memory::MemoryStore;
 /// that a crash right after a refresh never loses the one-time refresh token the
 /// server just issued. `store` must be atomic: a reader sees the old set or the
 /// new one, never a mix.
-#[async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 pub trait TokenStore: Send + Sync + 'static {
     /// The stored set, if any.
     ///
