@@ -480,7 +480,7 @@ async fn b8_garbage_in_storage_is_a_typed_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn b8_storage_full_is_a_typed_error_and_loses_nothing() {
+async fn b8_storage_full_is_a_typed_error() {
     let _one = ONE_AT_A_TIME.lock().await;
     let Some(w) = world(Setup::default()).await else {
         return;
