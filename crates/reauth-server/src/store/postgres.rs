@@ -9,8 +9,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::{Connection as _, Row};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection as _, Row};
 
 use super::{
     AuditEvent, Backend, FamilyRecord, NewAuditEvent, NewFamily, Repository, RotateOutcome,
@@ -105,7 +105,8 @@ impl PostgresRepository {
         max_connections: u32,
         wait: Duration,
     ) -> Result<Self, ServerError> {
-        let base = PgConnectOptions::from_str(url).map_err(|e| ServerError::Database(classify(e)))?;
+        let base =
+            PgConnectOptions::from_str(url).map_err(|e| ServerError::Database(classify(e)))?;
         // Migrations on a connection of their own, without the request
         // timeouts: a migration on a large table may take longer than a
         // request may wait.
