@@ -143,3 +143,34 @@ async fn s13_shutdown_ends_within_the_deadline_whatever_the_clients_do() {
     }
     assert!(start.elapsed() <= Duration::from_secs(11));
 }
+
+#[tokio::test]
+async fn s13_stalled_tls_handshake_is_dropped_after_the_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let tls = reauth_server::TlsConfig::from_pem_files(&cert, &key).unwrap();
+    let server = reauth_server::Server::new(config()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(async move {
+        server
+            .serve_tls(listener, &tls, async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tokio::time::pause();
+    // A client that opens TCP and never starts its TLS handshake.
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    let (_, after) = until_closed(&mut stalled).await;
+    assert!(
+        after >= Duration::from_secs(10) && after < Duration::from_secs(11),
+        "closed after {after:?}"
+    );
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
+}
