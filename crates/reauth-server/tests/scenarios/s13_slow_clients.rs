@@ -56,6 +56,23 @@ async fn s13_half_sent_headers_are_closed_after_the_header_timeout() {
 }
 
 #[tokio::test]
+async fn s13_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+    let server = TestServer::start_with(config()).await;
+    tokio::time::pause();
+    let mut idle = TcpStream::connect(server.running.addr()).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // The answer comes at once; then the connection idles until closed.
+    let (received, after) = until_closed(&mut idle).await;
+    assert!(received.starts_with("HTTP/1.1 200"), "{received}");
+    assert!(
+        after >= Duration::from_secs(10) && after < Duration::from_secs(11),
+        "closed after {after:?}"
+    );
+}
+
+#[tokio::test]
 async fn s13_half_sent_body_is_cut_off_with_408() {
     let server = TestServer::start_with(config()).await;
     tokio::time::pause();
