@@ -106,6 +106,7 @@ impl App {
         APP.with(|a| *a.borrow_mut() = Some(Rc::clone(&app)));
 
         app.watch_session();
+        app.tick();
         app.watch_tabs(tab_events);
         app.wire_buttons();
         expose_test_api();
@@ -124,10 +125,21 @@ impl App {
     }
 
     fn note(&self, event: Value) {
-        let text = event.to_string();
+        let text = describe_event(&event);
         self.events.borrow_mut().push(event);
         dom::append("events", "li", "", &[&text]);
         self.render_status();
+    }
+
+    /// Re-renders the status once a second, so expiry counts down.
+    fn tick(self: &Rc<Self>) {
+        let app = Rc::clone(self);
+        spawn_local(async move {
+            loop {
+                gloo_timers::future::TimeoutFuture::new(1_000).await;
+                app.render_status();
+            }
+        });
     }
 
     fn watch_session(self: &Rc<Self>) {
@@ -227,6 +239,27 @@ fn coordination_text(c: &Coordination) -> String {
         Coordination::CrossTab => "on (Web Locks + localStorage + BroadcastChannel)".into(),
         Coordination::InTab(reason) => format!("OFF — {reason}"),
     }
+}
+
+/// One line of the events list: when (s since the page started), who, what.
+fn describe_event(event: &Value) -> String {
+    let field = |k: &str| event.get(k).filter(|v| !v.is_null());
+    let mut line = format!(
+        "+{:.1} s  {}: {}",
+        dom::now_ms() / 1000.0,
+        event["source"].as_str().unwrap_or("?"),
+        event["kind"].as_str().unwrap_or("?").replace('_', " ")
+    );
+    if let Some(g) = field("generation") {
+        line.push_str(&format!(" → generation {g}"));
+    }
+    for key in ["trigger", "reason", "error", "attempt"] {
+        if let Some(v) = field(key) {
+            let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            line.push_str(&format!(" ({key}: {v})"));
+        }
+    }
+    line
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
