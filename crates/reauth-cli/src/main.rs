@@ -1,6 +1,7 @@
 //! `reauth`: see the 401 storm and its fix (`demo`), run the auth server
-//! (`serve`), manage its users (`user`), and prove the client scenarios end to
-//! end against our server or yours (`lab`).
+//! (`serve`), manage its users, OAuth clients and keys (`user`, `client`,
+//! `keys`), and prove the client scenarios end to end against our server or
+//! yours (`lab`).
 //!
 //! ```text
 //! cargo run --release -p reauth-cli -- demo
@@ -11,10 +12,13 @@ mod style;
 mod burst;
 mod demo;
 mod duration;
+mod keys;
 mod lab;
 mod local;
+mod logging;
 mod netlog;
 mod serve;
+mod serve_limits;
 mod user;
 
 use std::process::ExitCode;
@@ -25,6 +29,15 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "reauth", version, about, long_about = None)]
 struct Cli {
+    /// Log lines on stderr as `text` or `json` (filtered by `RUST_LOG`).
+    #[arg(
+        long,
+        global = true,
+        env = "REAUTH_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -39,6 +52,9 @@ enum Command {
     /// Add, remove or list the server's users.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// List or rotate the server's signing keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Drive the client scenarios (C1…C10, C15, C16) end to end and compare
     /// each with the ideal outcome.
     Lab(lab::LabArgs),
@@ -53,6 +69,14 @@ fn main() -> ExitCode {
         // Builds a runtime of its own: must not run inside ours.
         return lab::child(args);
     }
+    logging::init(
+        cli.log_format,
+        match &cli.command {
+            Command::Serve(_) => "info",
+            Command::User(_) | Command::Keys(_) => "warn,reauth::audit=info",
+            Command::Demo(_) | Command::Lab(_) | Command::LabChild(_) => "error",
+        },
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -68,6 +92,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Serve(args) => serve::run(args).await,
             Command::User(cmd) => user::run(cmd).await,
+            Command::Keys(cmd) => keys::run(cmd),
             Command::Lab(args) => lab::run(args).await,
             Command::LabChild(_) => Ok(ExitCode::SUCCESS), // handled above
         }

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use reauth_server::{KeySource, Server, ServerConfig, ServerError};
+use reauth_server::{
+    ClientCredentials, KeySource, Server, ServerConfig, ServerError, SqliteSynchronous, TlsConfig,
+};
 
 use crate::duration;
 
@@ -41,9 +43,38 @@ pub(crate) struct ServeArgs {
     /// A session older than this can no longer be refreshed.
     #[arg(long, env = "REAUTH_ABSOLUTE_LIFETIME", default_value = "30d", value_parser = duration::parse)]
     absolute_lifetime: Duration,
-    /// The `iss` of issued tokens (default: `http://{listening address}`).
-    #[arg(long, env = "REAUTH_ISSUER")]
+    /// The URL clients reach this server at: the `iss` of issued tokens and
+    /// the RFC 8414 issuer (default: `http[s]://{listening address}`;
+    /// required when `--addr` is a wildcard address such as 0.0.0.0).
+    #[arg(long, env = "REAUTH_ISSUER", value_parser = parse_issuer)]
     issuer: Option<String>,
+    /// The `aud` of issued access tokens.
+    #[arg(long, env = "REAUTH_AUDIENCE", default_value = "reauth-api")]
+    audience: String,
+    /// Serve TLS with this PEM certificate chain (leaf first); needs `--tls-key`.
+    #[arg(
+        long,
+        env = "REAUTH_TLS_CERT",
+        requires = "tls_key",
+        value_name = "PEM"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(
+        long,
+        env = "REAUTH_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "PEM"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Serve `/metrics` (with `/healthz` and `/readyz`) on this address
+    /// instead of the public one, e.g. 127.0.0.1:9090.
+    #[arg(long, env = "REAUTH_METRICS_ADDR", value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
+    /// SQLite durability: `normal` survives a crash of the process, `full`
+    /// survives power loss (one fsync per commit). Ignored for Postgres.
+    #[arg(long, env = "REAUTH_SQLITE_SYNCHRONOUS", value_enum, default_value_t = Synchronous::Normal)]
+    sqlite_synchronous: Synchronous,
     /// Also register the demo OAuth client `reauth-demo` / `reauth-demo-secret`
     /// (for `reauth lab --against` and trying things out). Its secret is
     /// public: never on a server that matters.
@@ -53,10 +84,48 @@ pub(crate) struct ServeArgs {
     /// the rest under `/web/` (the browser demo: `crates/reauth-web-demo/run`).
     #[arg(long, env = "REAUTH_WEB_DIR")]
     web_dir: Option<PathBuf>,
+    #[command(flatten)]
+    limits: crate::serve_limits::LimitArgs,
+}
+
+/// SQLite's `synchronous` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Synchronous {
+    /// WAL with `synchronous=NORMAL`.
+    Normal,
+    /// WAL with `synchronous=FULL`.
+    Full,
+}
+
+/// An issuer is an absolute `http(s)` URL without query or fragment
+/// (RFC 8414 §2); a trailing slash is dropped.
+fn parse_issuer(value: &str) -> Result<String, String> {
+    let url = url::Url::parse(value).map_err(|e| format!("{value:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
+        return Err(format!("{value:?} must be an https:// (or http://) URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{value:?} must have no query or fragment"));
+    }
+    Ok(value.trim_end_matches('/').to_owned())
 }
 
 /// Runs the server until SIGTERM or Ctrl-C.
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if args.issuer.is_none() && args.addr.ip().is_unspecified() {
+        anyhow::bail!(
+            "--addr {} listens on every interface: set --issuer (REAUTH_ISSUER) to the URL \
+             clients reach this server at, e.g. https://auth.example.com",
+            args.addr
+        );
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            TlsConfig::from_pem_files(cert, key)
+                .map_err(|e| anyhow::anyhow!("cannot use TLS: {e}"))?,
+        ),
+        _ => None,
+    };
     let mut config = ServerConfig::default();
     config.bind_addr = args.addr;
     config.database_url = args.database_url.clone();
@@ -66,25 +135,80 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.idle_timeout = args.idle_timeout;
     config.absolute_lifetime = args.absolute_lifetime;
     config.issuer = args.issuer.clone();
-    if !args.demo_client {
-        config.demo_client = None;
+    config.audience = args.audience.clone();
+    config.sqlite_synchronous = match args.sqlite_synchronous {
+        Synchronous::Normal => SqliteSynchronous::Normal,
+        Synchronous::Full => SqliteSynchronous::Full,
+    };
+    config.public_metrics = args.metrics_addr.is_none();
+    if args.demo_client {
+        config.demo_client = Some(ClientCredentials::demo());
     }
     config.web_dir = args.web_dir.clone();
+    args.limits.apply(&mut config.limits);
     let server = open(config).await?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let local = listener.local_addr().context("reading the bound address")?;
+    let metrics_listener = match args.metrics_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for metrics"))?,
+        ),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     println!(
-        "reauth: listening on http://{local} (database {}, grace window {:?}, access tokens {:?})",
+        "reauth: listening on {scheme}://{local} (issuer {}, database {}, grace window {:?}, access tokens {:?})",
+        args.issuer
+            .clone()
+            .unwrap_or_else(|| format!("{scheme}://{local}")),
         redacted(&args.database_url),
         args.grace_window,
         args.access_ttl
     );
-    server
-        .serve(listener, shutdown_signal())
-        .await
-        .context("serving")?;
+
+    // One signal stops every listener.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let metrics = match metrics_listener {
+        Some(listener) => {
+            println!(
+                "reauth: metrics on http://{}/metrics",
+                listener
+                    .local_addr()
+                    .context("reading the metrics address")?
+            );
+            let server = server.clone();
+            let stop = until_stopped();
+            Some(tokio::spawn(async move {
+                server.serve_metrics(listener, stop).await
+            }))
+        }
+        None => None,
+    };
+    let served = match &tls {
+        Some(tls) => server.serve_tls(listener, tls, until_stopped()).await,
+        None => server.serve(listener, until_stopped()).await,
+    };
+    served.context("serving")?;
+    if let Some(metrics) = metrics {
+        metrics
+            .await
+            .context("the metrics listener")?
+            .context("serving metrics")?;
+    }
     println!("reauth: stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -28,7 +28,7 @@ pub(crate) enum UserCommand {
         /// The username.
         name: String,
         /// Read the password from the first line of standard input.
-        #[arg(long)]
+        #[arg(long, env = "REAUTH_PASSWORD_STDIN")]
         password_stdin: bool,
         #[command(flatten)]
         db: DbArgs,
@@ -118,7 +118,7 @@ fn read_password(name: &str, from_stdin: bool) -> anyhow::Result<String> {
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for milliseconds since the Unix epoch.
-fn utc(millis: i64) -> String {
+pub(crate) fn utc(millis: i64) -> String {
     let secs = millis.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Howard Hinnant's civil_from_days.

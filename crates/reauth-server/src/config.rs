@@ -42,7 +42,10 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// A session older than this can no longer be refreshed. Default 30 days.
     pub absolute_lifetime: Duration,
-    /// An OAuth client registered (or re-keyed) at start-up, if any.
+    /// The demo OAuth client, registered (or re-keyed) at start-up: off by
+    /// default, and only for demos and tests — its secret is public. While
+    /// it is `None`, the public demo secret is refused for every client,
+    /// even one an earlier run stored.
     pub demo_client: Option<ClientCredentials>,
     /// Failed-login budget per (client address, username).
     pub login_rate_limit: RateLimit,
@@ -55,6 +58,13 @@ pub struct ServerConfig {
     /// How often revocations made by other replicas are picked up for
     /// `/api/resources`. Local revocations apply at once. Default 1 s.
     pub revocation_poll_interval: Duration,
+    /// Whether `/metrics` is served on the public router ([`Server::router`]).
+    /// Default `true`; set it to `false` and serve
+    /// [`Server::metrics_router`] on a private listener instead.
+    ///
+    /// [`Server::router`]: crate::Server::router
+    /// [`Server::metrics_router`]: crate::Server::metrics_router
+    pub public_metrics: bool,
     /// Maximum connections of the database pool (Postgres; SQLite always
     /// uses one writer connection). Default 16.
     pub max_db_connections: u32,
@@ -77,13 +87,14 @@ impl Default for ServerConfig {
             grace_window: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(14 * 24 * 3600),
             absolute_lifetime: Duration::from_secs(30 * 24 * 3600),
-            demo_client: Some(ClientCredentials::demo()),
+            demo_client: None,
             login_rate_limit: RateLimit::default(),
             password_hashing: PasswordHashing::Default,
             sqlite_synchronous: SqliteSynchronous::Normal,
             max_body_bytes: 16 * 1024,
             revocation_poll_interval: Duration::from_secs(1),
             max_db_connections: 16,
+            public_metrics: true,
             limits: Limits::default(),
             web_dir: None,
         }
@@ -176,6 +187,9 @@ pub struct ClientCredentials {
 
 impl ClientCredentials {
     /// The demo client: `reauth-demo` / `reauth-demo-secret`.
+    ///
+    /// Its secret is public (it is in this documentation): a server accepts
+    /// it only while [`ServerConfig::demo_client`] is set to it.
     pub fn demo() -> Self {
         Self {
             client_id: "reauth-demo".to_owned(),

@@ -21,6 +21,14 @@ pub enum ServerError {
         /// Why it could not be used.
         reason: String,
     },
+    /// The TLS certificate or key cannot be used.
+    #[error("{}{reason}", path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    Tls {
+        /// The PEM file concerned, if one.
+        path: Option<PathBuf>,
+        /// Why it could not be used.
+        reason: String,
+    },
     /// The database failed.
     #[error("database error")]
     Database(#[source] StoreError),

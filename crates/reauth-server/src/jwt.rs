@@ -89,7 +89,10 @@ const CACHE_SHARD_CAPACITY: usize = 4096;
 pub(crate) struct JwtCodec {
     keys: ServerKeys,
     encoded_header: String,
+    /// `kid` → key, for the active key and the retired ones.
     verifying: HashMap<String, VerifyingKey>,
+    /// The JWKS order: active first.
+    kids: Vec<String>,
     cache: Vec<Mutex<HashMap<Box<str>, Arc<AccessClaims>>>>,
 }
 
@@ -97,11 +100,20 @@ impl JwtCodec {
     pub(crate) fn new(keys: ServerKeys) -> Self {
         let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": keys.kid()});
         let encoded_header = URL_SAFE_NO_PAD.encode(header.to_string());
-        let mut verifying = HashMap::new();
-        verifying.insert(keys.kid().to_owned(), keys.verifying_key());
+        // The active key and every retired one still verify (key rotation
+        // with overlap): tokens signed before a rotation stay valid.
+        let verifying = keys
+            .verifying_keys()
+            .map(|(kid, key)| (kid.to_owned(), key))
+            .collect();
+        let kids = keys
+            .verifying_keys()
+            .map(|(kid, _)| kid.to_owned())
+            .collect();
         Self {
             keys,
             encoded_header,
+            kids,
             verifying,
             cache: (0..CACHE_SHARDS)
                 .map(|_| Mutex::new(HashMap::new()))
@@ -112,8 +124,9 @@ impl JwtCodec {
     /// The JWKS document (RFC 7517) of the verification keys.
     pub(crate) fn jwks(&self) -> serde_json::Value {
         let keys: Vec<_> = self
-            .verifying
+            .kids
             .iter()
+            .filter_map(|kid| self.verifying.get_key_value(kid))
             .map(|(kid, key)| {
                 serde_json::json!({
                     "kty": "OKP",
@@ -284,6 +297,25 @@ mod tests {
     }
 
     #[test]
+    fn s16_iat_and_nbf_beyond_the_leeway_are_refused() {
+        let codec = JwtCodec::new(ServerKeys::generate());
+        let at = |iat: i64, nbf: Option<i64>| {
+            let token = codec.sign(&AccessClaims {
+                iat,
+                nbf,
+                ..claims(10_000)
+            });
+            codec
+                .verify(&token, "iss", "aud", 1_000, LEEWAY)
+                .map(|_| ())
+        };
+        assert_eq!(at(1_060, None), Ok(()), "iat within the leeway");
+        assert_eq!(at(1_061, None), Err("token issued in the future"));
+        assert_eq!(at(900, Some(1_060)), Ok(()), "nbf within the leeway");
+        assert_eq!(at(900, Some(1_061)), Err("token not yet valid"));
+    }
+
+    #[test]
     fn flipping_any_signature_byte_is_refused() {
         let codec = JwtCodec::new(ServerKeys::generate());
         let token = codec.sign(&claims(100));
@@ -325,6 +357,43 @@ mod tests {
                 .collect();
             assert!(codec.verify(&junk, "iss", "aud", 1, LEEWAY).is_err());
         }
+    }
+
+    #[test]
+    fn o8_retired_key_still_verifies_and_stays_in_the_jwks() {
+        let before = ServerKeys::generate();
+        let old_token = JwtCodec::new(before.clone()).sign(&claims(100));
+        let after = before.rotated(0, std::time::Duration::from_secs(3600));
+        let codec = JwtCodec::new(after.clone());
+        assert_eq!(
+            codec
+                .verify(&old_token, "iss", "aud", 1, LEEWAY)
+                .unwrap()
+                .sub,
+            "alice"
+        );
+        let new_token = codec.sign(&claims(100));
+        assert!(new_token.starts_with(&codec.encoded_header));
+        assert_eq!(
+            codec
+                .verify(&new_token, "iss", "aud", 1, LEEWAY)
+                .unwrap()
+                .sub,
+            "alice"
+        );
+        let jwks = codec.jwks();
+        let kids: Vec<&str> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap())
+            .collect();
+        assert_eq!(kids, [after.kid(), before.kid()]);
+        // The server that never had the new key refuses its tokens.
+        assert_eq!(
+            JwtCodec::new(before).verify(&new_token, "iss", "aud", 1, LEEWAY),
+            Err("unknown kid")
+        );
     }
 
     #[test]

@@ -39,8 +39,10 @@ mod rate_limit;
 mod refresh_token;
 mod routes;
 mod secret;
+mod serve;
 mod server;
 pub mod store;
+mod tls;
 mod util;
 mod web;
 
@@ -53,7 +55,8 @@ pub use config::{
 pub use error::ServerError;
 pub use faults::{FaultCounters, Faults};
 pub use jwt::{AccessClaims, Audience};
-pub use keys::ServerKeys;
+pub use keys::{ServerKeys, SigningKeyInfo};
 pub use secret::Secret;
 pub use server::{RunningServer, Server};
 pub use store::{Repository, StoreError, UserInfo};
+pub use tls::TlsConfig;

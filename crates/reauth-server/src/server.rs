@@ -18,8 +18,10 @@ use crate::error::ServerError;
 use crate::faults::Faults;
 use crate::jwt::JwtCodec;
 use crate::keys::ServerKeys;
+use crate::password::Hashing;
 use crate::rate_limit::LoginLimiter;
 use crate::store::{Repository, UserInfo};
+use crate::tls::TlsConfig;
 
 /// The auth server: state plus the axum [`Router`] that serves it.
 ///
@@ -101,10 +103,15 @@ impl Server {
         let dummy_hash = tokio::task::spawn_blocking(move || crate::password::dummy_hash(cost))
             .await
             .map_err(|e| ServerError::Task(e.to_string()))?;
+        let faults = Faults::default();
         let state = Arc::new(Engine {
             jwt: JwtCodec::new(keys.clone()),
-            limiter: LoginLimiter::new(config.login_rate_limit),
-            faults: Faults::default(),
+            limiter: LoginLimiter::new(
+                config.login_rate_limit,
+                config.limits.login_limiter_max_keys,
+            ),
+            hashing: Hashing::new(config.password_hashing, &config.limits, faults.clone()),
+            faults,
             denylist: RwLock::new(HashMap::new()),
             issuer: OnceLock::new(),
             dummy_hash,
@@ -127,29 +134,140 @@ impl Server {
         )
     }
 
+    /// The operator's router: `/metrics`, `/healthz` and `/readyz`, for a
+    /// listener that only the monitoring system reaches (see
+    /// [`ServerConfig::public_metrics`] to take `/metrics` off the public one).
+    pub fn metrics_router(&self) -> Router {
+        crate::routes::metrics_router(self.state.clone())
+    }
+
     /// Serves on `listener` until `shutdown` completes, then drains
-    /// connections gracefully.
+    /// connections gracefully — for at most `limits.shutdown_deadline`,
+    /// whatever the clients do.
+    ///
+    /// Every connection gets the limits of [`Limits`](crate::Limits): header
+    /// and body read timeouts, a request timeout and a cap on open
+    /// connections (DESIGN.md S13).
     ///
     /// If no issuer was configured, the issuer becomes `http://{local address}`.
     ///
     /// # Errors
     ///
-    /// [`ServerError::Io`] when the listener fails.
+    /// [`ServerError::Config`] when no issuer was configured and the listener
+    /// is bound to a wildcard address (`0.0.0.0`, `[::]`): the issuer is the
+    /// URL clients use, which the server cannot guess. [`ServerError::Io`]
+    /// when the listener's address cannot be read.
     pub async fn serve(
         &self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let addr = listener.local_addr()?;
-        let _ = self.state.issuer.set(format!("http://{addr}"));
+        self.bind_issuer("http", addr)?;
         tracing::info!(%addr, issuer = self.state.issuer(), "reauth server listening");
-        axum::serve(
+        self.serve_with_handshake(listener, |tcp| async move { Ok(tcp) }, shutdown)
+            .await
+    }
+
+    /// Like [`serve`](Self::serve), with every accepted connection passed
+    /// through `handshake` first (a TLS acceptor, say) — inside the
+    /// connection's own task, under the connection cap and bounded by the
+    /// header read timeout. Sets no issuer: configure one.
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room for listener errors.
+    pub async fn serve_with_handshake<H, Fut, Io>(
+        &self,
+        listener: TcpListener,
+        handshake: H,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError>
+    where
+        H: Fn(tokio::net::TcpStream) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = std::io::Result<Io>> + Send + 'static,
+        Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        crate::serve::serve(
+            self.router(),
             listener,
-            self.router()
-                .into_make_service_with_connect_info::<SocketAddr>(),
+            &self.state.config.limits,
+            handshake,
+            shutdown,
         )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+        Ok(())
+    }
+
+    /// Like [`Server::serve`], with TLS: every connection is a TLS stream
+    /// (rustls). Each handshake runs in its connection's own task, under the
+    /// connection cap and bounded by the header read timeout, so a client
+    /// that stalls its handshake holds up nobody; the same limits as
+    /// [`Server::serve`] apply after it.
+    ///
+    /// If no issuer was configured, the issuer becomes `https://{local address}`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::serve`].
+    pub async fn serve_tls(
+        &self,
+        listener: TcpListener,
+        tls: &TlsConfig,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let addr = listener.local_addr()?;
+        self.bind_issuer("https", addr)?;
+        tracing::info!(%addr, issuer = self.state.issuer(), "reauth server listening (TLS)");
+        let acceptor = tls.acceptor();
+        self.serve_with_handshake(
+            listener,
+            move |tcp| {
+                let acceptor = acceptor.clone();
+                async move { acceptor.accept(tcp).await }
+            },
+            shutdown,
+        )
+        .await
+    }
+
+    /// Serves [`Server::metrics_router`] (`/metrics`, `/healthz`, `/readyz`)
+    /// on a listener of its own — typically a private address — until
+    /// `shutdown` completes.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Io`] when the listener fails.
+    pub async fn serve_metrics(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "metrics listening");
+        crate::serve::serve(
+            self.metrics_router(),
+            listener,
+            &self.state.config.limits,
+            |tcp| async move { Ok(tcp) },
+            shutdown,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Fixes the issuer to `{scheme}://{addr}` unless one was configured.
+    fn bind_issuer(&self, scheme: &str, addr: SocketAddr) -> Result<(), ServerError> {
+        if self.state.config.issuer.is_some() {
+            return Ok(());
+        }
+        if addr.ip().is_unspecified() {
+            return Err(ServerError::Config(format!(
+                "listening on the wildcard address {addr} needs an explicit issuer \
+                 (the URL clients reach this server at, e.g. https://auth.example.com)"
+            )));
+        }
+        let _ = self.state.issuer.set(format!("{scheme}://{addr}"));
         Ok(())
     }
 
@@ -214,11 +332,11 @@ impl Server {
         if username.is_empty() || username.len() > 128 || username.chars().any(char::is_control) {
             return Err(ServerError::InvalidUsername);
         }
-        let cost = self.state.config.password_hashing;
-        let password = password.to_owned();
-        let hash = tokio::task::spawn_blocking(move || crate::password::hash(&password, cost))
+        let hash = self
+            .state
+            .hashing
+            .hash(password.to_owned())
             .await
-            .map_err(|e| ServerError::Task(e.to_string()))?
             .map_err(ServerError::PasswordHash)?;
         if self.state.repo.add_user(username, &hash).await? {
             tracing::info!(username, "user added");
@@ -322,8 +440,8 @@ impl RunningServer {
         &self.server
     }
 
-    /// Stops accepting, drains open connections (for at most 5 s, then
-    /// aborts them) and waits for the task.
+    /// Stops accepting, drains open connections (for at most
+    /// `limits.shutdown_deadline`, then closes them) and waits for the task.
     ///
     /// # Errors
     ///
@@ -332,7 +450,8 @@ impl RunningServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        match tokio::time::timeout(Duration::from_secs(5), &mut self.join).await {
+        let deadline = self.server.config().limits.shutdown_deadline + Duration::from_secs(1);
+        match tokio::time::timeout(deadline, &mut self.join).await {
             Ok(joined) => joined.map_err(|e| ServerError::Task(e.to_string()))?,
             Err(_) => {
                 self.join.abort();

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use reauth_server::{KeySource, PasswordHashing, Server, ServerConfig};
+use reauth_server::{ClientCredentials, KeySource, PasswordHashing, Server, ServerConfig};
 
 fn usage() -> ExitCode {
     eprintln!(
@@ -25,6 +25,8 @@ fn usage() -> ExitCode {
 #[tokio::main]
 async fn main() -> ExitCode {
     let mut config = ServerConfig::default();
+    // A test daemon: the crash test introspects with the demo client.
+    config.demo_client = Some(ClientCredentials::demo());
     let mut addr = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut users = Vec::new();
     let mut args = std::env::args().skip(1);

@@ -1,9 +1,15 @@
 //! Password checks and new session families.
 
+use std::time::Duration;
+
 use super::{Engine, TokenResponse, short};
 use crate::app_error::AppError;
+use crate::password::Busy;
 use crate::refresh_token::FamilyId;
 use crate::store::NewFamily;
+
+/// How long a login turned away by a full hashing queue is asked to wait.
+const HASHING_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl Engine {
     /// Starts a session family for `subject` and issues its first tokens.
@@ -29,33 +35,50 @@ impl Engine {
         Ok(self.token_response(&family, subject, 1, scope, client_id))
     }
 
-    /// Checks username and password (argon2id on a blocking thread), under the
-    /// failed-login limiter keyed by `rate_key`.
+    /// Checks username and password: one attempt is reserved from the
+    /// account's failed-login budget first (S11), the argon2id check runs in
+    /// the bounded hashing pool (S12), and the attempt is given back if the
+    /// password was right or never checked.
     pub(crate) async fn check_password(
         &self,
         username: &str,
         password: String,
-        rate_key: &str,
     ) -> Result<(), AppError> {
-        let now = self.now_ms();
-        if let Err(retry_after) = self.limiter.check(rate_key, now) {
-            crate::metrics::login("rate_limited");
-            tracing::warn!(username, "login rate limited");
-            return Err(AppError::RateLimited { retry_after });
-        }
-        let user = self.repo.find_user(username).await?;
+        let attempt = match self.limiter.reserve(username, self.now_ms()) {
+            Ok(attempt) => attempt,
+            Err(retry_after) => {
+                crate::metrics::login("rate_limited");
+                tracing::warn!(username, "login rate limited");
+                return Err(AppError::RateLimited { retry_after });
+            }
+        };
+        let user = match self.repo.find_user(username).await {
+            Ok(user) => user,
+            Err(e) => {
+                attempt.refund();
+                return Err(e.into());
+            }
+        };
         let (hash, known) = match user {
             Some(u) => (u.password_hash, true),
             None => (self.dummy_hash.clone(), false),
         };
-        let ok = tokio::task::spawn_blocking(move || crate::password::verify(&password, &hash))
-            .await
-            .map_err(AppError::internal)?;
+        let ok = match self.hashing.verify(password, hash).await {
+            Ok(ok) => ok,
+            Err(Busy) => {
+                attempt.refund();
+                crate::metrics::login("busy");
+                return Err(AppError::Unavailable {
+                    retry_after: HASHING_RETRY_AFTER,
+                });
+            }
+        };
         if ok && known {
+            attempt.refund();
             crate::metrics::login("success");
             Ok(())
         } else {
-            self.limiter.record_failure(rate_key, self.now_ms());
+            drop(attempt); // Spent.
             crate::metrics::login("failure");
             tracing::info!(username, "login failed");
             Err(AppError::InvalidGrant("invalid username or password"))

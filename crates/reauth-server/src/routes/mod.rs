@@ -1,10 +1,8 @@
 //! The HTTP endpoints of DESIGN.md §4.1.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
@@ -17,13 +15,20 @@ mod auth;
 mod extract;
 mod oauth;
 mod resources;
+mod validate;
 mod well_known;
 
 /// Shared state as handlers see it.
 type AppStateRef = Arc<Engine>;
 
 pub(crate) fn router(state: AppStateRef) -> Router {
-    Router::new()
+    let router = Router::new();
+    let router = if state.config.public_metrics {
+        router.route("/metrics", get(metrics))
+    } else {
+        router
+    };
+    router
         .route("/auth/login", post(auth::login))
         .route("/auth/refresh", post(auth::refresh))
         .route("/auth/logout", post(auth::logout))
@@ -36,14 +41,27 @@ pub(crate) fn router(state: AppStateRef) -> Router {
         )
         .route("/.well-known/jwks.json", get(well_known::jwks))
         .route("/api/resources", get(resources::resources))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
         .fallback(|| async { rfc6749_error(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             rfc6749_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         })
         .layer(middleware::from_fn(crate::metrics::track_latency))
         .with_state(state)
+}
+
+/// `/metrics`, `/healthz` (and `/readyz`) alone, for a private listener.
+pub(crate) fn metrics_router(state: AppStateRef) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .fallback(|| async { rfc6749_error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(state)
+}
+
+/// Liveness: the process serves HTTP.
+async fn healthz() -> &'static str {
+    "ok\n"
 }
 
 async fn metrics() -> Response {
@@ -62,14 +80,6 @@ fn token_json(body: &TokenResponse) -> Response {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     response
-}
-
-/// The failed-login limiter key: client address and username.
-fn rate_key(extensions: &axum::http::Extensions, username: &str) -> String {
-    let ip = extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "-".to_owned(), |c| c.0.ip().to_string());
-    format!("{ip}|{username}")
 }
 
 /// An unknown path or method still gets an RFC 6749 §5.2 error body.

@@ -7,7 +7,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{AppStateRef, extract, rate_key, token_json};
+use super::{AppStateRef, extract, token_json, validate};
 use crate::app_error::AppError;
 use crate::client_auth::{presented_client, secret_matches};
 use crate::engine::Engine;
@@ -26,7 +26,17 @@ async fn authenticate_client(
         params.get("client_secret").map(String::as_str),
     )?
     .ok_or(AppError::InvalidClient)?;
+    // Credentials from the Basic header have not been through the form checks.
+    validate::param("client_id", &presented.client_id)?;
     let secret = presented.client_secret.ok_or(AppError::InvalidClient)?;
+    validate::param("client_secret", secret.expose())?;
+    if is_disabled_demo_secret(state, secret.expose()) {
+        tracing::info!(
+            client_id = presented.client_id,
+            "the public demo secret was presented but the demo client is off"
+        );
+        return Err(AppError::InvalidClient);
+    }
     let stored = state.repo.client_secret_mac(&presented.client_id).await?;
     match stored {
         Some(mac) if secret_matches(state.keys.client_pepper(), secret.expose(), &mac) => {
@@ -40,6 +50,18 @@ async fn authenticate_client(
             Err(AppError::InvalidClient)
         }
     }
+}
+
+/// The demo client's secret is public: it authenticates nobody unless the
+/// demo client is switched on (an earlier run may have stored it).
+fn is_disabled_demo_secret(state: &Engine, secret: &str) -> bool {
+    let demo = crate::config::ClientCredentials::demo();
+    let enabled = state
+        .config
+        .demo_client
+        .as_ref()
+        .is_some_and(|c| c.client_secret == demo.client_secret);
+    !enabled && secret == demo.client_secret.expose()
 }
 
 fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a str, AppError> {
@@ -83,10 +105,7 @@ pub(super) async fn token(
         "password" => {
             let username = required(&params, "username")?;
             let password = required(&params, "password")?;
-            let key = rate_key(&parts.extensions, username);
-            state
-                .check_password(username, password.to_owned(), &key)
-                .await?;
+            state.check_password(username, password.to_owned()).await?;
             state
                 .start_session(username, Some(&client_id), scope)
                 .await?

@@ -6,7 +6,9 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reauth_server::store::FamilyRecord;
-use reauth_server::{ManualClock, PasswordHashing, RunningServer, Server, ServerConfig};
+use reauth_server::{
+    ClientCredentials, ManualClock, PasswordHashing, RunningServer, Server, ServerConfig,
+};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -19,6 +21,7 @@ pub(crate) const CLIENT_SECRET: &str = "reauth-demo-secret";
 pub(crate) fn test_config() -> ServerConfig {
     let mut config = ServerConfig::default();
     config.password_hashing = PasswordHashing::InsecureFast;
+    config.demo_client = Some(ClientCredentials::demo());
     config
 }
 
