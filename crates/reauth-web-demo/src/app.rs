@@ -116,10 +116,25 @@ impl App {
             match app.session.restore().await {
                 Ok(true) => app.note(json!({"source": "page", "kind": "restored"})),
                 Ok(false) => {}
-                Err(e) => app.note(json!({
-                    "source": "page", "kind": "store_error",
-                    "error": error_chain(&e),
-                })),
+                Err(e) => {
+                    app.note(json!({
+                        "source": "page", "kind": "store_error",
+                        "error": error_chain(&e),
+                    }));
+                    // Unreadable data would block every login: keep it under
+                    // another key and start clean.
+                    match app.store.set_aside_unreadable() {
+                        Ok(true) => app.note(json!({
+                            "source": "page", "kind": "set_aside",
+                            "reason": format!("moved to {}:unreadable", app.store.key()),
+                        })),
+                        Ok(false) => {}
+                        Err(e) => app.note(json!({
+                            "source": "page", "kind": "store_error",
+                            "error": error_chain(&e),
+                        })),
+                    }
+                }
             }
             app.render_status();
         });

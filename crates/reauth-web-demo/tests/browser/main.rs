@@ -483,6 +483,15 @@ async fn b8_garbage_in_storage_is_a_typed_error() {
         "{errors:?}"
     );
     assert_eq!(tab.state(b).await["active"], false);
+    assert_eq!(tab.events(b, "set_aside").await.len(), 1);
+    let aside = b
+        .eval(
+            "return localStorage.getItem('reauth:demo:unreadable');",
+            serde_json::json!([]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(aside, "{\"access_token\": 42", "nothing deleted");
     tab.login(b).await;
     tab.break_token(b).await;
     let r = tab.run(b, "send(3)").await;
