@@ -320,6 +320,9 @@ fn session_event_json(event: &SessionEvent) -> Value {
         SessionEvent::SessionEnded { reason } => {
             json!({"source": "session", "kind": "ended", "reason": format!("{reason:?}")})
         }
+        SessionEvent::ForeignSet { generation, .. } => {
+            json!({"source": "session", "kind": "foreign_set", "generation": generation.get()})
+        }
         other => json!({"source": "session", "kind": "other", "debug": format!("{other:?}")}),
     }
 }
@@ -331,6 +334,9 @@ fn tab_event_json(event: &TabEvent) -> Value {
         }
         TabEvent::AdoptedFromTab { generation } => {
             json!({"source": "tabs", "kind": "adopted_from_tab", "generation": generation.get()})
+        }
+        TabEvent::LoginFromTab { generation } => {
+            json!({"source": "tabs", "kind": "login_from_tab", "generation": generation.get()})
         }
         TabEvent::EndedInOtherTab => json!({"source": "tabs", "kind": "ended_in_other_tab"}),
         TabEvent::StoreFailed { error } => {
