@@ -48,6 +48,21 @@ pub enum Error {
         /// The server's `error_description`, if any.
         description: Option<String>,
     },
+    /// The token endpoint answered with a redirect (3xx), or its answer came
+    /// from another URL (a client that follows redirects). Not followed: the
+    /// refresh token and the client secret are never re-sent elsewhere.
+    #[error("token endpoint redirected ({status}); not followed")]
+    Redirected {
+        /// The HTTP status of the answer.
+        status: StatusCode,
+    },
+    /// The token endpoint's answer was larger than `limit` bytes; it was not
+    /// read whole.
+    #[error("token endpoint answer larger than {limit} bytes")]
+    ResponseTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// The token endpoint answered success with something that is not a token
     /// response (not JSON, or a required field is missing or of the wrong type).
     #[error("token endpoint answered {status} with an unusable body: {reason}")]

@@ -84,7 +84,7 @@ impl App {
         }
         let session = builder.build();
         let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-            .with(AuthMiddleware::new(session.clone()))
+            .with(AuthMiddleware::new(session.clone(), url(&origin, "/")))
             .with(Wire {
                 log: Arc::clone(&log),
                 broken: Arc::clone(&broken),

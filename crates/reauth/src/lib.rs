@@ -55,7 +55,7 @@ mod sync;
 mod token;
 
 pub use error::{BoxError, EndReason, Error, RefreshError, RefreshErrorKind, StoreError};
-pub use events::{EventStream, SessionEvent, Trigger};
+pub use events::{EVENT_BUFFER, EventStream, SessionEvent, Trigger};
 pub use future::AccessTokenFuture;
 pub use maybe_send::{BoxFuture, MaybeSend};
 pub use policy::{RefreshAhead, RetryPolicy, backoff_base, backoff_delay, is_expired, refresh_at};

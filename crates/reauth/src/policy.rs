@@ -89,7 +89,9 @@ impl RefreshAhead {
 /// Delays grow exponentially from `initial_backoff` up to `max_backoff`, with
 /// "equal jitter" (half fixed, half random), and are stretched to a server's
 /// `Retry-After`. The refresh gives up after `max_attempts` or when the next
-/// attempt would start after `budget`.
+/// attempt would start after `budget`. A server's `Retry-After` counts for at
+/// most `max_retry_after` (C23): a hostile or broken endpoint answering
+/// `Retry-After: 4000000000` holds refreshes off for minutes, not years.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetryPolicy {
@@ -101,6 +103,8 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// The total time a refresh may spend retrying.
     pub budget: Duration,
+    /// The longest `Retry-After` honoured; longer ones are cut to it.
+    pub max_retry_after: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -110,6 +114,7 @@ impl Default for RetryPolicy {
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
             budget: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(300),
         }
     }
 }
@@ -155,6 +160,26 @@ impl RetryPolicy {
     pub fn with_budget(mut self, d: Duration) -> Self {
         self.budget = d;
         self
+    }
+
+    /// Sets [`max_retry_after`](Self::max_retry_after) (default 5 minutes).
+    #[must_use]
+    pub fn with_max_retry_after(mut self, d: Duration) -> Self {
+        self.max_retry_after = d;
+        self
+    }
+
+    /// A server's `Retry-After`, cut to [`max_retry_after`](Self::max_retry_after).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let retry = reauth::RetryPolicy::default();
+    /// let years = Duration::from_secs(4_000_000_000);
+    /// assert_eq!(retry.honoured_retry_after(Some(years)), Some(Duration::from_secs(300)));
+    /// assert_eq!(retry.honoured_retry_after(Some(Duration::from_secs(2))), Some(Duration::from_secs(2)));
+    /// ```
+    pub fn honoured_retry_after(&self, retry_after: Option<Duration>) -> Option<Duration> {
+        retry_after.map(|ra| ra.min(self.max_retry_after))
     }
 }
 

@@ -122,8 +122,9 @@ async fn run(inner: Arc<Inner>, ticket: Ticket, trigger: Trigger) {
             Attempt::Failed(e) => Arc::new(e),
         };
         if error.is_transient() {
+            let retry_after = retry.honoured_retry_after(error.retry_after());
             let jitter = inner.rt.jitter.jitter(backoff_base(&retry, attempt) / 2);
-            let delay = backoff_delay(&retry, attempt, jitter, error.retry_after());
+            let delay = backoff_delay(&retry, attempt, jitter, retry_after);
             let spent = inner.elapsed(started);
             if attempt < retry.max_attempts && spent.saturating_add(delay) <= retry.budget {
                 tracing::info!(attempt, delay_ms = delay.as_millis() as u64, error = %error, "token refresh failed; retrying");
@@ -148,14 +149,13 @@ async fn run(inner: Arc<Inner>, ticket: Ticket, trigger: Trigger) {
             tracing::warn!(attempts = attempt, error = %error, "token refresh unavailable; giving up for now");
             m::refresh_outcome("unavailable", spent);
             let failure = Error::RefreshUnavailable {
-                retry_after: error.retry_after(),
+                retry_after,
                 source: Arc::clone(&error),
             };
             // Honour the server's Retry-After beyond this flight too: no new
             // refresh before it (C5), so a caller in a loop cannot hammer a
-            // rate-limited token endpoint.
-            let cool_down = error
-                .retry_after()
+            // rate-limited token endpoint — within `max_retry_after` (C23).
+            let cool_down = retry_after
                 .and_then(|ra| inner.rt.now().checked_add(ra))
                 .map(|until| (until, Arc::clone(&error)));
             if let Some(wake) = inner.cell.fail(&ticket, failure, cool_down) {
