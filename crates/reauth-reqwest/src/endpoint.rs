@@ -236,13 +236,14 @@ impl Transport {
     }
 
     /// POSTs the RFC 6749 form `form` (plus `scope` and the client's
-    /// authentication) to `url` and parses the token response; a refusal
-    /// without a known error code is classified as `refused`.
+    /// authentication) to `url` and parses the token response with `fields`;
+    /// a refusal without a known error code is classified as `refused`.
     pub(crate) async fn form_grant(
         &self,
         url: &url::Url,
         credentials: &Credentials,
         scope: Option<&str>,
+        fields: &Fields,
         mut form: Vec<(&'static str, String)>,
         refused: RefreshErrorKind,
     ) -> Result<TokenSet, RefreshError> {
@@ -253,7 +254,7 @@ impl Transport {
         let req = req
             .header(http::header::ACCEPT, "application/json")
             .form(&form);
-        self.token(req, &Fields::default(), refused).await
+        self.token(req, fields, refused).await
     }
 
     /// Sends a token request and parses the token response with `fields`.
@@ -355,7 +356,22 @@ macro_rules! credential_setters {
     };
 }
 
-pub(crate) use {credential_setters, transport_setters};
+/// The `expiry` builder method of refreshers that parse a token response
+/// (they hold `fields: Fields`).
+macro_rules! expiry_setter {
+    () => {
+        /// Where the access token's expiry is read. Default: `expires_in`
+        /// seconds, else the access token's JWT `exp` (see
+        /// [`Expiry`](crate::Expiry)).
+        #[must_use]
+        pub fn expiry(mut self, expiry: crate::Expiry) -> Self {
+            self.fields.expiry = expiry;
+            self
+        }
+    };
+}
+
+pub(crate) use {credential_setters, expiry_setter, transport_setters};
 
 #[cfg(test)]
 mod tests {

@@ -30,9 +30,9 @@ pub enum Error {
     /// refresh unavailable or misconfigured, or the wait timed out.
     #[error(transparent)]
     Session(#[from] reauth::Error),
-    /// The access token cannot be put in an HTTP header (it contains control
+    /// A token cannot be put in an HTTP header (it contains control
     /// characters).
-    #[error("the access token is not a valid header value")]
+    #[error("the token is not a valid header value")]
     InvalidToken(#[source] http::header::InvalidHeaderValue),
     /// The request to the token endpoint failed before a response arrived
     /// (connect error, timeout, reading the body).
@@ -81,6 +81,24 @@ impl Error {
             reqwest_middleware::Error::Middleware(e) => e.downcast_ref::<Self>(),
             _ => None,
         }
+    }
+
+    /// This crate's error behind a refresh failure, if one of this crate's
+    /// refreshers reported it: match the status, the OAuth2 code, a redirect
+    /// or an oversized answer without comparing messages.
+    ///
+    /// ```
+    /// use reauth_reqwest::Error;
+    ///
+    /// fn rate_limited(e: &reauth::Error) -> bool {
+    ///     e.refresh_error()
+    ///         .and_then(Error::from_refresh_error)
+    ///         .is_some_and(|e| matches!(e, Error::Endpoint { status, .. } if status.as_u16() == 429))
+    /// }
+    /// # let _ = rate_limited;
+    /// ```
+    pub fn from_refresh_error(err: &reauth::RefreshError) -> Option<&Self> {
+        err.get_ref().downcast_ref()
     }
 
     /// The session error inside a middleware error, if the middleware failed

@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -29,6 +30,29 @@ pub enum Trigger {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum SessionEvent {
+    /// A refresh of `generation` started, for `trigger`: this process calls
+    /// the refresher (on a coordinating store, after taking the lease and
+    /// re-reading the store, where it may adopt instead).
+    RefreshStarted {
+        /// The generation being refreshed.
+        generation: Generation,
+        /// What started it.
+        trigger: Trigger,
+    },
+    /// The refresh-ahead timer fired for `generation`: it starts the refresh,
+    /// or joins the one in flight.
+    TimerFired {
+        /// The generation the timer refreshes ahead of its expiry.
+        generation: Generation,
+    },
+    /// A caller needed a refresh of `generation` and joined the one already
+    /// in flight instead of starting another (C1, C2).
+    JoinedFlight {
+        /// The generation being refreshed.
+        generation: Generation,
+        /// Why this caller needed it.
+        trigger: Trigger,
+    },
     /// A session started (login) or was restored from the store.
     Started {
         /// The generation published.
@@ -110,6 +134,13 @@ pub const EVENT_BUFFER: usize = 256;
 #[derive(Debug)]
 pub struct EventStream {
     queue: Arc<Queue>,
+    live: Arc<AtomicUsize>,
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -189,6 +220,9 @@ type EndedCallback = Arc<dyn Fn(EndReason) + Send + Sync>;
 #[derive(Default)]
 pub(crate) struct Events {
     subscribers: Mutex<Vec<Weak<Queue>>>,
+    /// Streams alive, so that emitting to nobody costs one atomic load (a
+    /// burst of 10 000 joiners emits 10 000 `JoinedFlight`).
+    live: Arc<AtomicUsize>,
     on_ended: Mutex<Vec<EndedCallback>>,
 }
 
@@ -213,7 +247,11 @@ impl Events {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(Arc::downgrade(&queue));
-        EventStream { queue }
+        self.live.fetch_add(1, Ordering::AcqRel);
+        EventStream {
+            queue,
+            live: Arc::clone(&self.live),
+        }
     }
 
     pub(crate) fn on_ended(&self, f: EndedCallback) {
@@ -228,6 +266,10 @@ impl Events {
     /// callers run this after every lock of the session is released
     /// (`Wake::deliver`), so a callback may call back into the session.
     pub(crate) fn emit(&self, event: SessionEvent) {
+        let ended = matches!(event, SessionEvent::SessionEnded { .. });
+        if !ended && self.live.load(Ordering::Acquire) == 0 {
+            return;
+        }
         if let SessionEvent::SessionEnded { reason } = &event {
             let callbacks = self
                 .on_ended

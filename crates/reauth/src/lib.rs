@@ -54,7 +54,9 @@ mod store;
 mod sync;
 mod token;
 
-pub use error::{BoxError, EndReason, Error, RefreshError, RefreshErrorKind, StoreError};
+pub use error::{
+    AttemptFailure, BoxError, EndReason, Error, RefreshError, RefreshErrorKind, StoreError,
+};
 pub use events::{EVENT_BUFFER, EventStream, SessionEvent, Trigger};
 pub use future::AccessTokenFuture;
 pub use maybe_send::{BoxFuture, MaybeSend};

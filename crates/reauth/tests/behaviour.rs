@@ -1041,3 +1041,70 @@ async fn c24_a_subscriber_that_never_reads_lags_and_memory_stays_bounded() {
         "access-0"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn events_say_what_started_a_refresh_when_the_timer_fired_and_who_joined() {
+    use reauth::Trigger;
+    let mut h = started_with(|b| b).await; // refresh-ahead on: fires at 270 s
+    h.server.set_delay(Duration::from_secs(1));
+    let old = h.session.access_token().await.unwrap();
+    drain(&mut h.events);
+    tokio::time::advance(Duration::from_secs(270)).await;
+    wait_until("the timer starts a refresh", || h.server.calls() == 1).await;
+    let tasks: Vec<_> = invalidations(&h.session, &old, 3);
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let events = drain(&mut h.events);
+    let g = old.generation();
+    let position = |f: &dyn Fn(&SessionEvent) -> bool| events.iter().position(f);
+    let fired =
+        position(&|e| matches!(e, SessionEvent::TimerFired { generation } if *generation == g));
+    let started = position(
+        &|e| matches!(e, SessionEvent::RefreshStarted { generation, trigger: Trigger::Ahead } if *generation == g),
+    );
+    assert!(
+        fired.is_some() && started.is_some() && fired < started,
+        "{events:?}"
+    );
+    let joined = events
+        .iter()
+        .filter(|e| {
+            matches!(e, SessionEvent::JoinedFlight { generation, trigger: Trigger::Rejected } if *generation == g)
+        })
+        .count();
+    assert_eq!(joined, 3, "each 401 joined the timer's flight: {events:?}");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, SessionEvent::RefreshStarted { .. }))
+            .count(),
+        1,
+        "{events:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn refresh_path_errors_are_matched_by_type_not_by_message() {
+    use reauth::AttemptFailure;
+    let h = started_with(|b| {
+        b.refresh_ahead(RefreshAhead::disabled())
+            .retry(reauth::RetryPolicy::never())
+    })
+    .await;
+    h.server.push(Step::Hang);
+    let old = h.session.access_token().await.unwrap();
+    let err = h.session.invalidate(&old).await.unwrap_err();
+    let cause = err.refresh_error().and_then(|e| e.attempt_failure());
+    assert_eq!(
+        cause,
+        Some(&AttemptFailure::TimedOut(Duration::from_secs(10))),
+        "{err:?}"
+    );
+    // A failure the refresher reported carries no session cause.
+    h.server
+        .push(Step::Fail(RefreshErrorKind::Misconfigured, None));
+    let err = h.session.invalidate(&old).await.unwrap_err();
+    assert!(matches!(err, Error::Misconfigured(_)), "{err:?}");
+    assert!(err.refresh_error().unwrap().attempt_failure().is_none());
+}

@@ -80,9 +80,12 @@ async fn c18_no_refresher_call_starts_after_the_lease_deadline() {
     store.set_load_delay(Duration::from_secs(5));
     let sent = session.access_token().await.unwrap();
     let got = session.invalidate(&sent).await;
-    assert!(
-        matches!(got, Err(Error::RefreshUnavailable { .. })),
-        "{got:?}"
+    let err = got.unwrap_err();
+    assert!(matches!(err, Error::RefreshUnavailable { .. }), "{err:?}");
+    assert_eq!(
+        err.refresh_error().and_then(|e| e.attempt_failure()),
+        Some(&reauth::AttemptFailure::LeaseLost),
+        "{err:?}"
     );
     assert_eq!(server.calls(), 0, "no refresher call after the deadline");
     assert!(session.is_active(), "no logout");

@@ -435,6 +435,10 @@ impl Session {
                 Ok(Join::Newer) => continue,
                 Ok(Join::Wait(w)) => {
                     m::joined();
+                    inner.events.emit(SessionEvent::JoinedFlight {
+                        generation: seen,
+                        trigger,
+                    });
                     w
                 }
                 Ok(Join::Start(ticket, w)) => {
