@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use http::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
-use reauth::{Clock, RefreshError, RefreshErrorKind, Runtime, SystemClock, TokenSet};
+use reauth::{Clock, RefreshError, RefreshErrorKind, SystemClock, TokenSet};
 use reqwest::RequestBuilder;
 
 use crate::classify::{ErrorBody, classify, parse_retry_after};
@@ -179,10 +179,6 @@ fn too_large(limit: usize) -> RefreshError {
 }
 
 impl Transport {
-    pub(crate) fn set_runtime(&mut self, runtime: &Runtime) {
-        self.clock = runtime.clock();
-    }
-
     /// Sends `req` and returns the body of a 2xx answer. Any other outcome is a
     /// classified error: see the table in the crate docs. `refused` is the
     /// class of an unexplained 400/401/403.
@@ -311,19 +307,13 @@ macro_rules! transport_setters {
             self
         }
 
-        /// The clock that turns `expires_in` into `expires_at` and reads HTTP
-        /// dates in `Retry-After`. Default: [`reauth::SystemClock`].
+        /// The clock that turns a relative expiry into `expires_at` and reads
+        /// HTTP dates in `Retry-After`. Default: [`reauth::SystemClock`]. To
+        /// follow a session's (possibly virtual) time, pass its runtime's
+        /// clock: `.clock(runtime.clock())`.
         #[must_use]
         pub fn clock(mut self, clock: impl reauth::Clock) -> Self {
             self.transport.clock = std::sync::Arc::new(clock);
-            self
-        }
-
-        /// Uses the clock of the session's runtime (so tests on virtual time see
-        /// consistent expiry times).
-        #[must_use]
-        pub fn runtime(mut self, runtime: &reauth::Runtime) -> Self {
-            self.transport.set_runtime(runtime);
             self
         }
     };

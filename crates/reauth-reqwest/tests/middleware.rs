@@ -299,9 +299,9 @@ async fn c5_refresh_unavailable_is_a_typed_error_and_the_next_call_tries_again()
         .with_priority(2)
         .mount(&mock)
         .await;
-    let mut retry = RetryPolicy::default();
-    retry.max_attempts = 2;
-    retry.initial_backoff = std::time::Duration::from_millis(10);
+    let retry = RetryPolicy::default()
+        .with_max_attempts(2)
+        .with_initial_backoff(std::time::Duration::from_millis(10));
     let session = wiremock_session(&mock, retry).await;
     let client = common::client(&session, &mock.uri());
 

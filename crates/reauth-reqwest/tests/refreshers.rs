@@ -212,9 +212,14 @@ async fn expires_in_becomes_expires_at_by_the_injected_clock() {
     assert_eq!(t.expires_at, Some(t0() + Duration::from_secs(300)));
 
     // Or by the session runtime's clock, so expiry follows the session's (possibly virtual) time.
-    let runtime = reauth::Runtime::tokio().with_clock(FixedClock(t0() + Duration::from_secs(10)));
+    let runtime = reauth::Runtime::new(
+        FixedClock(t0() + Duration::from_secs(10)),
+        reauth::TokioSleep,
+        reauth::TokioSpawn,
+        reauth::NoJitter,
+    );
     let t = oauth2(&mock, "/token")
-        .runtime(&runtime)
+        .clock(runtime.clock())
         .refresh(&current())
         .await
         .unwrap();

@@ -67,7 +67,7 @@ impl App {
             ahead = ahead.with_skew(skew);
         }
         if let Some(jitter) = query_ms("jitter_ms") {
-            ahead.jitter = jitter;
+            ahead = ahead.with_jitter(jitter);
         }
         let refresher = PageRefresher {
             json: json.clone(),
