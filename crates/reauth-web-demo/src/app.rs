@@ -67,7 +67,7 @@ impl App {
             ahead = ahead.with_skew(skew);
         }
         if let Some(jitter) = query_ms("jitter_ms") {
-            ahead.jitter = jitter;
+            ahead = ahead.with_jitter(jitter);
         }
         let refresher = PageRefresher {
             json: json.clone(),
@@ -84,7 +84,7 @@ impl App {
         }
         let session = builder.build();
         let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-            .with(AuthMiddleware::new(session.clone()))
+            .with(AuthMiddleware::new(session.clone(), url(&origin, "/")))
             .with(Wire {
                 log: Arc::clone(&log),
                 broken: Arc::clone(&broken),
