@@ -402,7 +402,7 @@ async fn naive_request(
     let t = Instant::now();
     let answer = http
         .post(endpoints.token.clone())
-        .basic_auth(&endpoints.client_id, Some(&endpoints.client_secret))
+        .basic_auth(&endpoints.client_id, endpoints.client_secret())
         .form(&[
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token),

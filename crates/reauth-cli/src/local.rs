@@ -1,10 +1,11 @@
 //! Endpoints of an auth server (ours in-process, or any other), and the
 //! in-process server the demo and the lab spawn.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use reauth::TokenSet;
+use reauth::{Refresher as _, TokenSet};
 use reauth_reqwest::{ClientAuth, OAuth2Refresher};
 use reauth_server::{ClientCredentials, PasswordHashing, RunningServer, Server, ServerConfig};
 use serde::{Deserialize, Serialize};
@@ -34,59 +35,65 @@ pub(crate) async fn spawn_server(grace_window: Duration) -> anyhow::Result<Runni
     server.spawn_local().await.context("listening on 127.0.0.1")
 }
 
-/// Where a client finds an auth server, and who it logs in as.
+/// How the lab gets a session on a server.
+#[derive(Clone)]
+pub(crate) enum Login {
+    /// The resource owner password grant (RFC 6749 §4.3).
+    Password { username: String, password: String },
+    /// A refresh token the user handed over. Every login spends the current
+    /// one (a refresh) and keeps the newest token the lab saw for the next.
+    RefreshToken(Arc<Mutex<String>>),
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Password { username, .. } => f
+                .debug_struct("Password")
+                .field("username", username)
+                .finish_non_exhaustive(),
+            Self::RefreshToken(_) => f.write_str("RefreshToken([redacted])"),
+        }
+    }
+}
+
+/// Where a client finds an auth server, and how it logs in.
 #[derive(Clone, Debug)]
 pub(crate) struct Endpoints {
-    /// `{base}/oauth/token`.
+    /// The token endpoint.
     pub(crate) token: Url,
-    /// `{base}/oauth/revoke`.
-    pub(crate) revoke: Url,
+    /// The RFC 7009 revocation endpoint, if the server has one.
+    pub(crate) revoke: Option<Url>,
     /// The protected resource.
     pub(crate) resource: Url,
     pub(crate) client_id: String,
-    pub(crate) client_secret: String,
-    pub(crate) username: String,
-    pub(crate) password: String,
+    /// `None` for a public client.
+    pub(crate) client_secret: Option<String>,
+    pub(crate) login: Login,
 }
 
 impl Endpoints {
-    /// The endpoints of a server at `base` (`http://host:port`), with our
-    /// paths, the demo client and the demo user.
+    /// The endpoints of our server at `base` (`http://host:port`), the demo
+    /// client and the demo user.
     pub(crate) fn ours(base: &str) -> anyhow::Result<Self> {
+        let base = Url::parse(base).with_context(|| format!("{base:?} is not a URL"))?;
         let demo = ClientCredentials::demo();
-        Self::new(
-            base,
-            "/api/resources",
-            demo.client_id,
-            demo.client_secret.expose().to_owned(),
-            DEMO_USER.to_owned(),
-            DEMO_PASSWORD.to_owned(),
-        )
+        Ok(Self {
+            token: base.join("/oauth/token")?,
+            revoke: Some(base.join("/oauth/revoke")?),
+            resource: base.join("/api/resources")?,
+            client_id: demo.client_id,
+            client_secret: Some(demo.client_secret.expose().to_owned()),
+            login: Login::Password {
+                username: DEMO_USER.to_owned(),
+                password: DEMO_PASSWORD.to_owned(),
+            },
+        })
     }
 
-    /// The endpoints of a server at `base`, its resource at `resource_path`.
-    pub(crate) fn new(
-        base: &str,
-        resource_path: &str,
-        client_id: String,
-        client_secret: String,
-        username: String,
-        password: String,
-    ) -> anyhow::Result<Self> {
-        let base = Url::parse(base).with_context(|| format!("{base:?} is not a URL"))?;
-        let join = |p: &str| {
-            base.join(p)
-                .with_context(|| format!("cannot join {p:?} to {base}"))
-        };
-        Ok(Self {
-            token: join("/oauth/token")?,
-            revoke: join("/oauth/revoke")?,
-            resource: join(resource_path)?,
-            client_id,
-            client_secret,
-            username,
-            password,
-        })
+    /// The client secret, for the HTTP Basic header of the demo's own requests.
+    pub(crate) fn client_secret(&self) -> Option<&str> {
+        self.client_secret.as_deref()
     }
 
     /// An OAuth2 refresher for this server (HTTP Basic client authentication).
@@ -100,19 +107,104 @@ impl Endpoints {
     pub(crate) fn refresher_config(&self) -> RefresherConfig {
         RefresherConfig {
             token_url: self.token.to_string(),
-            revocation_url: Some(self.revoke.to_string()),
+            revocation_url: self.revoke.as_ref().map(Url::to_string),
             client_id: self.client_id.clone(),
-            client_secret: Some(self.client_secret.clone()),
+            client_secret: self.client_secret.clone(),
         }
     }
 
-    /// Logs in with the password grant.
+    /// A fresh session's tokens: the password grant, or a refresh of the
+    /// refresh token handed over (the chain moves on).
     pub(crate) async fn login(&self) -> anyhow::Result<TokenSet> {
-        self.refresher()
-            .password_grant(&self.username, &self.password)
-            .await
-            .with_context(|| format!("logging in as {:?} at {}", self.username, self.token))
+        match &self.login {
+            Login::Password { username, password } => self
+                .refresher()
+                .password_grant(username, password)
+                .await
+                .with_context(|| format!("logging in as {username:?} at {}", self.token)),
+            Login::RefreshToken(chain) => {
+                let current = chain.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                let tokens = self
+                    .refresher()
+                    .refresh(&TokenSet::new("-").with_refresh_token(current.clone()))
+                    .await
+                    .with_context(|| {
+                        format!("refreshing the handed-over token at {}", self.token)
+                    })?;
+                let next = tokens
+                    .refresh_token
+                    .as_ref()
+                    .map_or(current, |r| r.secret().to_owned());
+                self.keep(&next);
+                Ok(tokens.with_refresh_token(next))
+            }
+        }
     }
+
+    /// Remembers `refresh_token` as the newest of the handed-over chain (a
+    /// scenario's session rotated it further).
+    pub(crate) fn keep(&self, refresh_token: &str) {
+        if let Login::RefreshToken(chain) = &self.login {
+            *chain.lock().unwrap_or_else(PoisonError::into_inner) = refresh_token.to_owned();
+        }
+    }
+
+    /// Whether logins spend a handed-over refresh token (so a revocation
+    /// ends every later scenario).
+    pub(crate) fn chained(&self) -> bool {
+        matches!(self.login, Login::RefreshToken(_))
+    }
+}
+
+/// The RFC 8414 metadata URL of `issuer`: the well-known segment goes between
+/// the host and the issuer's path (RFC 8414 §3).
+fn well_known(issuer: &Url, suffix: &str) -> anyhow::Result<Url> {
+    let path = issuer.path().trim_end_matches('/');
+    let mut url = issuer.clone();
+    url.set_path(&format!("/.well-known/{suffix}{path}"));
+    url.set_query(None);
+    Ok(url)
+}
+
+/// The token and revocation endpoints of the server whose issuer is
+/// `issuer`: RFC 8414 (`/.well-known/oauth-authorization-server`), else OpenID
+/// Connect discovery (`/.well-known/openid-configuration`).
+pub(crate) async fn discover(issuer: &Url) -> anyhow::Result<(Url, Option<Url>)> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let oidc = {
+        let mut u = issuer.clone();
+        let path = issuer.path().trim_end_matches('/').to_owned();
+        u.set_path(&format!("{path}/.well-known/openid-configuration"));
+        u
+    };
+    let mut tried = Vec::new();
+    for url in [well_known(issuer, "oauth-authorization-server")?, oidc] {
+        tried.push(url.to_string());
+        let Ok(response) = http.get(url.clone()).send().await else {
+            continue;
+        };
+        if !response.status().is_success() {
+            continue;
+        }
+        let Ok(meta) = response.json::<serde_json::Value>().await else {
+            continue;
+        };
+        let endpoint = |name: &str| {
+            meta.get(name)
+                .and_then(|v| v.as_str())
+                .and_then(|s| Url::parse(s).ok())
+        };
+        if let Some(token) = endpoint("token_endpoint") {
+            return Ok((token, endpoint("revocation_endpoint")));
+        }
+    }
+    anyhow::bail!(
+        "no server metadata with a token_endpoint at {} (give --token-url)",
+        tried.join(" or ")
+    )
 }
 
 /// How to build an OAuth2 refresher, in a form that can be handed to another

@@ -9,7 +9,7 @@
 //! * [`TimedStore`] — a coordinating memory store whose lease lapses on
 //!   tokio's (virtual) clock, with slow loads and failing renewals on request;
 //! * [`conformance`] — the suite every [`TokenStore`](reauth::TokenStore) and
-//!   [`Coordinator`](reauth::Coordinator) backend runs;
+//!   [`Coordinator`](reauth::coord::Coordinator) backend runs;
 //! * [`procs`] — the multi-process harness of the cross-process rows (C15,
 //!   C16, C18–C20): a counting refresh endpoint on loopback and child
 //!   processes sharing one store.

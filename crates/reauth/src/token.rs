@@ -95,7 +95,7 @@ impl fmt::Display for Lineage {
 
 /// The identity of a stored [`TokenSet`]: its generation and lineage. A
 /// coordinated store's compare-and-set compares both
-/// ([`Coordinator::compare_and_swap`](crate::Coordinator::compare_and_swap)).
+/// ([`Coordinator::compare_and_swap`](crate::coord::Coordinator::compare_and_swap)).
 ///
 /// ```
 /// use reauth::{Generation, Lineage, Stamp, TokenSet};

@@ -18,10 +18,12 @@ use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::bail;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use crate::local::{self, Endpoints};
+use crate::local::{self, Endpoints, Login};
 use crate::style::Style;
 pub(crate) use processes::{ChildArgs, child};
 use processes::{PROCESSES, Services};
@@ -33,10 +35,22 @@ const SCENARIO_DEADLINE: Duration = Duration::from_secs(90);
 /// `reauth lab` options.
 #[derive(Debug, clap::Args)]
 pub(crate) struct LabArgs {
-    /// Run against this server (`http://host:port`) instead of ours.
-    /// Scenarios that need fault injection are skipped.
-    #[arg(long, value_name = "URL")]
+    /// Run against this OAuth2 server instead of ours: its issuer URL. The
+    /// token and revocation endpoints are found by RFC 8414 discovery (or
+    /// OpenID Connect discovery), unless given with --token-url /
+    /// --revocation-url. Scenarios that need fault injection are skipped.
+    #[arg(long, value_name = "ISSUER_URL")]
     against: Option<String>,
+    /// The token endpoint of the --against server (skips discovery).
+    #[arg(long, value_name = "URL", requires = "against")]
+    token_url: Option<String>,
+    /// The RFC 7009 revocation endpoint of the --against server.
+    #[arg(long, value_name = "URL", requires = "against")]
+    revocation_url: Option<String>,
+    /// The protected resource of the --against server: a URL, or a path on
+    /// the issuer's origin. It must answer 401 to a token it refuses.
+    #[arg(long, default_value = "/api/resources")]
+    resource: String,
     /// Run only these scenarios (C1 C2 C3 C4a C4b C5 C6 C9 C10 C15 C16).
     #[arg(long = "scenario", value_name = "ID", num_args = 1..)]
     scenarios: Vec<String>,
@@ -53,26 +67,55 @@ pub(crate) struct LabArgs {
     /// Requests per burst.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(2..=5000))]
     requests: u32,
-    /// The protected resource of the `--against` server.
-    #[arg(long, default_value = "/api/resources")]
-    resource_path: String,
-    /// The user to log in as on the `--against` server.
+    /// Log in on the --against server with the password grant as this user.
     #[arg(long, env = "REAUTH_LAB_USERNAME", default_value = local::DEMO_USER)]
     username: String,
     /// Their password.
     #[arg(long, env = "REAUTH_LAB_PASSWORD", default_value = local::DEMO_PASSWORD, hide_default_value = true)]
     password: String,
-    /// The OAuth client id on the `--against` server.
+    /// Instead of the password grant, start from this refresh token (each
+    /// scenario's login refreshes it; the lab keeps the newest one, and runs
+    /// C6, which revokes it, last).
+    #[arg(long, env = "REAUTH_LAB_REFRESH_TOKEN", hide_env_values = true)]
+    refresh_token: Option<String>,
+    /// The OAuth client id on the --against server.
     #[arg(long, env = "REAUTH_LAB_CLIENT_ID", default_value = "reauth-demo")]
     client_id: String,
-    /// The OAuth client secret on the `--against` server.
-    #[arg(
-        long,
-        env = "REAUTH_LAB_CLIENT_SECRET",
-        default_value = "reauth-demo-secret",
-        hide_default_value = true
-    )]
-    client_secret: String,
+    /// The OAuth client secret on the --against server (none: a public client).
+    #[arg(long, env = "REAUTH_LAB_CLIENT_SECRET", hide_env_values = true)]
+    client_secret: Option<String>,
+}
+
+/// The endpoints of the --against server, found by discovery or given.
+async fn against(issuer: &str, args: &LabArgs) -> anyhow::Result<Endpoints> {
+    let issuer = url::Url::parse(issuer).with_context(|| format!("{issuer:?} is not a URL"))?;
+    let parse = |u: &str| url::Url::parse(u).with_context(|| format!("{u:?} is not a URL"));
+    let (token, discovered_revoke) = match &args.token_url {
+        Some(t) => (parse(t)?, None),
+        None => local::discover(&issuer).await?,
+    };
+    let revoke = match &args.revocation_url {
+        Some(r) => Some(parse(r)?),
+        None => discovered_revoke,
+    };
+    let resource = issuer
+        .join(&args.resource)
+        .with_context(|| format!("cannot join {:?} to {issuer}", args.resource))?;
+    let login = match &args.refresh_token {
+        Some(rt) => Login::RefreshToken(Arc::new(Mutex::new(rt.clone()))),
+        None => Login::Password {
+            username: args.username.clone(),
+            password: args.password.clone(),
+        },
+    };
+    Ok(Endpoints {
+        token,
+        revoke,
+        resource,
+        client_id: args.client_id.clone(),
+        client_secret: args.client_secret.clone(),
+        login,
+    })
 }
 
 /// How a scenario ended.
@@ -92,18 +135,17 @@ pub(crate) async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
             Target::Ours,
             "our server, in-process (in-memory SQLite, fault injection on)".to_owned(),
         ),
-        Some(url) => (
-            Target::Against(Box::new(Endpoints::new(
-                url,
-                &args.resource_path,
-                args.client_id.clone(),
-                args.client_secret.clone(),
-                args.username.clone(),
-                args.password.clone(),
-            )?)),
-            url.clone(),
-        ),
+        Some(url) => {
+            let endpoints = against(url, &args).await?;
+            let name = format!("{url} (token endpoint {})", endpoints.token);
+            (Target::Against(Box::new(endpoints)), name)
+        }
     };
+    // A handed-over refresh token dies with C6's revocation: run C6 last.
+    let mut selected = selected;
+    if matches!(&target, Target::Against(e) if e.chained()) {
+        selected.sort_by_key(|s| s.id == "C6");
+    }
     let services = Services {
         redis_url: args.redis_url.clone(),
         database_url: args.database_url.clone(),

@@ -174,6 +174,11 @@ impl Scenario {
             // The processes count their own refresh calls: any server will do.
             Some(shared) => services.missing(shared),
             None if against && self.needs_faults => Some("needs fault injection".to_owned()),
+            None if self.id == "C6"
+                && matches!(target, Target::Against(e) if e.revoke.is_none()) =>
+            {
+                Some("no revocation endpoint (discovery found none; --revocation-url)".to_owned())
+            }
             None => None,
         }
     }
@@ -287,6 +292,9 @@ struct Rig {
     /// The refresh token of the login.
     login: TokenSet,
     baseline: Duration,
+    /// Where the newest refresh token goes when the rig is done (a chain of
+    /// handed-over refresh tokens).
+    endpoints: Endpoints,
 }
 
 impl Rig {
@@ -354,6 +362,7 @@ impl Rig {
             first_access,
             login,
             baseline,
+            endpoints: endpoints.clone(),
         })
     }
 
@@ -371,6 +380,9 @@ impl Rig {
     }
 
     fn measure(&self, outcomes: &[Outcome]) -> Measured {
+        if let Some(rt) = self.session.tokens().and_then(|t| t.refresh_token) {
+            self.endpoints.keep(rt.secret());
+        }
         let ok = outcomes.iter().filter(|o| o.is_ok()).count();
         Measured {
             refresh_calls: *self.calls.borrow(),

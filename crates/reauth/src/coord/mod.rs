@@ -19,7 +19,7 @@
 //!    no step of it, and in particular **no refresher call, starts after the
 //!    deadline**. A lease the platform holds until its holder releases it or
 //!    dies (a browser's Web Lock) has no deadline and needs no renewal.
-//! 2. **Re-read** the store, and decide by the stored set's [`Stamp`]
+//! 2. **Re-read** the store, and decide by the stored set's [`Stamp`](crate::Stamp)
 //!    (generation + [`Lineage`](crate::Lineage)):
 //!    * same lineage, newer generation: another process refreshed —
 //!      **adopt** it, without calling the refresher (C15);

@@ -142,7 +142,7 @@ impl SessionBuilder {
     /// The TTL of the refresh lease on a coordinating store (C15, C16, C18):
     /// how long a holder that died blocks the others. A live holder renews
     /// it every third of the TTL while it works. Default
-    /// [`lease_ttl`](crate::lease_ttl)`(refresh_timeout)`: 15 s with the
+    /// [`lease_ttl`](crate::coord::lease_ttl)`(refresh_timeout)`: 15 s with the
     /// default 10 s timeout.
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
         self.config.lease_ttl = Some(ttl.max(Duration::from_millis(3)));
