@@ -16,7 +16,8 @@ impl Engine {
     ) -> Result<TokenResponse, AppError> {
         let family = FamilyId::random();
         let id = family.to_hex();
-        self.repo
+        let created = self
+            .repo
             .create_family(&NewFamily {
                 id: &id,
                 subject,
@@ -25,25 +26,37 @@ impl Engine {
                 generation: 1,
             })
             .await?;
+        if !created {
+            // 128 random bits collided: never in practice.
+            return Err(AppError::Internal("family id collision".into()));
+        }
         tracing::info!(family = short(&id), subject, "session started");
         Ok(self.token_response(&family, subject, 1, scope, client_id))
     }
 
     /// Checks username and password (argon2id on a blocking thread), under the
-    /// failed-login limiter keyed by `rate_key`.
+    /// failed-login limiter keyed by `rate_key`. `client_id`: the OAuth
+    /// client asking (for the audit log).
     pub(crate) async fn check_password(
         &self,
         username: &str,
         password: String,
         rate_key: &str,
+        client_id: Option<&str>,
     ) -> Result<(), AppError> {
         let now = self.now_ms();
         if let Err(retry_after) = self.limiter.check(rate_key, now) {
             crate::metrics::login("rate_limited");
-            tracing::warn!(username, "login rate limited");
+            crate::audit::login_rate_limited(username);
             return Err(AppError::RateLimited { retry_after });
         }
-        let user = self.repo.find_user(username).await?;
+        // A name in the clients' namespace is never a user (such a name can
+        // no longer be added; one stored earlier cannot log in).
+        let user = if username.starts_with(super::CLIENT_SUBJECT_PREFIX) {
+            None
+        } else {
+            self.repo.find_user(username).await?
+        };
         let (hash, known) = match user {
             Some(u) => (u.password_hash, true),
             None => (self.dummy_hash.clone(), false),
@@ -57,7 +70,12 @@ impl Engine {
         } else {
             self.limiter.record_failure(rate_key, self.now_ms());
             crate::metrics::login("failure");
-            tracing::info!(username, "login failed");
+            let reason = if known {
+                "wrong password"
+            } else {
+                "unknown user"
+            };
+            crate::audit::login_failed(username, client_id, reason);
             Err(AppError::InvalidGrant("invalid username or password"))
         }
     }

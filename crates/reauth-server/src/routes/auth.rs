@@ -29,7 +29,7 @@ pub(super) async fn login(
     let login: LoginBody = extract::json(&parts.headers, body, state.config.max_body_bytes).await?;
     let key = rate_key(&parts.extensions, &login.username);
     state
-        .check_password(&login.username, login.password, &key)
+        .check_password(&login.username, login.password, &key, None)
         .await?;
     let tokens = state.start_session(&login.username, None, None).await?;
     Ok(token_json(&tokens))
@@ -62,7 +62,7 @@ pub(super) async fn logout(
     if let Some(token) = extract::bearer(&parts.headers)? {
         // A token of an already revoked family still logs out (idempotent).
         let claims = state.verify_jwt(token)?;
-        state.revoke(&claims.sid, "logout", None).await?;
+        state.revoke_access(&claims, "logout").await?;
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     if !extract::has_body(&parts.headers) {
@@ -70,6 +70,8 @@ pub(super) async fn logout(
     }
     let body: RefreshBody =
         extract::json(&parts.headers, body, state.config.max_body_bytes).await?;
-    state.revoke_token(&body.refresh_token, "logout").await?;
+    state
+        .revoke_token(&body.refresh_token, "logout", None)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
