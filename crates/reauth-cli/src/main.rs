@@ -10,6 +10,7 @@
 #[macro_use]
 mod style;
 mod burst;
+mod client;
 mod demo;
 mod duration;
 mod keys;
@@ -51,6 +52,9 @@ enum Command {
     /// Add, remove or list the server's users.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Add, list, remove OAuth clients, or rotate their secrets.
+    #[command(subcommand)]
+    Client(client::ClientCommand),
     /// List or rotate the server's signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -72,7 +76,7 @@ fn main() -> ExitCode {
         cli.log_format,
         match &cli.command {
             Command::Serve(_) => "info",
-            Command::User(_) | Command::Keys(_) => "warn,reauth::audit=info",
+            Command::User(_) | Command::Client(_) | Command::Keys(_) => "warn,reauth::audit=info",
             Command::Demo(_) | Command::Lab(_) | Command::LabChild(_) => "error",
         },
     );
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Serve(args) => serve::run(args).await,
             Command::User(cmd) => user::run(cmd).await,
+            Command::Client(cmd) => client::run(cmd).await,
             Command::Keys(cmd) => keys::run(cmd),
             Command::Lab(args) => lab::run(args).await,
             Command::LabChild(_) => Ok(ExitCode::SUCCESS), // handled above

@@ -208,10 +208,18 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 /// Starts a server, turning start-up failures into one clear sentence.
 pub(crate) async fn open(config: ServerConfig) -> anyhow::Result<Server> {
     let url = redacted(&config.database_url);
+    let key_file = match &config.keys {
+        KeySource::File(path) => Some(path.clone()),
+        _ => None,
+    };
     Server::new(config).await.map_err(|e| match e {
         ServerError::KeyFile { path, reason } => {
             anyhow::anyhow!("cannot use key file {}: {reason}", path.display())
         }
+        e @ ServerError::KeyMismatch { .. } => match &key_file {
+            Some(path) => anyhow::anyhow!("key file {}: {e}", path.display()),
+            None => anyhow::anyhow!("{e}"),
+        },
         ServerError::Config(_) | ServerError::Database(_) | ServerError::Migrate(_) => {
             anyhow::Error::new(e).context(format!("cannot open database {url}"))
         }
