@@ -80,6 +80,10 @@ pub(crate) struct ServeArgs {
     /// public: never on a server that matters.
     #[arg(long, env = "REAUTH_DEMO_CLIENT")]
     demo_client: bool,
+    /// A built browser page to serve on the same origin: `index.html` at `/`,
+    /// the rest under `/web/` (the browser demo: `crates/reauth-web-demo/run`).
+    #[arg(long, env = "REAUTH_WEB_DIR")]
+    web_dir: Option<PathBuf>,
 }
 
 /// SQLite's `synchronous` setting.
@@ -138,6 +142,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.demo_client {
         config.demo_client = Some(ClientCredentials::demo());
     }
+    config.web_dir = args.web_dir.clone();
     let server = open(config).await?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await

@@ -34,11 +34,17 @@ pub(crate) fn secret_matches(pepper: &[u8; 32], secret: &str, stored_mac: &str) 
     computed.as_bytes().ct_eq(stored_mac.as_bytes()).into()
 }
 
-fn url_decode(s: &str) -> String {
-    form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+/// Form-URL-decodes a Basic credential (RFC 6749 §2.3.1), strictly: bytes
+/// that are not UTF-8 are refused, not replaced.
+fn url_decode(s: &str, name: &'static str) -> Result<String, AppError> {
+    let plus_as_space = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus_as_space)
+        .decode_utf8()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| AppError::InvalidParameter {
+            name,
+            why: "not UTF-8",
+        })
 }
 
 /// Reads client credentials from the `Authorization: Basic` header or the
@@ -63,13 +69,13 @@ pub(crate) fn presented_client(
                 .map_err(|_| AppError::InvalidClient)?;
             let decoded = String::from_utf8(decoded).map_err(|_| AppError::InvalidClient)?;
             let (id, secret) = decoded.split_once(':').ok_or(AppError::InvalidClient)?;
-            let client_id = url_decode(id);
+            let client_id = url_decode(id, "client_id")?;
             if form_id.is_some_and(|f| f != client_id) {
                 return Err(AppError::InvalidRequest("client_id does not match"));
             }
             return Ok(Some(PresentedClient {
                 client_id,
-                client_secret: Some(Secret::new(url_decode(secret))),
+                client_secret: Some(Secret::new(url_decode(secret, "client_secret")?)),
             }));
         }
     }

@@ -70,6 +70,9 @@ pub struct ServerConfig {
     pub max_db_connections: u32,
     /// Protections against faults, slow clients and overload (DESIGN.md §4.6).
     pub limits: Limits,
+    /// A built browser page to serve on the API's origin: `index.html` at `/`,
+    /// the directory under `/web/` (see `crate::web`). Default none.
+    pub web_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -93,6 +96,7 @@ impl Default for ServerConfig {
             max_db_connections: 16,
             public_metrics: true,
             limits: Limits::default(),
+            web_dir: None,
         }
     }
 }

@@ -29,6 +29,9 @@ struct Inner {
     grace_replays: AtomicU64,
     reuse_detections: AtomicU64,
     resource_requests: AtomicU64,
+    password_checks: AtomicU64,
+    hashing_now: AtomicU64,
+    hashing_peak: AtomicU64,
 }
 
 /// Fault-injection switches and read-only counters of one server. Cloning
@@ -52,6 +55,10 @@ pub struct FaultCounters {
     pub reuse_detections: u64,
     /// Requests to `/api/resources`.
     pub resource_requests: u64,
+    /// Password checks (argon2id verifications) evaluated for logins.
+    pub password_checks: u64,
+    /// Most password hashes that ran at the same time.
+    pub password_hashing_peak: u64,
 }
 
 /// What the refresh handler must do before its real work.
@@ -119,6 +126,8 @@ impl Faults {
             grace_replays: self.inner.grace_replays.load(Ordering::Relaxed),
             reuse_detections: self.inner.reuse_detections.load(Ordering::Relaxed),
             resource_requests: self.inner.resource_requests.load(Ordering::Relaxed),
+            password_checks: self.inner.password_checks.load(Ordering::Relaxed),
+            password_hashing_peak: self.inner.hashing_peak.load(Ordering::Relaxed),
         }
     }
 
@@ -140,6 +149,20 @@ impl Faults {
     /// Reuse detections so far.
     pub fn reuse_detections(&self) -> u64 {
         self.inner.reuse_detections.load(Ordering::Relaxed)
+    }
+
+    /// A password hash starts (a login's check when `check`).
+    pub(crate) fn hashing_started(&self, check: bool) {
+        if check {
+            self.inner.password_checks.fetch_add(1, Ordering::Relaxed);
+        }
+        let now = self.inner.hashing_now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.inner.hashing_peak.fetch_max(now, Ordering::SeqCst);
+    }
+
+    /// A password hash finished.
+    pub(crate) fn hashing_finished(&self) {
+        self.inner.hashing_now.fetch_sub(1, Ordering::SeqCst);
     }
 
     pub(crate) fn count_rotation(&self) {

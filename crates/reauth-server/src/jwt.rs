@@ -297,6 +297,25 @@ mod tests {
     }
 
     #[test]
+    fn s16_iat_and_nbf_beyond_the_leeway_are_refused() {
+        let codec = JwtCodec::new(ServerKeys::generate());
+        let at = |iat: i64, nbf: Option<i64>| {
+            let token = codec.sign(&AccessClaims {
+                iat,
+                nbf,
+                ..claims(10_000)
+            });
+            codec
+                .verify(&token, "iss", "aud", 1_000, LEEWAY)
+                .map(|_| ())
+        };
+        assert_eq!(at(1_060, None), Ok(()), "iat within the leeway");
+        assert_eq!(at(1_061, None), Err("token issued in the future"));
+        assert_eq!(at(900, Some(1_060)), Ok(()), "nbf within the leeway");
+        assert_eq!(at(900, Some(1_061)), Err("token not yet valid"));
+    }
+
+    #[test]
     fn flipping_any_signature_byte_is_refused() {
         let codec = JwtCodec::new(ServerKeys::generate());
         let token = codec.sign(&claims(100));

@@ -45,6 +45,7 @@ mod server;
 pub mod store;
 mod tls;
 mod util;
+mod web;
 
 pub use app_error::AppError;
 pub use clients::{ClientInfo, ClientSpec, GrantType};

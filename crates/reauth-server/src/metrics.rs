@@ -7,7 +7,7 @@
 //!
 //! | name | type | labels |
 //! |---|---|---|
-//! | `reauth_logins_total` | counter | `outcome` = `success`, `failure`, `rate_limited` |
+//! | `reauth_logins_total` | counter | `outcome` = `success`, `failure`, `rate_limited`, `busy` (hashing queue full) |
 //! | `reauth_refreshes_total` | counter | `outcome` = `rotated`, `grace_replay`, `rejected`, `reuse_detected` |
 //! | `reauth_grace_replays_total` | counter | |
 //! | `reauth_reuse_detections_total` | counter | |

@@ -19,6 +19,7 @@ use crate::error::ServerError;
 use crate::faults::Faults;
 use crate::jwt::JwtCodec;
 use crate::keys::ServerKeys;
+use crate::password::Hashing;
 use crate::rate_limit::LoginLimiter;
 use crate::secret::Secret;
 use crate::store::{NewClient, Repository, UserInfo};
@@ -122,10 +123,15 @@ impl Server {
         let dummy_hash = tokio::task::spawn_blocking(move || crate::password::dummy_hash(cost))
             .await
             .map_err(|e| ServerError::Task(e.to_string()))?;
+        let faults = Faults::default();
         let state = Arc::new(Engine {
             jwt: JwtCodec::new(keys.clone()),
-            limiter: LoginLimiter::new(config.login_rate_limit),
-            faults: Faults::default(),
+            limiter: LoginLimiter::new(
+                config.login_rate_limit,
+                config.limits.login_limiter_max_keys,
+            ),
+            hashing: Hashing::new(config.password_hashing, &config.limits, faults.clone()),
+            faults,
             denylist: RwLock::new(HashMap::new()),
             issuer: OnceLock::new(),
             dummy_hash,
@@ -142,7 +148,10 @@ impl Server {
 
     /// The axum router of every endpoint (DESIGN.md §4.1).
     pub fn router(&self) -> Router {
-        crate::routes::router(self.state.clone())
+        crate::web::with_page(
+            crate::routes::router(self.state.clone()),
+            self.state.config.web_dir.as_deref(),
+        )
     }
 
     /// The operator's router: `/metrics`, `/healthz` and `/readyz`, for a
@@ -313,11 +322,11 @@ impl Server {
         {
             return Err(ServerError::InvalidUsername);
         }
-        let cost = self.state.config.password_hashing;
-        let password = password.to_owned();
-        let hash = tokio::task::spawn_blocking(move || crate::password::hash(&password, cost))
+        let hash = self
+            .state
+            .hashing
+            .hash(password.to_owned())
             .await
-            .map_err(|e| ServerError::Task(e.to_string()))?
             .map_err(ServerError::PasswordHash)?;
         if self.state.repo.add_user(username, &hash).await? {
             crate::audit::user_changed("user_added", username);

@@ -1,13 +1,9 @@
 //! Client authentication (RFC 6749 §2.3.1) and what a client may ask for:
 //! its grant types (O3) and scopes (O2).
 
-use std::collections::HashMap;
-
-use http::HeaderMap;
-
 use super::Engine;
 use crate::app_error::AppError;
-use crate::client_auth::{presented_client, secret_matches};
+use crate::client_auth::{PresentedClient, secret_matches};
 use crate::clients::GrantType;
 use crate::config::ClientCredentials;
 use crate::store::ClientRecord;
@@ -18,21 +14,14 @@ use crate::store::ClientRecord;
 pub(crate) const CLIENT_SUBJECT_PREFIX: &str = "client:";
 
 impl Engine {
-    /// Authenticates the client of a request (HTTP Basic or form
-    /// parameters): a confidential client by its secret, a public one by its
-    /// id alone (with no secret, or an empty one). `401 invalid_client`
+    /// Authenticates the client of a request (credentials from HTTP Basic
+    /// or the form): a confidential client by its secret, a public one by
+    /// its id alone (with no secret, or an empty one). `401 invalid_client`
     /// otherwise.
     pub(crate) async fn authenticate_client(
         &self,
-        headers: &HeaderMap,
-        params: &HashMap<String, String>,
+        presented: PresentedClient,
     ) -> Result<ClientRecord, AppError> {
-        let presented = presented_client(
-            headers,
-            params.get("client_id").map(String::as_str),
-            params.get("client_secret").map(String::as_str),
-        )?
-        .ok_or(AppError::InvalidClient)?;
         let id = presented.client_id.as_str();
         let Some(client) = self.repo.find_client(id).await? else {
             crate::audit::client_auth_failed(id, "unknown client");

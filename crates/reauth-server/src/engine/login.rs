@@ -1,9 +1,15 @@
 //! Password checks and new session families.
 
+use std::time::Duration;
+
 use super::{Engine, TokenResponse, short};
 use crate::app_error::AppError;
+use crate::password::Busy;
 use crate::refresh_token::FamilyId;
 use crate::store::NewFamily;
+
+/// How long a login turned away by a full hashing queue is asked to wait.
+const HASHING_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl Engine {
     /// Starts a session family for `subject` and issues its first tokens.
@@ -34,41 +40,59 @@ impl Engine {
         Ok(self.token_response(&family, subject, 1, scope, client_id))
     }
 
-    /// Checks username and password (argon2id on a blocking thread), under the
-    /// failed-login limiter keyed by `rate_key`. `client_id`: the OAuth
-    /// client asking (for the audit log).
+    /// Checks username and password: one attempt is reserved from the
+    /// account's failed-login budget first (S11), the argon2id check runs in
+    /// the bounded hashing pool (S12), and the attempt is given back if the
+    /// password was right or never checked. `client_id`: the OAuth client
+    /// asking (for the audit log).
     pub(crate) async fn check_password(
         &self,
         username: &str,
         password: String,
-        rate_key: &str,
         client_id: Option<&str>,
     ) -> Result<(), AppError> {
-        let now = self.now_ms();
-        if let Err(retry_after) = self.limiter.check(rate_key, now) {
-            crate::metrics::login("rate_limited");
-            crate::audit::login_rate_limited(username);
-            return Err(AppError::RateLimited { retry_after });
-        }
+        let attempt = match self.limiter.reserve(username, self.now_ms()) {
+            Ok(attempt) => attempt,
+            Err(retry_after) => {
+                crate::metrics::login("rate_limited");
+                crate::audit::login_rate_limited(username);
+                return Err(AppError::RateLimited { retry_after });
+            }
+        };
         // A name in the clients' namespace is never a user (such a name can
         // no longer be added; one stored earlier cannot log in).
-        let user = if username.starts_with(super::CLIENT_SUBJECT_PREFIX) {
-            None
+        let found = if username.starts_with(super::CLIENT_SUBJECT_PREFIX) {
+            Ok(None)
         } else {
-            self.repo.find_user(username).await?
+            self.repo.find_user(username).await
+        };
+        let user = match found {
+            Ok(user) => user,
+            Err(e) => {
+                attempt.refund();
+                return Err(e.into());
+            }
         };
         let (hash, known) = match user {
             Some(u) => (u.password_hash, true),
             None => (self.dummy_hash.clone(), false),
         };
-        let ok = tokio::task::spawn_blocking(move || crate::password::verify(&password, &hash))
-            .await
-            .map_err(AppError::internal)?;
+        let ok = match self.hashing.verify(password, hash).await {
+            Ok(ok) => ok,
+            Err(Busy) => {
+                attempt.refund();
+                crate::metrics::login("busy");
+                return Err(AppError::Unavailable {
+                    retry_after: HASHING_RETRY_AFTER,
+                });
+            }
+        };
         if ok && known {
+            attempt.refund();
             crate::metrics::login("success");
             Ok(())
         } else {
-            self.limiter.record_failure(rate_key, self.now_ms());
+            drop(attempt); // Spent.
             crate::metrics::login("failure");
             let reason = if known {
                 "wrong password"

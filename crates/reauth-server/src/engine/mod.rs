@@ -19,6 +19,7 @@ use crate::config::ServerConfig;
 use crate::faults::Faults;
 use crate::jwt::JwtCodec;
 use crate::keys::ServerKeys;
+use crate::password::Hashing;
 use crate::rate_limit::LoginLimiter;
 use crate::store::Repository;
 
@@ -43,6 +44,7 @@ pub(crate) struct Engine {
     pub(crate) jwt: JwtCodec,
     pub(crate) faults: Faults,
     pub(crate) limiter: LoginLimiter,
+    pub(crate) hashing: Hashing,
     /// Revoked families whose access tokens may still be unexpired: id →
     /// when this process learned of it (ms, this process's clock).
     pub(crate) denylist: RwLock<HashMap<String, i64>>,

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{AppStateRef, extract, rate_key, token_json};
+use super::{AppStateRef, extract, token_json, validate};
 use crate::app_error::AppError;
 use crate::faults::RefreshFault;
 
@@ -27,9 +27,10 @@ pub(super) async fn login(
 ) -> Result<Response, AppError> {
     let (parts, body) = request.into_parts();
     let login: LoginBody = extract::json(&parts.headers, body, state.config.max_body_bytes).await?;
-    let key = rate_key(&parts.extensions, &login.username);
+    validate::param("username", &login.username)?;
+    validate::param("password", &login.password)?;
     state
-        .check_password(&login.username, login.password, &key, None)
+        .check_password(&login.username, login.password, None)
         .await?;
     let tokens = state.start_session(&login.username, None, None).await?;
     Ok(token_json(&tokens))
@@ -48,6 +49,7 @@ pub(super) async fn refresh(
     let (parts, body) = request.into_parts();
     let body: RefreshBody =
         extract::json(&parts.headers, body, state.config.max_body_bytes).await?;
+    validate::param("refresh_token", &body.refresh_token)?;
     let tokens = state.refresh(&body.refresh_token, None, None).await?;
     Ok(token_json(&tokens))
 }
@@ -70,6 +72,7 @@ pub(super) async fn logout(
     }
     let body: RefreshBody =
         extract::json(&parts.headers, body, state.config.max_body_bytes).await?;
+    validate::param("refresh_token", &body.refresh_token)?;
     state
         .revoke_token(&body.refresh_token, "logout", None)
         .await?;

@@ -18,7 +18,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{AppStateRef, extract, rate_key};
+use super::{AppStateRef, extract};
 use crate::app_error::AppError;
 use crate::engine::{AuthorizationRequest, AuthorizeError};
 
@@ -60,10 +60,9 @@ pub(super) async fn submit(State(state): State<AppStateRef>, request: Request) -
         let note = "Enter your username and password.";
         return sign_in_page(StatusCode::BAD_REQUEST, &checked, &params, Some(note));
     };
-    let key = rate_key(&parts.extensions, username);
     let client_id = checked.client.client_id.as_str();
     match state
-        .check_password(username, password.clone(), &key, Some(client_id))
+        .check_password(username, password.clone(), Some(client_id))
         .await
     {
         Ok(()) => {}

@@ -32,8 +32,28 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, AppError> {
     })
 }
 
+/// Most parameters in one form body.
+const MAX_PARAMS: usize = 32;
+
+/// Decodes one `application/x-www-form-urlencoded` component strictly: `+` is
+/// a space, `%XX` a byte, and the bytes must be UTF-8 (no silent U+FFFD).
+fn decode(component: &[u8]) -> Result<String, AppError> {
+    let plus_as_space: Vec<u8> = component
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    percent_encoding::percent_decode(&plus_as_space)
+        .decode_utf8()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| AppError::InvalidParameter {
+            name: "form body",
+            why: "not UTF-8",
+        })
+}
+
 /// Parses an `application/x-www-form-urlencoded` body. Repeated parameters
-/// are refused (RFC 6749 §3.2); empty values count as absent.
+/// are refused (RFC 6749 §3.2); empty values count as absent; every name and
+/// value is checked ([`validate`](super::validate)).
 pub(crate) async fn form(
     headers: &HeaderMap,
     body: Body,
@@ -64,14 +84,21 @@ pub(crate) fn query(
 /// parameter is refused (RFC 6749 §3.1, §3.2).
 fn parameters(bytes: &[u8]) -> Result<HashMap<String, String>, AppError> {
     let mut params = HashMap::new();
-    for (key, value) in form_urlencoded::parse(bytes) {
+    for pair in bytes.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        let (key, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &[][..]),
+        };
+        let (key, value) = (decode(key)?, decode(value)?);
+        super::validate::name(&key)?;
+        super::validate::param(&key, &value)?;
         if value.is_empty() {
             continue;
         }
-        if params
-            .insert(key.into_owned(), value.into_owned())
-            .is_some()
-        {
+        if params.len() >= MAX_PARAMS {
+            return Err(AppError::InvalidRequest("too many parameters"));
+        }
+        if params.insert(key, value).is_some() {
             return Err(AppError::InvalidRequest("repeated parameter"));
         }
     }

@@ -1,10 +1,8 @@
 //! The HTTP endpoints of DESIGN.md §4.1.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
@@ -18,6 +16,7 @@ mod authorize;
 mod extract;
 mod oauth;
 mod resources;
+mod validate;
 mod well_known;
 
 /// Shared state as handlers see it.
@@ -104,14 +103,6 @@ fn token_json(body: &TokenResponse) -> Response {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     response
-}
-
-/// The failed-login limiter key: client address and username.
-fn rate_key(extensions: &axum::http::Extensions, username: &str) -> String {
-    let ip = extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "-".to_owned(), |c| c.0.ip().to_string());
-    format!("{ip}|{username}")
 }
 
 /// An unknown path or method still gets an RFC 6749 §5.2 error body.

@@ -4,14 +4,38 @@
 use std::collections::HashMap;
 
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{AppStateRef, extract, rate_key, token_json};
+use super::{AppStateRef, extract, token_json, validate};
 use crate::app_error::AppError;
+use crate::client_auth::presented_client;
 use crate::clients::GrantType;
-use crate::engine::{check_grant, grant_scope};
+use crate::engine::{Engine, check_grant, grant_scope};
 use crate::faults::RefreshFault;
+use crate::store::ClientRecord;
+
+/// The authenticated client of a request: credentials from HTTP Basic or
+/// the form (RFC 6749 §2.3.1), checked like every parameter, then by the
+/// engine. `401 invalid_client` otherwise.
+async fn authenticated(
+    state: &Engine,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<ClientRecord, AppError> {
+    let presented = presented_client(
+        headers,
+        params.get("client_id").map(String::as_str),
+        params.get("client_secret").map(String::as_str),
+    )?
+    .ok_or(AppError::InvalidClient)?;
+    // Credentials from the Basic header have not been through the form checks.
+    validate::param("client_id", &presented.client_id)?;
+    if let Some(secret) = &presented.client_secret {
+        validate::param("client_secret", secret.expose())?;
+    }
+    state.authenticate_client(presented).await
+}
 
 fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a str, AppError> {
     params
@@ -47,7 +71,7 @@ pub(super) async fn token(
             None => {}
         }
     }
-    let client = state.authenticate_client(&parts.headers, &params).await?;
+    let client = authenticated(&state, &parts.headers, &params).await?;
     let grant = GrantType::parse(grant_type).ok_or(AppError::UnsupportedGrantType)?;
     check_grant(&client, grant)?;
     let scope = params.get("scope").map(String::as_str);
@@ -60,9 +84,8 @@ pub(super) async fn token(
             let scope = grant_scope(&client, scope)?;
             let username = required(&params, "username")?;
             let password = required(&params, "password")?;
-            let key = rate_key(&parts.extensions, username);
             state
-                .check_password(username, password.to_owned(), &key, Some(&client.client_id))
+                .check_password(username, password.to_owned(), Some(&client.client_id))
                 .await?;
             state
                 .start_session(username, Some(&client.client_id), scope.as_deref())
@@ -94,7 +117,7 @@ pub(super) async fn revoke(
 ) -> Result<Response, AppError> {
     let (parts, body) = request.into_parts();
     let params = extract::form(&parts.headers, body, state.config.max_body_bytes).await?;
-    let client = state.authenticate_client(&parts.headers, &params).await?;
+    let client = authenticated(&state, &parts.headers, &params).await?;
     let token = required(&params, "token")?;
     state.revoke_token(token, "revoked", Some(&client)).await?;
     Ok(StatusCode::OK.into_response())
@@ -108,7 +131,7 @@ pub(super) async fn introspect(
 ) -> Result<Response, AppError> {
     let (parts, body) = request.into_parts();
     let params = extract::form(&parts.headers, body, state.config.max_body_bytes).await?;
-    let client = state.authenticate_client(&parts.headers, &params).await?;
+    let client = authenticated(&state, &parts.headers, &params).await?;
     if client.public {
         // RFC 7662 §2.1: the caller must be authorized; a public client is
         // not authenticated at all.

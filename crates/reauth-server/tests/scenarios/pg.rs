@@ -101,9 +101,19 @@ impl PgSchema {
     }
 
     async fn clock_sql(&self, sql: &str) {
+        self.execute(sql).await;
+    }
+
+    /// Runs `sql` (one or more statements) in the test's schema.
+    pub(crate) async fn execute(&self, sql: &str) {
         let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
-        sqlx::query(sql).execute(&mut conn).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
         let _ = conn.close().await;
+    }
+
+    /// [`execute`](Self::execute) with an owned statement (for closures).
+    pub(crate) async fn execute_owned(&self, sql: String) {
+        self.execute(&sql).await;
     }
 }
 

@@ -1,0 +1,82 @@
+//! S11: parallel wrong-password logins for one account, from one or many
+//! addresses, evaluate at most the configured budget of password checks —
+//! an attempt is reserved atomically and given back only on success.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use reqwest::StatusCode;
+
+use crate::common::{PASSWORD, TestServer, USER, test_config};
+
+async fn login_from(url: &str, from: IpAddr, password: &str) -> StatusCode {
+    let client = reqwest::Client::builder()
+        .local_address(from)
+        .build()
+        .unwrap();
+    client
+        .post(format!("{url}/auth/login"))
+        .json(&serde_json::json!({"username": USER, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s11_parallel_wrong_passwords_from_many_addresses_check_at_most_the_budget() {
+    let mut config = test_config();
+    config.limits.password_hash_queue = 1_000; // S12's bound is not what this tests.
+    let budget = config.login_rate_limit.burst;
+    let server = TestServer::start_with(config).await;
+    // 100 guesses at once, each from its own loopback address.
+    let guesses = (0..100u8).map(|i| {
+        let from = IpAddr::V4(Ipv4Addr::new(127, 0, 1, i + 1));
+        login_from(&server.url, from, "guess")
+    });
+    let statuses = futures::future::join_all(guesses).await;
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::BAD_REQUEST)
+        .count();
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((refused, limited), (budget as usize, 100 - budget as usize));
+    assert_eq!(
+        server.server().faults().counters().password_checks,
+        u64::from(budget),
+        "password checks evaluated"
+    );
+    // The budget is the account's: the right password from a fresh address
+    // is refused too until it refills.
+    let fresh = IpAddr::V4(Ipv4Addr::new(127, 0, 2, 1));
+    assert_eq!(
+        login_from(&server.url, fresh, PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn s11_a_right_password_gives_its_attempt_back() {
+    let mut config = test_config();
+    config.login_rate_limit.burst = 3;
+    let server = TestServer::start_with(config).await;
+    for expected in [
+        StatusCode::BAD_REQUEST,
+        StatusCode::BAD_REQUEST,
+        StatusCode::OK, // reserved, then refunded
+        StatusCode::OK,
+        StatusCode::BAD_REQUEST, // the last attempt of the budget
+        StatusCode::TOO_MANY_REQUESTS,
+    ] {
+        let password = if expected == StatusCode::OK {
+            PASSWORD
+        } else {
+            "guess"
+        };
+        let (status, body) = server.login_as(USER, password).await;
+        assert_eq!(status, expected, "{body}");
+    }
+    assert_eq!(server.server().faults().counters().password_checks, 5);
+}
