@@ -75,7 +75,8 @@ fn main() -> ExitCode {
     logging::init(
         cli.log_format,
         match &cli.command {
-            Command::Serve(_) => "info",
+            // sqlx reports Postgres notices ("already exists, skipping") at info.
+            Command::Serve(_) => "info,sqlx=warn",
             Command::User(_) | Command::Client(_) | Command::Keys(_) => "warn,reauth::audit=info",
             Command::Demo(_) | Command::Lab(_) | Command::LabChild(_) => "error",
         },
