@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use reauth::TokenSet;
 use reauth_reqwest::{ClientAuth, OAuth2Refresher};
 use reauth_server::{ClientCredentials, PasswordHashing, RunningServer, Server, ServerConfig};
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 /// The user the demo and the lab seed and log in as.
@@ -90,10 +91,19 @@ impl Endpoints {
 
     /// An OAuth2 refresher for this server (HTTP Basic client authentication).
     pub(crate) fn refresher(&self) -> OAuth2Refresher {
-        OAuth2Refresher::new(self.token.clone(), self.client_id.clone())
-            .client_secret(self.client_secret.clone())
-            .client_auth(ClientAuth::Basic)
-            .revocation_url(self.revoke.clone())
+        self.refresher_config()
+            .build()
+            .expect("the endpoints' URLs are valid")
+    }
+
+    /// What another process needs to build [`refresher`](Self::refresher).
+    pub(crate) fn refresher_config(&self) -> RefresherConfig {
+        RefresherConfig {
+            token_url: self.token.to_string(),
+            revocation_url: Some(self.revoke.to_string()),
+            client_id: self.client_id.clone(),
+            client_secret: Some(self.client_secret.clone()),
+        }
     }
 
     /// Logs in with the password grant.
@@ -102,5 +112,42 @@ impl Endpoints {
             .password_grant(&self.username, &self.password)
             .await
             .with_context(|| format!("logging in as {:?} at {}", self.username, self.token))
+    }
+}
+
+/// How to build an OAuth2 refresher, in a form that can be handed to another
+/// process (the lab's children). `Debug` hides the secret.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct RefresherConfig {
+    token_url: String,
+    revocation_url: Option<String>,
+    client_id: String,
+    client_secret: Option<String>,
+}
+
+impl std::fmt::Debug for RefresherConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefresherConfig")
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RefresherConfig {
+    /// The refresher (HTTP Basic client authentication when there is a secret).
+    pub(crate) fn build(&self) -> anyhow::Result<OAuth2Refresher> {
+        let token = Url::parse(&self.token_url).context("token endpoint URL")?;
+        let mut refresher = OAuth2Refresher::new(token, self.client_id.clone());
+        if let Some(secret) = &self.client_secret {
+            refresher = refresher
+                .client_secret(secret.clone())
+                .client_auth(ClientAuth::Basic);
+        }
+        if let Some(revoke) = &self.revocation_url {
+            refresher =
+                refresher.revocation_url(Url::parse(revoke).context("revocation endpoint URL")?);
+        }
+        Ok(refresher)
     }
 }

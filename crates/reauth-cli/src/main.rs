@@ -19,6 +19,7 @@ mod local;
 mod logging;
 mod netlog;
 mod serve;
+mod serve_limits;
 mod user;
 
 use std::process::ExitCode;

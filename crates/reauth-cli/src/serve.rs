@@ -84,6 +84,8 @@ pub(crate) struct ServeArgs {
     /// the rest under `/web/` (the browser demo: `crates/reauth-web-demo/run`).
     #[arg(long, env = "REAUTH_WEB_DIR")]
     web_dir: Option<PathBuf>,
+    #[command(flatten)]
+    limits: crate::serve_limits::LimitArgs,
 }
 
 /// SQLite's `synchronous` setting.
@@ -143,6 +145,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.demo_client = Some(ClientCredentials::demo());
     }
     config.web_dir = args.web_dir.clone();
+    args.limits.apply(&mut config.limits);
     let server = open(config).await?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await

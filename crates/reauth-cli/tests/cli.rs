@@ -435,6 +435,50 @@ fn serve_answers_healthz_and_stops_on_sigterm() {
     assert!(status.success(), "exit status {status:?}");
 }
 
+/// S13: SIGTERM ends `reauth serve` within its shutdown deadline even while
+/// clients hold connections open (one half-way through a request line, one
+/// idle) — before, one half-sent request line kept it running forever.
+#[cfg(unix)]
+#[test]
+fn s13_sigterm_exits_within_the_deadline_whatever_the_clients_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = reauth()
+        .args(["serve", "--addr", "127.0.0.1:0", "--db", "sqlite::memory:"])
+        .args(["--shutdown-deadline", "2s", "--header-timeout", "1h"])
+        .arg("--key-file")
+        .arg(dir.path().join("keys.json"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = Guard(child);
+    let mut lines = BufReader::new(guard.0.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a first line").unwrap();
+    let addr = first
+        .split("listening on http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_owned();
+    let mut half = TcpStream::connect(&addr).unwrap();
+    half.write_all(b"GET /heal").unwrap();
+    let _idle = TcpStream::connect(&addr).unwrap();
+    // Make sure the server has taken both connections in.
+    assert!(get(&addr, "/healthz").starts_with("HTTP/1.1 200"));
+
+    let pid = guard.0.id().to_string();
+    let sent = Instant::now();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    // 2 s deadline; the rest is slack for a loaded machine.
+    let status = wait_for_exit(&mut guard.0, Duration::from_secs(30));
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        sent.elapsed() >= Duration::from_secs(2),
+        "did not wait for the clients at all"
+    );
+}
+
 #[cfg(unix)]
 fn assert_key_file_is_private(path: &Path) {
     use std::os::unix::fs::PermissionsExt;

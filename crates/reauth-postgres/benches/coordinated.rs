@@ -45,7 +45,7 @@ async fn session(store: Arc<dyn TokenStore>) -> Session {
     let session = Session::builder(refresh_fn(|_current: TokenSet| async {
         Ok(TokenSet::new("fresh").with_refresh_token("r"))
     }))
-    .shared_store(store)
+    .store(store)
     .refresh_ahead(RefreshAhead::disabled())
     .build();
     session

@@ -1,13 +1,15 @@
 //! A Postgres [`TokenStore`](reauth::TokenStore) whose
-//! [`Coordinator`](reauth::Coordinator) makes one refresh across every replica
+//! [`Coordinator`](reauth::coord::Coordinator) makes one refresh across every replica
 //! sharing a token (DESIGN.md C16).
 //!
 //! Every session takes a **lease** row before refreshing (an upsert that only
-//! succeeds over a lapsed lease, timed by the database's clock), **re-reads**
-//! the stored generation and adopts it if another replica already refreshed,
-//! and writes its result with **compare-and-set** on the generation
-//! (`UPDATE … WHERE generation = $expected`), so a holder whose lease lapsed
-//! can never overwrite a newer set.
+//! succeeds over a lapsed lease, timed by the database's clock) and renews it
+//! while it works, **re-reads** the stored set and adopts it if another
+//! replica of the same login already refreshed, and writes its result with a
+//! **compare-and-swap** on the stored generation and lineage, **fenced by the
+//! lease** (`UPDATE … WHERE generation = $g AND lineage = $l AND EXISTS (the
+//! lease row, held by us, unexpired, FOR SHARE)`), so a holder whose lease
+//! lapsed can never write anything (C18).
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,7 +31,7 @@
 //! # Tables
 //!
 //! [`PostgresStore::migrate`] creates (if absent) `reauth_tokens (key,
-//! generation, tokens, updated_at)` and `reauth_leases (key, owner,
+//! generation, lineage, tokens, updated_at)` and `reauth_leases (key, owner,
 //! expires_at)`; [`SCHEMA`] holds the DDL if you manage migrations yourself.
 //! One row per key: many sessions (accounts) share the tables.
 //!

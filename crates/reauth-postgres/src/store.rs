@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reauth::{Coordinator, Generation, Lease, StoreError, TokenSet, TokenStore};
+use reauth::coord::{Coordinator, Lease};
+use reauth::{Generation, Stamp, StoreError, TokenSet, TokenStore};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
@@ -20,7 +21,18 @@ CREATE TABLE IF NOT EXISTS reauth_leases (
     owner      text NOT NULL,
     expires_at timestamptz NOT NULL
 );
+ALTER TABLE reauth_tokens ADD COLUMN IF NOT EXISTS lineage text NOT NULL DEFAULT '';
 ";
+
+/// The fence of a compare-and-swap (`$2`: the owner, `NULL` for none): the
+/// lease row must be held by the owner and unexpired by the database's clock.
+/// `FOR SHARE` locks that row until the statement's transaction commits, so a
+/// takeover of the lapsed lease (an `UPDATE` of the row) waits for this write
+/// to be committed — and the new holder's re-read sees it.
+const FENCE: &str = "($2::text IS NULL OR EXISTS (
+    SELECT 1 FROM reauth_leases
+    WHERE key = $1 AND owner = $2 AND expires_at > clock_timestamp()
+    FOR SHARE))";
 
 /// Serialises concurrent `migrate` calls (`CREATE TABLE IF NOT EXISTS` races).
 const MIGRATE_LOCK: i64 = 0x7265_6175_7468; // "reauth"
@@ -113,11 +125,13 @@ impl TokenStore for PostgresStore {
 
     async fn store(&self, tokens: &TokenSet) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO reauth_tokens (key, generation, tokens) VALUES ($1, $2, $3)
-             ON CONFLICT (key) DO UPDATE SET generation = EXCLUDED.generation, tokens = EXCLUDED.tokens, updated_at = now()",
+            "INSERT INTO reauth_tokens (key, generation, lineage, tokens) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (key) DO UPDATE SET generation = EXCLUDED.generation,
+                 lineage = EXCLUDED.lineage, tokens = EXCLUDED.tokens, updated_at = now()",
         )
         .bind(&self.key)
         .bind(generation(tokens.generation)?)
+        .bind(tokens.lineage.as_str())
         .bind(encode(tokens)?)
         .execute(&self.pool)
         .await
@@ -163,6 +177,21 @@ impl Coordinator for PostgresStore {
         Ok(won.map(|_| lease))
     }
 
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
+        let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+        let done = sqlx::query(
+            "UPDATE reauth_leases SET expires_at = clock_timestamp() + $3 * interval '1 millisecond'
+             WHERE key = $1 AND owner = $2 AND expires_at > clock_timestamp()",
+        )
+        .bind(&self.key)
+        .bind(lease.owner())
+        .bind(ms)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM reauth_leases WHERE key = $1 AND owner = $2")
             .bind(&self.key)
@@ -173,32 +202,63 @@ impl Coordinator for PostgresStore {
             .map_err(backend)
     }
 
-    async fn compare_and_store(
+    async fn compare_and_swap(
         &self,
-        expected: Option<Generation>,
-        tokens: &TokenSet,
+        fence: Option<&Lease>,
+        expected: Option<&Stamp>,
+        new: Option<&TokenSet>,
     ) -> Result<bool, StoreError> {
-        let new = generation(tokens.generation)?;
-        let json = encode(tokens)?;
-        let done = match expected {
-            Some(g) => sqlx::query(
-                "UPDATE reauth_tokens SET generation = $3, tokens = $4, updated_at = now()
-                 WHERE key = $1 AND generation = $2",
-            )
+        let owner = fence.map(Lease::owner);
+        // $1 key, $2 fence owner, then the expected stamp, then the new set.
+        let done = match (expected, new) {
+            (Some(e), Some(t)) => sqlx::query(&format!(
+                "UPDATE reauth_tokens SET generation = $5, lineage = $6, tokens = $7, updated_at = now()
+                 WHERE key = $1 AND generation = $3 AND lineage = $4 AND {FENCE}"
+            ))
             .bind(&self.key)
-            .bind(generation(g)?)
-            .bind(new)
-            .bind(json),
-            None => sqlx::query(
-                "INSERT INTO reauth_tokens (key, generation, tokens) VALUES ($1, $2, $3)
-                 ON CONFLICT (key) DO NOTHING",
-            )
+            .bind(owner)
+            .bind(generation(e.generation)?)
+            .bind(e.lineage.as_str())
+            .bind(generation(t.generation)?)
+            .bind(t.lineage.as_str())
+            .bind(encode(t)?)
+            .execute(&self.pool)
+            .await,
+            (None, Some(t)) => sqlx::query(&format!(
+                "INSERT INTO reauth_tokens (key, generation, lineage, tokens)
+                 SELECT $1, $3, $4, $5 WHERE {FENCE}
+                 ON CONFLICT (key) DO NOTHING"
+            ))
             .bind(&self.key)
-            .bind(new)
-            .bind(json),
+            .bind(owner)
+            .bind(generation(t.generation)?)
+            .bind(t.lineage.as_str())
+            .bind(encode(t)?)
+            .execute(&self.pool)
+            .await,
+            (Some(e), None) => sqlx::query(&format!(
+                "DELETE FROM reauth_tokens
+                 WHERE key = $1 AND generation = $3 AND lineage = $4 AND {FENCE}"
+            ))
+            .bind(&self.key)
+            .bind(owner)
+            .bind(generation(e.generation)?)
+            .bind(e.lineage.as_str())
+            .execute(&self.pool)
+            .await,
+            (None, None) => {
+                // "Remove nothing, if nothing is stored": true iff nothing is.
+                let empty: bool = sqlx::query_scalar(&format!(
+                    "SELECT NOT EXISTS (SELECT 1 FROM reauth_tokens WHERE key = $1) AND {FENCE}"
+                ))
+                .bind(&self.key)
+                .bind(owner)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(backend)?;
+                return Ok(empty);
+            }
         }
-        .execute(&self.pool)
-        .await
         .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }

@@ -1,8 +1,8 @@
 //! The store conformance suite on real Postgres (`DATABASE_URL`), under a
 //! random row key so that parallel runs do not meet.
 
-use reauth::test_util::conformance;
 use reauth_postgres::PostgresStore;
+use reauth_testkit::conformance;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_conforms() {

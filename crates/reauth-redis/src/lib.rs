@@ -1,4 +1,4 @@
-//! A Redis [`TokenStore`](reauth::TokenStore) whose [`Coordinator`](reauth::Coordinator)
+//! A Redis [`TokenStore`](reauth::TokenStore) whose [`Coordinator`](reauth::coord::Coordinator)
 //! makes one refresh across every replica sharing a token (DESIGN.md C16).
 //!
 //! Many workers sharing one integration account's rotating refresh token race
@@ -30,19 +30,20 @@
 //!
 //! # Keys
 //!
-//! For a key prefix `p`: `{p}:tokens` (a hash: `generation`, `tokens` as JSON)
+//! For a key prefix `p`: `{p}:tokens` (a hash: `generation`, `lineage`, `tokens` as JSON)
 //! and `{p}:lease` (the owner token, with a TTL). The braces are a hash tag, so
 //! both land in one Redis Cluster slot and the Lua scripts may touch them.
 //!
 //! # Guarantees and what they depend on
 //!
 //! * The lease expiry is measured by the Redis server's clock alone, so
-//!   replicas' clocks do not matter. Its TTL is
-//!   [`reauth::lease_ttl`]`(refresh_timeout)`, longer than any refresh attempt.
+//!   replicas' clocks do not matter. Its TTL is the session's lease TTL
+//!   ([`reauth::coord::lease_ttl`]`(refresh_timeout)` by default); the holder
+//!   renews it (`PEXPIRE`, owner-checked) every third of it while it works.
 //! * Waiters poll the lease (one `SET NX` each, backing off from 10 ms to
 //!   200 ms), never the tokens; they read the tokens once, when they hold it.
 //! * Redis replication is asynchronous: after a failover a lease (or a write)
-//!   may be lost. The compare-and-set still prevents a stale overwrite on the
+//!   may be lost. The compare-and-swap still prevents a stale overwrite on the
 //!   new primary, but two refreshes may then happen once. Use one primary (or
 //!   `WAIT`-backed durability) if that matters.
 

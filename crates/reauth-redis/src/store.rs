@@ -4,17 +4,42 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reauth::{Coordinator, Generation, Lease, StoreError, TokenSet, TokenStore};
+use reauth::coord::{Coordinator, Lease};
+use reauth::{Stamp, StoreError, TokenSet, TokenStore};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
-/// Stores `tokens` only if the stored generation is `ARGV[1]` (`""`: nothing stored).
+/// Compare-and-swap on the token hash `KEYS[1]`, fenced by the lease `KEYS[2]`.
+///
+/// `ARGV[1]`: the fence owner (`""`: unfenced); `ARGV[2]`, `ARGV[3]`: the
+/// expected generation and lineage (`ARGV[2] == ""`: nothing stored);
+/// `ARGV[4]`: `"1"` to write `ARGV[5]` (generation), `ARGV[6]` (lineage),
+/// `ARGV[7]` (the set as JSON), `"0"` to remove. A lapsed lease is gone from
+/// Redis (`PX`), so the fence also refuses an expired holder.
 const CAS: &str = r"
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 local g = redis.call('HGET', KEYS[1], 'generation')
-if not g then g = '' end
-if g ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'generation', ARGV[2], 'tokens', ARGV[3])
+if not g then
+  if ARGV[2] ~= '' then return 0 end
+else
+  if g ~= ARGV[2] then return 0 end
+  local l = redis.call('HGET', KEYS[1], 'lineage') or ''
+  if l ~= ARGV[3] then return 0 end
+end
+if ARGV[4] == '1' then
+  redis.call('HSET', KEYS[1], 'generation', ARGV[5], 'lineage', ARGV[6], 'tokens', ARGV[7])
+else
+  redis.call('DEL', KEYS[1])
+end
 return 1
+";
+
+/// Extends the lease `KEYS[1]` to `ARGV[2]` ms if `ARGV[1]` still owns it.
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
 ";
 
 /// Deletes the lease only if `ARGV[1]` still owns it.
@@ -35,6 +60,7 @@ pub struct RedisStore {
     tokens_key: String,
     lease_key: String,
     cas: redis::Script,
+    renew: redis::Script,
     release: redis::Script,
 }
 
@@ -69,6 +95,7 @@ impl RedisStore {
             tokens_key: format!("{{{prefix}}}:tokens"),
             lease_key: format!("{{{prefix}}}:lease"),
             cas: redis::Script::new(CAS),
+            renew: redis::Script::new(RENEW),
             release: redis::Script::new(RELEASE),
         }
     }
@@ -108,6 +135,7 @@ impl TokenStore for RedisStore {
         let mut conn = self.conn.clone();
         let fields = [
             ("generation", tokens.generation.get().to_string()),
+            ("lineage", tokens.lineage.as_str().to_owned()),
             ("tokens", encode(tokens)?),
         ];
         conn.hset_multiple::<_, _, _, ()>(&self.tokens_key, &fields)
@@ -142,6 +170,19 @@ impl Coordinator for RedisStore {
         Ok(set.map(|_| lease))
     }
 
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let renewed: i64 = self
+            .renew
+            .key(&self.lease_key)
+            .arg(lease.owner())
+            .arg(millis(ttl))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(backend)?;
+        Ok(renewed == 1)
+    }
+
     async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         self.release
@@ -153,22 +194,31 @@ impl Coordinator for RedisStore {
             .map_err(backend)
     }
 
-    async fn compare_and_store(
+    async fn compare_and_swap(
         &self,
-        expected: Option<Generation>,
-        tokens: &TokenSet,
+        fence: Option<&Lease>,
+        expected: Option<&Stamp>,
+        new: Option<&TokenSet>,
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        let expected = expected.map(|g| g.get().to_string()).unwrap_or_default();
-        let stored: i64 = self
-            .cas
-            .key(&self.tokens_key)
-            .arg(expected)
-            .arg(tokens.generation.get().to_string())
-            .arg(encode(tokens)?)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(backend)?;
-        Ok(stored == 1)
+        let mut call = self.cas.key(&self.tokens_key);
+        call.key(&self.lease_key)
+            .arg(fence.map(Lease::owner).unwrap_or_default());
+        match expected {
+            Some(s) => call
+                .arg(s.generation.get().to_string())
+                .arg(s.lineage.as_str()),
+            None => call.arg("").arg(""),
+        };
+        match new {
+            Some(t) => call
+                .arg("1")
+                .arg(t.generation.get().to_string())
+                .arg(t.lineage.as_str())
+                .arg(encode(t)?),
+            None => call.arg("0"),
+        };
+        let swapped: i64 = call.invoke_async(&mut conn).await.map_err(backend)?;
+        Ok(swapped == 1)
     }
 }

@@ -1,8 +1,8 @@
 //! The store conformance suite on real Redis (`REDIS_URL`), under a random
 //! key prefix so that parallel runs do not meet.
 
-use reauth::test_util::conformance;
 use reauth_redis::RedisStore;
+use reauth_testkit::conformance;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_conforms() {

@@ -17,7 +17,14 @@
 //!   clients, beside the hello-world ceiling and the raw single-row commit
 //!   rate (`UPDATE … SET n = n + 1` in autocommit) of the same database.
 //!
-//! `--only P4|NORMAL|FULL|Postgres` runs one section. Each measurement runs
+//! - **P7**: 400 clients log in at once and keep logging in (half of them
+//!   unknown users; real argon2id cost), with the server's limits: peak RSS
+//!   over idle and the rate of answers, by kind. Then P4 and P5 (SQLite
+//!   NORMAL) served with the limits (`Server::spawn_local`) beside the same
+//!   router served by plain `axum::serve` (no timeouts, no cap), alternated
+//!   in the same run: the cost of the limits.
+//!
+//! `--only P4|NORMAL|FULL|Postgres|P7` runs one section. Each measurement runs
 //! for `--secs` seconds (default 2) after a short
 //! warm-up, and at most 10 million requests: it is bounded in time and count.
 
@@ -341,6 +348,166 @@ async fn p5_for(
     }
 }
 
+/// A line of `/proc/self/status` in KiB (Linux).
+fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Answers to P7's logins, by kind.
+#[derive(Default)]
+struct LoginTally {
+    ok: AtomicU64,
+    refused: AtomicU64,
+    busy: AtomicU64,
+    other: AtomicU64,
+}
+
+struct Login {
+    addr: SocketAddr,
+    body: Bytes,
+    tally: Arc<LoginTally>,
+}
+
+impl Workload for Login {
+    fn request(&mut self) -> http::Request<Full<Bytes>> {
+        http::Request::post("/auth/login")
+            .header("host", self.addr.to_string())
+            .header("content-type", "application/json")
+            .body(Full::new(self.body.clone()))
+            .expect("request")
+    }
+    fn response(&mut self, status: http::StatusCode, _body: &[u8]) {
+        let counter = match status.as_u16() {
+            200 => &self.tally.ok,
+            400 => &self.tally.refused,
+            503 => &self.tally.busy,
+            _ => &self.tally.other,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// P7: 400 parallel logins, half unknown users, real argon2id.
+async fn p7_logins(secs: f64) {
+    let mut cfg = config("sqlite::memory:");
+    cfg.password_hashing = PasswordHashing::Default;
+    let server = Server::new(cfg).await.expect("server");
+    let addr = start(server).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = status_kib("VmRSS").unwrap_or(0);
+    // Reset the peak (VmHWM) to the current RSS: the figure is this burst's.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let tally = Arc::new(LoginTally::default());
+    let clients = (0..400)
+        .map(|i| Login {
+            addr,
+            body: Bytes::from(if i % 2 == 0 {
+                r#"{"username":"bench","password":"bench"}"#.to_owned()
+            } else {
+                format!(r#"{{"username":"nobody{i}","password":"guess"}}"#)
+            }),
+            tally: tally.clone(),
+        })
+        .collect();
+    let rate = run(addr, clients, secs).await;
+    let peak = status_kib("VmHWM").unwrap_or(0);
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+    let answered = load(&tally.ok) + load(&tally.refused) + load(&tally.busy) + load(&tally.other);
+    let share = |c: &AtomicU64| rate * load(c) / answered.max(1.0);
+    println!();
+    println!("| P7: 400 parallel logins (half unknown users) | value |");
+    println!("|---|---:|");
+    println!(
+        "| RSS idle (server + load generator) | {:.0} MiB |",
+        idle as f64 / 1024.0
+    );
+    println!(
+        "| peak RSS during the burst | {:.0} MiB |",
+        peak as f64 / 1024.0
+    );
+    println!(
+        "| **peak over idle** | **{:.0} MiB** |",
+        peak.saturating_sub(idle) as f64 / 1024.0
+    );
+    println!("| answers/s, all | {rate:.0} |");
+    println!(
+        "| password checked: 200 (known user) /s | {:.0} |",
+        share(&tally.ok)
+    );
+    println!(
+        "| password checked: 400 (wrong or unknown) /s | {:.0} |",
+        share(&tally.refused)
+    );
+    println!(
+        "| turned away: 503 + Retry-After /s | {:.0} |",
+        share(&tally.busy)
+    );
+    println!("| other statuses | {:.0} |", load(&tally.other));
+}
+
+/// Serves `server`'s router (user already added by [`start`]) with plain
+/// `axum::serve`: no timeouts, no cap.
+async fn start_unlimited(server: Server) -> SocketAddr {
+    serve(server.router()).await
+}
+
+/// The cost of the limits on P4 and P5: the same server served with and
+/// without them, alternated.
+async fn p7_cost(dir: &std::path::Path, secs: f64) {
+    let resources = |addr: SocketAddr| async move {
+        let mut work = Vec::new();
+        for _ in 0..32 {
+            let (access, _) = login(addr).await;
+            work.push(Get {
+                addr,
+                path: "/api/resources",
+                bearer: Some(access),
+            });
+        }
+        run(addr, work, secs).await
+    };
+    let p4 = Server::new(config("sqlite::memory:"))
+        .await
+        .expect("server");
+    let p4_limited = start(p4.clone()).await;
+    let p4_plain = start_unlimited(p4).await;
+    let url = format!("sqlite://{}", dir.join("p7-cost.db").display());
+    let p5 = Server::new(config(&url)).await.expect("server");
+    let p5_limited = start(p5.clone()).await;
+    let p5_plain = start_unlimited(p5).await;
+    let (mut r4, mut r5) = ([0.0; 2], [0.0; 2]);
+    for _round in 0..2 {
+        r4[0] += resources(p4_limited).await / 2.0;
+        r4[1] += resources(p4_plain).await / 2.0;
+        r5[0] += rotations(p5_limited, 32, secs).await / 2.0;
+        r5[1] += rotations(p5_plain, 32, secs).await / 2.0;
+    }
+    println!();
+    println!(
+        "| P7 cost of the limits (32 clients) | limits on req/s | plain axum::serve req/s | ratio |"
+    );
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| P4 GET /api/resources | {:.0} | {:.0} | {:.1} % |",
+        r4[0],
+        r4[1],
+        100.0 * r4[0] / r4[1]
+    );
+    println!(
+        "| P5 rotations, SQLite WAL NORMAL | {:.0} | {:.0} | {:.1} % |",
+        r5[0],
+        r5[1],
+        100.0 * r5[0] / r5[1]
+    );
+}
+
 fn main() {
     let opts = opts();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -354,6 +521,12 @@ fn main() {
         let mut rows = Vec::new();
         let hello_addr = hello_world().await;
         let dir = tempfile::tempdir().expect("tempdir");
+
+        // P7 first: its peak RSS is measured in this process.
+        if opts.wants("P7") {
+            p7_logins(secs.max(3.0)).await;
+            p7_cost(dir.path(), secs).await;
+        }
 
         // P4 on an in-memory SQLite server (the resource path reads no database).
         if opts.wants("P4") {

@@ -41,6 +41,7 @@ mod rate_limit;
 mod refresh_token;
 mod routes;
 mod secret;
+mod serve;
 mod server;
 pub mod store;
 mod tls;

@@ -23,7 +23,7 @@ use crate::password::Hashing;
 use crate::rate_limit::LoginLimiter;
 use crate::secret::Secret;
 use crate::store::{NewClient, Repository, UserInfo};
-use crate::tls::{TlsConfig, TlsListener};
+use crate::tls::TlsConfig;
 
 /// The auth server: state plus the axum [`Router`] that serves it.
 ///
@@ -162,7 +162,12 @@ impl Server {
     }
 
     /// Serves on `listener` until `shutdown` completes, then drains
-    /// connections gracefully.
+    /// connections gracefully — for at most `limits.shutdown_deadline`,
+    /// whatever the clients do.
+    ///
+    /// Every connection gets the limits of [`Limits`](crate::Limits): header
+    /// and body read timeouts, a request timeout and a cap on open
+    /// connections (DESIGN.md S13).
     ///
     /// If no issuer was configured, the issuer becomes `http://{local address}`.
     ///
@@ -171,7 +176,7 @@ impl Server {
     /// [`ServerError::Config`] when no issuer was configured and the listener
     /// is bound to a wildcard address (`0.0.0.0`, `[::]`): the issuer is the
     /// URL clients use, which the server cannot guess. [`ServerError::Io`]
-    /// when the listener fails.
+    /// when the listener's address cannot be read.
     pub async fn serve(
         &self,
         listener: TcpListener,
@@ -180,18 +185,45 @@ impl Server {
         let addr = listener.local_addr()?;
         self.bind_issuer("http", addr)?;
         tracing::info!(%addr, issuer = self.state.issuer(), "reauth server listening");
-        axum::serve(
+        self.serve_with_handshake(listener, |tcp| async move { Ok(tcp) }, shutdown)
+            .await
+    }
+
+    /// Like [`serve`](Self::serve), with every accepted connection passed
+    /// through `handshake` first (a TLS acceptor, say) — inside the
+    /// connection's own task, under the connection cap and bounded by the
+    /// header read timeout. Sets no issuer: configure one.
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room for listener errors.
+    pub async fn serve_with_handshake<H, Fut, Io>(
+        &self,
+        listener: TcpListener,
+        handshake: H,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError>
+    where
+        H: Fn(tokio::net::TcpStream) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = std::io::Result<Io>> + Send + 'static,
+        Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        crate::serve::serve(
+            self.router(),
             listener,
-            self.router()
-                .into_make_service_with_connect_info::<SocketAddr>(),
+            &self.state.config.limits,
+            handshake,
+            shutdown,
         )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
         Ok(())
     }
 
     /// Like [`Server::serve`], with TLS: every connection is a TLS stream
-    /// (rustls; handshakes run concurrently, each bounded to 10 s).
+    /// (rustls). Each handshake runs in its connection's own task, under the
+    /// connection cap and bounded by the header read timeout, so a client
+    /// that stalls its handshake holds up nobody; the same limits as
+    /// [`Server::serve`] apply after it.
     ///
     /// If no issuer was configured, the issuer becomes `https://{local address}`.
     ///
@@ -204,21 +236,19 @@ impl Server {
         tls: &TlsConfig,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        use axum::serve::ListenerExt as _;
         let addr = listener.local_addr()?;
         self.bind_issuer("https", addr)?;
         tracing::info!(%addr, issuer = self.state.issuer(), "reauth server listening (TLS)");
-        // `tap_io` only makes axum's `ConnectInfo<SocketAddr>` available for
-        // a listener of our own.
-        let listener = TlsListener::new(listener, tls).tap_io(|_| {});
-        axum::serve(
+        let acceptor = tls.acceptor();
+        self.serve_with_handshake(
             listener,
-            self.router()
-                .into_make_service_with_connect_info::<SocketAddr>(),
+            move |tcp| {
+                let acceptor = acceptor.clone();
+                async move { acceptor.accept(tcp).await }
+            },
+            shutdown,
         )
-        .with_graceful_shutdown(shutdown)
-        .await?;
-        Ok(())
+        .await
     }
 
     /// Serves [`Server::metrics_router`] (`/metrics`, `/healthz`, `/readyz`)
@@ -235,9 +265,14 @@ impl Server {
     ) -> Result<(), ServerError> {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "metrics listening");
-        axum::serve(listener, self.metrics_router())
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        crate::serve::serve(
+            self.metrics_router(),
+            listener,
+            &self.state.config.limits,
+            |tcp| async move { Ok(tcp) },
+            shutdown,
+        )
+        .await;
         Ok(())
     }
 
@@ -555,8 +590,8 @@ impl RunningServer {
         &self.server
     }
 
-    /// Stops accepting, drains open connections (for at most 5 s, then
-    /// aborts them) and waits for the task.
+    /// Stops accepting, drains open connections (for at most
+    /// `limits.shutdown_deadline`, then closes them) and waits for the task.
     ///
     /// # Errors
     ///
@@ -565,7 +600,8 @@ impl RunningServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        match tokio::time::timeout(Duration::from_secs(5), &mut self.join).await {
+        let deadline = self.server.config().limits.shutdown_deadline + Duration::from_secs(1);
+        match tokio::time::timeout(deadline, &mut self.join).await {
             Ok(joined) => joined.map_err(|e| ServerError::Task(e.to_string()))?,
             Err(_) => {
                 self.join.abort();

@@ -1,33 +1,20 @@
 //! TLS for the server's own listener (rustls, ring provider).
 //!
 //! [`TlsConfig`] holds a certificate chain and private key read from PEM
-//! files; [`Server::serve_tls`](crate::Server::serve_tls) serves through a
-//! [`TlsListener`], which accepts TCP connections and runs each TLS handshake
-//! in a task of its own (bounded in time and number), so a client that stalls
-//! its handshake never holds up the next connection.
+//! files; [`Server::serve_tls`](crate::Server::serve_tls) runs each TLS
+//! handshake in its connection's own task, under the connection cap and
+//! bounded by the header read timeout (the serving function of `serve.rs`),
+//! so a client that stalls its handshake never holds up the next connection.
 
 use std::fmt;
-use std::io;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 
 use crate::error::ServerError;
-
-/// How long a client may take to complete its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Handshakes in progress at once; beyond this, new connections wait in the
-/// kernel's accept queue.
-const MAX_HANDSHAKES: usize = 1024;
 
 /// A server certificate chain and its private key, ready to serve TLS.
 ///
@@ -114,85 +101,4 @@ fn pem_reason(e: &rustls::pki_types::pem::Error) -> String {
         Error::NoItemsFound => "no PEM item of the expected kind in it".to_owned(),
         other => format!("not valid PEM: {other:?}"),
     }
-}
-
-/// A TCP listener whose connections are TLS streams (an axum
-/// [`Listener`](axum::serve::Listener)).
-///
-/// Handshakes run concurrently in tasks owned by the listener (dropped with
-/// it), each bounded by [`HANDSHAKE_TIMEOUT`]; failed handshakes are logged
-/// at debug level and never surface to the server.
-pub(crate) struct TlsListener {
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
-    handshakes: JoinSet<Option<(TlsStream<TcpStream>, SocketAddr)>>,
-}
-
-impl TlsListener {
-    pub(crate) fn new(tcp: TcpListener, tls: &TlsConfig) -> Self {
-        Self {
-            tcp,
-            acceptor: tls.acceptor(),
-            handshakes: JoinSet::new(),
-        }
-    }
-
-    fn start_handshake(&mut self, tcp: TcpStream, peer: SocketAddr) {
-        let acceptor = self.acceptor.clone();
-        self.handshakes.spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => Some((stream, peer)),
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    None
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    None
-                }
-            }
-        });
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    // Cancel safe: `TcpListener::accept` and `JoinSet::join_next` are.
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let room = self.handshakes.len() < MAX_HANDSHAKES;
-            let busy = !self.handshakes.is_empty();
-            tokio::select! {
-                accepted = self.tcp.accept(), if room => match accepted {
-                    Ok((tcp, peer)) => self.start_handshake(tcp, peer),
-                    Err(e) => accept_error(e).await,
-                },
-                Some(done) = self.handshakes.join_next(), if busy => {
-                    if let Ok(Some(connection)) = done {
-                        return connection;
-                    }
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.tcp.local_addr()
-    }
-}
-
-/// As axum does for plain TCP: a per-connection error is ignored; anything
-/// else (e.g. out of file descriptors) is logged and retried after a second.
-async fn accept_error(e: io::Error) {
-    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    if matches!(
-        e.kind(),
-        ConnectionRefused | ConnectionAborted | ConnectionReset
-    ) {
-        return;
-    }
-    tracing::error!(error = %e, "accept failed");
-    tokio::time::sleep(Duration::from_secs(1)).await;
 }

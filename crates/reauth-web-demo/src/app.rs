@@ -75,7 +75,8 @@ impl App {
             http: reqwest::Client::new(),
             log: Arc::clone(&log),
         };
-        let mut builder = Session::builder_with_runtime(refresher, reauth_web::runtime())
+        let mut builder = Session::builder(refresher)
+            .runtime(reauth_web::runtime())
             .store(store.clone())
             .refresh_ahead(ahead);
         if let Some(timeout) = query_ms("refresh_timeout_ms") {

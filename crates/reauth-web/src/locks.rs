@@ -40,6 +40,8 @@ extern "C" {
 thread_local! {
     /// Owner token → the `resolve` of the promise that keeps the lock held.
     static HELD: RefCell<HashMap<String, Function>> = RefCell::new(HashMap::new());
+    /// Owner token → when the lock lapses (`Date.now()` milliseconds), unless renewed.
+    static LAPSE_AT: RefCell<HashMap<String, f64>> = RefCell::new(HashMap::new());
 }
 
 /// `navigator.locks`, if this browser (and context) has it.
@@ -106,17 +108,55 @@ pub(crate) async fn try_lock(
     };
     if granted {
         let owner = owner.to_owned();
+        set_lapse(&owner, lapse_after);
         wasm_bindgen_futures::spawn_local(async move {
-            gloo_timers::future::TimeoutFuture::new(millis(lapse_after)).await;
-            release(&owner);
+            // Sleep until the lapse instant, which renewals push back.
+            loop {
+                let Some(at) = LAPSE_AT.with(|l| l.borrow().get(&owner).copied()) else {
+                    return; // released
+                };
+                let left = at - js_sys::Date::now();
+                if left <= 0.0 {
+                    release(&owner);
+                    return;
+                }
+                gloo_timers::future::TimeoutFuture::new(left.ceil().min(f64::from(i32::MAX)) as u32)
+                    .await;
+            }
         });
     }
     Ok(granted)
 }
 
+fn set_lapse(owner: &str, after: Duration) {
+    let at = js_sys::Date::now() + after.as_secs_f64() * 1000.0;
+    LAPSE_AT.with(|l| l.borrow_mut().insert(owner.to_owned(), at));
+}
+
+/// Whether this tab holds the lock for `owner` (granted, not released, not lapsed).
+pub(crate) fn holds(owner: &str) -> bool {
+    HELD.with(|h| h.borrow().contains_key(owner))
+        && LAPSE_AT.with(|l| {
+            l.borrow()
+                .get(owner)
+                .is_some_and(|at| js_sys::Date::now() < *at)
+        })
+}
+
+/// Pushes the lapse of the lock held for `owner` to `ttl` from now; `false`
+/// if it is no longer held.
+pub(crate) fn renew(owner: &str, ttl: Duration) -> bool {
+    if !holds(owner) {
+        return false;
+    }
+    set_lapse(owner, ttl);
+    true
+}
+
 /// Releases the lock held for `owner`, if it still is. Releasing twice, or a
 /// lock that lapsed, does nothing.
 pub(crate) fn release(owner: &str) {
+    LAPSE_AT.with(|l| l.borrow_mut().remove(owner));
     if let Some(resolve) = HELD.with(|h| h.borrow_mut().remove(owner)) {
         let _ = resolve.call0(&JsValue::UNDEFINED);
     }

@@ -41,10 +41,8 @@ impl Spawn for LocalSpawn {
 ///
 /// ```no_run
 /// use reauth::{refresh_fn, Session, TokenSet};
-/// let session = Session::builder_with_runtime(
-///     refresh_fn(|t: TokenSet| async move { Ok(t) }),
-///     reauth_web::runtime(),
-/// )
+/// let session = Session::builder(refresh_fn(|t: TokenSet| async move { Ok(t) }))
+///     .runtime(reauth_web::runtime())
 /// .build();
 /// # let _ = session;
 /// ```

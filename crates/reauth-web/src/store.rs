@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::channel::mpsc;
-use reauth::{Coordinator, Generation, Lease, StoreError, TokenSet, TokenStore, new_owner_token};
+use reauth::coord::{Coordinator, Lease, new_owner_token};
+use reauth::{Stamp, StoreError, TokenSet, TokenStore};
 use wasm_bindgen::JsValue;
 
 use crate::error::{WebError, describe, is_quota_exceeded};
@@ -29,8 +30,10 @@ const LOCK_ANSWER_WITHIN: Duration = Duration::from_secs(2);
 ///   Web Lock named after the key without waiting (`ifAvailable`); the
 ///   session polls it with bounded backoff. The browser releases the lock of
 ///   a tab that closes, reloads or crashes; a tab that stalls while holding
-///   it loses it after the lease TTL.
-/// * **Compare-and-set** on the generation, under that lock.
+///   it loses it after the lease TTL, which the holder renews while it works
+///   ([`Coordinator::renew`]).
+/// * **Compare-and-set** on the stored generation and lineage, fenced by that
+///   lock: a write under a lock this tab no longer holds fails.
 /// * **Pushed to the other tabs.** Every write and clear is announced on a
 ///   `BroadcastChannel` (the set travels with it); [`crate::TabSync`] in each
 ///   other tab adopts it without asking the server. `storage` events carry
@@ -281,21 +284,32 @@ impl Coordinator for WebStorageStore {
         Ok(granted.then_some(lease))
     }
 
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
+        Ok(locks::renew(lease.owner(), ttl))
+    }
+
     async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
         locks::release(lease.owner());
         Ok(())
     }
 
-    async fn compare_and_store(
+    async fn compare_and_swap(
         &self,
-        expected: Option<Generation>,
-        tokens: &TokenSet,
+        fence: Option<&Lease>,
+        expected: Option<&Stamp>,
+        new: Option<&TokenSet>,
     ) -> Result<bool, StoreError> {
-        let current = self.newest().map_err(store_error)?;
-        if current.map(|t| t.generation) != expected {
+        if fence.is_some_and(|lease| !locks::holds(lease.owner())) {
             return Ok(false);
         }
-        self.store(tokens).await?;
+        let current = self.newest().map_err(store_error)?;
+        if current.map(|t| t.stamp()).as_ref() != expected {
+            return Ok(false);
+        }
+        match new {
+            Some(tokens) => self.store(tokens).await?,
+            None => self.clear().await?,
+        }
         Ok(true)
     }
 }

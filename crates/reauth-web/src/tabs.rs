@@ -29,10 +29,8 @@ use crate::store::WebStorageStore;
 ///
 /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = WebStorageStore::open("my-app");
-/// let session = Session::builder_with_runtime(
-///     refresh_fn(|t: TokenSet| async move { Ok(t) }),
-///     reauth_web::runtime(),
-/// )
+/// let session = Session::builder(refresh_fn(|t: TokenSet| async move { Ok(t) }))
+///     .runtime(reauth_web::runtime())
 /// .store(store.clone())
 /// .build();
 /// let sync = TabSync::attach(&session, &store);

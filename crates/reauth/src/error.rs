@@ -133,6 +133,10 @@ pub enum StoreError {
     /// published in memory.
     #[error("the token store kept changing under a compare-and-set write")]
     Conflict,
+    /// The operation was abandoned before it finished: the task running it
+    /// never ran to completion (its runtime shut down).
+    #[error("the token store operation was abandoned before it finished")]
+    Abandoned,
 }
 
 /// Why a session ended.
@@ -144,9 +148,16 @@ pub enum EndReason {
     /// [`Session::logout`](crate::Session::logout) was called.
     LoggedOut,
     /// Another owner of the shared store (a browser tab, a process) ended the
-    /// session — it logged out, or its refresh was rejected — and said so:
-    /// [`Session::end_elsewhere`](crate::Session::end_elsewhere).
+    /// session — it logged out, or its refresh was rejected: it said so
+    /// ([`Session::end_elsewhere`](crate::Session::end_elsewhere)), or this
+    /// session found the shared store cleared when it came to refresh.
     EndedElsewhere,
+    /// Another login (another user, or a new login of the same user) replaced
+    /// this one in the shared store. Its set was reported
+    /// ([`SessionEvent::ForeignSet`](crate::SessionEvent::ForeignSet)) and not
+    /// adopted; call [`Session::restore`](crate::Session::restore) to switch
+    /// to it deliberately.
+    Superseded,
 }
 
 impl fmt::Display for EndReason {
@@ -155,6 +166,7 @@ impl fmt::Display for EndReason {
             Self::RefreshRejected => "the refresh token was rejected",
             Self::LoggedOut => "logged out",
             Self::EndedElsewhere => "ended by another owner of the shared store",
+            Self::Superseded => "replaced by another login in the shared store",
         })
     }
 }

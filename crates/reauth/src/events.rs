@@ -9,7 +9,7 @@ use futures::Stream;
 use futures::channel::mpsc;
 
 use crate::error::{EndReason, RefreshError, StoreError};
-use crate::token::Generation;
+use crate::token::{Generation, Lineage};
 
 /// Why a refresh started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -45,6 +45,15 @@ pub enum SessionEvent {
     Adopted {
         /// The generation adopted.
         generation: Generation,
+    },
+    /// A set from **another login** (another lineage) was found in the shared
+    /// store. It was not adopted; the session ends as
+    /// [`EndReason::Superseded`] right after this event (C19).
+    ForeignSet {
+        /// The foreign set's generation.
+        generation: Generation,
+        /// The foreign set's lineage.
+        lineage: Lineage,
     },
     /// A refresh attempt failed transiently and will be retried after `delay`.
     RefreshRetrying {

@@ -8,6 +8,12 @@
 //! * `state` — a short, never-held-across-`.await` mutex over the session phase
 //!   (no session / active / ended), its epoch (bumped by every `start`), and the
 //!   refresh in flight, if any.
+//! * `persist` — an async lock that orders **store writes with publication**:
+//!   whoever writes the store and then publishes (a refresh, `start`,
+//!   `restore`) or clears it after an end (`logout`) holds it from its "still
+//!   current?" check through the write to the publication, so the store never
+//!   ends up holding a set older than, or from another session than, what was
+//!   published last.
 //!
 //! # The invariants
 //!
@@ -29,6 +35,15 @@
 //!    (waking its waiters at once) and the old refresh's result is discarded.
 //! 5. The phase moves `Active → Ended` exactly once per epoch, under the lock;
 //!    only the caller that moved it reports the end (C6, C17).
+//! 6. **Lock order**: the cross-process lease (if any) → `persist` → `state`.
+//!    `state` is never held across an `.await`; `persist` is held across the
+//!    store write but never while waiting for the lease. The order is in the
+//!    types: publishing ([`Cell::finish`], [`Cell::start`]) needs a
+//!    [`Persist`] proof, and what a publication wakes and announces runs
+//!    through [`Wake::deliver`], which **consumes** the `Persist` first — so
+//!    events, callbacks and woken waiters never run under any lock of the
+//!    session, and a callback that calls back into the session cannot
+//!    deadlock it (C24).
 //!
 //! [`Session::access_token`]: crate::Session::access_token
 
@@ -42,7 +57,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 
 use crate::error::{EndReason, Error, RefreshError};
 use crate::events::Trigger;
-use crate::sync::{AtomicBool, Mutex, lock};
+use crate::sync::{AsyncMutex, AsyncMutexGuard, AtomicBool, Mutex, lock};
 use crate::token::{Bearer, Generation, TokenSet};
 
 /// A published token set.
@@ -120,18 +135,17 @@ pub(crate) enum Join {
     Newer,
 }
 
-/// How a flight ends.
+/// How a flight ends when it changes what is published (under [`Persist`]).
 pub(crate) enum Finish {
     /// Publish a new set (refreshed, or adopted from the store).
     Publish(Arc<Published>),
-    /// Keep the current set; waiters get the error.
-    Fail(Error),
-    /// As `Fail`, and start no new refresh before the instant (the server's
-    /// `Retry-After`): until then, callers get `RefreshUnavailable` at once.
-    FailUntil(Error, SystemTime, Arc<RefreshError>),
     /// End the session.
     End(EndReason),
 }
+
+/// A `Retry-After` that outlasted the retry budget: no new refresh starts
+/// before `until`; callers get `RefreshUnavailable` at once meanwhile (C5).
+pub(crate) type CoolDown = (SystemTime, Arc<RefreshError>);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -161,6 +175,36 @@ struct State {
 pub(crate) struct Cell {
     current: ArcSwapOption<Published>,
     state: Mutex<State>,
+    persist: AsyncMutex,
+}
+
+/// Proof of holding the cell's persist lock (invariant 6). Dropping it, or
+/// handing it to [`Wake::deliver`], unlocks.
+#[must_use]
+pub(crate) struct Persist<'a> {
+    _guard: AsyncMutexGuard<'a>,
+}
+
+/// What a state change owes the outside world: the waiters to wake and the
+/// outcome to wake them with. Deliver it with [`Wake::deliver`] once every
+/// lock is released.
+#[must_use = "the waiters must be woken"]
+pub(crate) struct Wake {
+    flight: Option<InFlight>,
+    outcome: Outcome,
+}
+
+impl Wake {
+    /// Releases `persist`, then runs `announce` (events, metrics, callbacks),
+    /// then wakes the waiters: an observer never sees a waiter resume ahead
+    /// of the event that explains it, and nothing runs under a lock.
+    pub(crate) fn deliver(self, persist: Option<Persist<'_>>, announce: impl FnOnce()) {
+        drop(persist);
+        announce();
+        if let Some(f) = self.flight {
+            let _ = f.tx.send(self.outcome);
+        }
+    }
 }
 
 impl Cell {
@@ -175,6 +219,18 @@ impl Cell {
                 next_id: 0,
                 cool_down: None,
             }),
+            persist: AsyncMutex::default(),
+        }
+    }
+
+    /// Takes the persist lock (invariant 6).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a caller that stops waiting holds nothing.
+    pub(crate) async fn persist(&self) -> Persist<'_> {
+        Persist {
+            _guard: self.persist.lock().await,
         }
     }
 
@@ -210,7 +266,7 @@ impl Cell {
     /// that new readers wait for the flight rather than use the token (C4a); a
     /// refresh-ahead leaves readers on the old, still valid token (C4b).
     ///
-    /// While a `Retry-After` cool-down runs (see [`Finish::FailUntil`]) and
+    /// While a `Retry-After` cool-down runs (see [`Cell::fail`]) and
     /// no refresh is in flight, it answers `RefreshUnavailable` at once
     /// instead of starting one (C5).
     pub(crate) fn join(
@@ -268,25 +324,13 @@ impl Cell {
             .is_some_and(|f| f.id == ticket.id)
     }
 
-    /// Completes `ticket`'s flight: publishes, fails, or ends the session, and
-    /// wakes the waiters. Returns `false`, changing nothing, if the flight was
-    /// superseded (the caller then discards its result).
-    pub(crate) fn finish(&self, ticket: &Ticket, how: Finish) -> bool {
-        self.finish_announcing(ticket, how, || {})
-    }
-
-    /// As [`Cell::finish`], running `announce` (events, metrics) after the
-    /// state changed and **before** the waiters are woken, so that an
-    /// observer never sees a waiter resume ahead of the event that explains it.
-    pub(crate) fn finish_announcing(
-        &self,
-        ticket: &Ticket,
-        how: Finish,
-        announce: impl FnOnce(),
-    ) -> bool {
+    /// Completes `ticket`'s flight: publishes, fails, or ends the session.
+    /// `None`, changing nothing, if the flight was superseded (the caller then
+    /// discards its result). Deliver the [`Wake`] after the store work is done.
+    pub(crate) fn finish(&self, _held: &Persist<'_>, ticket: &Ticket, how: Finish) -> Option<Wake> {
         let mut st = lock(&self.state);
         if st.flight.as_ref().is_none_or(|f| f.id != ticket.id) {
-            return false;
+            return None;
         }
         let outcome = match how {
             Finish::Publish(p) => {
@@ -295,67 +339,72 @@ impl Cell {
                 self.current.store(Some(p));
                 Outcome::LookAgain
             }
-            Finish::Fail(e) => Outcome::Failed(e),
-            Finish::FailUntil(e, until, source) => {
-                st.cool_down = Some((until, source));
-                Outcome::Failed(e)
-            }
             Finish::End(reason) => {
                 st.phase = Phase::Ended(reason);
                 self.current.store(None);
                 Outcome::Failed(Error::SessionEnded(reason))
             }
         };
-        let flight = st.flight.take();
-        drop(st);
-        announce();
-        if let Some(f) = flight {
-            let _ = f.tx.send(outcome);
+        Some(Wake {
+            flight: st.flight.take(),
+            outcome,
+        })
+    }
+
+    /// Fails `ticket`'s flight: the published set stays, the waiters get
+    /// `error`, and with `cool_down` no refresh starts before it passes.
+    /// Needs no [`Persist`]: a failure writes nothing. `None` if superseded.
+    pub(crate) fn fail(
+        &self,
+        ticket: &Ticket,
+        error: Error,
+        cool_down: Option<CoolDown>,
+    ) -> Option<Wake> {
+        let mut st = lock(&self.state);
+        if st.flight.as_ref().is_none_or(|f| f.id != ticket.id) {
+            return None;
         }
-        true
+        if cool_down.is_some() {
+            st.cool_down = cool_down;
+        }
+        Some(Wake {
+            flight: st.flight.take(),
+            outcome: Outcome::Failed(error),
+        })
     }
 
     /// Publishes `p` as a new session (login or restore) and returns its epoch.
     /// A flight of the previous session is superseded; its waiters look again.
-    pub(crate) fn start(&self, p: Arc<Published>) -> u64 {
+    pub(crate) fn start(&self, _held: &Persist<'_>, p: Arc<Published>) -> (u64, Wake) {
         let mut st = lock(&self.state);
         st.epoch += 1;
         st.phase = Phase::Active;
         st.cool_down = None;
         st.last_generation = st.last_generation.max(p.generation());
         self.current.store(Some(p));
-        let flight = st.flight.take();
-        let epoch = st.epoch;
-        drop(st);
-        if let Some(f) = flight {
-            let _ = f.tx.send(Outcome::LookAgain);
-        }
-        epoch
+        let wake = Wake {
+            flight: st.flight.take(),
+            outcome: Outcome::LookAgain,
+        };
+        (st.epoch, wake)
     }
 
-    /// Ends an active session. Returns the set it held, or `None` if there was
-    /// no active session (so only one caller ever reports an end).
-    /// Also returns the epoch that ended, so that later clean-up can tell
-    /// whether a new session has started since.
-    /// `announce` runs, as in [`Cell::finish_announcing`], before the waiters wake.
-    pub(crate) fn end(
-        &self,
-        reason: EndReason,
-        announce: impl FnOnce(),
-    ) -> Option<(Arc<Published>, u64)> {
+    /// Ends an active session (`logout`). Returns the set it held and the
+    /// epoch that ended — so that later clean-up can tell whether a new
+    /// session has started since — or `None` if there was no active session
+    /// (so only one caller ever reports an end). Needs no [`Persist`]: it
+    /// writes nothing; whoever clears the store afterwards takes it.
+    pub(crate) fn end(&self, reason: EndReason) -> Option<(Arc<Published>, u64, Wake)> {
         let mut st = lock(&self.state);
         if st.phase != Phase::Active {
             return None;
         }
+        let old = self.current.swap(None)?;
         st.phase = Phase::Ended(reason);
-        let old = self.current.swap(None);
-        let flight = st.flight.take();
-        let epoch = st.epoch;
-        drop(st);
-        announce();
-        if let Some(f) = flight {
-            let _ = f.tx.send(Outcome::Failed(Error::SessionEnded(reason)));
-        }
-        old.map(|old| (old, epoch))
+        let wake = Wake {
+            flight: st.flight.take(),
+            outcome: Outcome::Failed(Error::SessionEnded(reason)),
+        };
+        Some((old, st.epoch, wake))
     }
 }

@@ -38,7 +38,7 @@
 //! | rejected (`invalid_grant`, 400/401) | adopts a newer stored set if another process rotated; else ends the session once | [`Error::SessionEnded`] |
 //! | misconfigured (`invalid_client`, bad response) | keeps the session | [`Error::Misconfigured`] |
 
-mod ahead;
+pub mod coord;
 mod error;
 mod events;
 mod flight;
@@ -46,18 +46,13 @@ mod future;
 mod maybe_send;
 mod metrics;
 mod policy;
-mod refresh;
 mod refresher;
 mod runtime;
 mod secret;
 mod session;
-mod shared;
 mod store;
 mod sync;
 mod token;
-
-#[cfg(feature = "test-util")]
-pub mod test_util;
 
 pub use error::{BoxError, EndReason, Error, RefreshError, RefreshErrorKind, StoreError};
 pub use events::{EventStream, SessionEvent, Trigger};
@@ -72,5 +67,5 @@ pub use secret::{AccessToken, RefreshToken};
 pub use session::{Session, SessionBuilder};
 #[cfg(feature = "file-store")]
 pub use store::FileStore;
-pub use store::{Coordinator, Lease, MemoryStore, TokenStore, lease_ttl, new_owner_token};
-pub use token::{Bearer, Generation, TokenSet};
+pub use store::{MemoryStore, TokenStore};
+pub use token::{Bearer, Generation, Lineage, Stamp, TokenSet};

@@ -2,7 +2,7 @@
 //!
 //! | name | kind | labels |
 //! |---|---|---|
-//! | `reauth_refresh_total` | counter | `outcome` = `ok`, `adopted`, `rejected`, `unavailable`, `misconfigured` |
+//! | `reauth_refresh_total` | counter | `outcome` = `ok`, `adopted`, `rejected`, `superseded`, `ended_elsewhere`, `unavailable`, `misconfigured` |
 //! | `reauth_refresh_attempts_total` | counter | |
 //! | `reauth_refresh_retries_total` | counter | |
 //! | `reauth_refresh_joined_total` | counter | (callers that joined a refresh already in flight) |
@@ -52,6 +52,17 @@ pub(crate) fn session_ended(reason: EndReason) {
         EndReason::RefreshRejected => "refresh_rejected",
         EndReason::LoggedOut => "logged_out",
         EndReason::EndedElsewhere => "ended_elsewhere",
+        EndReason::Superseded => "superseded",
     };
     counter!("reauth_session_ended_total", "reason" => reason).increment(1);
+}
+
+/// The `reauth_refresh_total` outcome of a refresh that ended its session.
+pub(crate) fn ended_outcome(reason: EndReason) -> &'static str {
+    match reason {
+        EndReason::RefreshRejected => "rejected",
+        EndReason::Superseded => "superseded",
+        EndReason::EndedElsewhere => "ended_elsewhere",
+        EndReason::LoggedOut => "logged_out",
+    }
 }

@@ -48,6 +48,84 @@ impl fmt::Display for Generation {
     }
 }
 
+/// Which login a [`TokenSet`] descends from.
+///
+/// [`Session::start`](crate::Session::start) gives every login a fresh random
+/// lineage; a refresh keeps it. Processes sharing a store compare lineages
+/// before adopting a stored set: a set of another lineage is another login
+/// (another user, or a new login of the same user), never a rotation of
+/// theirs (C19). Not a secret: 128 random bits, hex.
+///
+/// ```
+/// use reauth::Lineage;
+/// let a = Lineage::generate();
+/// assert_ne!(a, Lineage::generate());
+/// assert_eq!(a.as_str().len(), 32);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Lineage(String);
+
+impl Lineage {
+    /// A fresh random lineage.
+    pub fn generate() -> Self {
+        Self(format!(
+            "{:016x}{:016x}",
+            fastrand::u64(..),
+            fastrand::u64(..)
+        ))
+    }
+
+    /// A lineage with the given id, as a store read it back.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id. Empty for a set persisted before lineages existed.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Lineage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The identity of a stored [`TokenSet`]: its generation and lineage. A
+/// coordinated store's compare-and-set compares both
+/// ([`Coordinator::compare_and_swap`](crate::Coordinator::compare_and_swap)).
+///
+/// ```
+/// use reauth::{Generation, Lineage, Stamp, TokenSet};
+/// let t = TokenSet::new("a").with_generation(Generation::new(3)).with_lineage(Lineage::new("l1"));
+/// assert_eq!(t.stamp(), Stamp::new(Generation::new(3), Lineage::new("l1")));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Stamp {
+    /// The generation.
+    pub generation: Generation,
+    /// The lineage.
+    pub lineage: Lineage,
+}
+
+impl Stamp {
+    /// A stamp from its parts.
+    pub fn new(generation: Generation, lineage: Lineage) -> Self {
+        Self {
+            generation,
+            lineage,
+        }
+    }
+}
+
+impl fmt::Display for Stamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "g{} of {}", self.generation, self.lineage)
+    }
+}
+
 /// An access token, an optional refresh token and what is known about them.
 ///
 /// Secrets are redacted in `Debug` output. Build one with [`TokenSet::new`] and
@@ -88,6 +166,13 @@ pub struct TokenSet {
     /// The generation; assigned by the session when the set is published.
     #[serde(default)]
     pub generation: Generation,
+    /// The login this set descends from; assigned by the session.
+    #[serde(default, skip_serializing_if = "lineage_is_empty")]
+    pub lineage: Lineage,
+}
+
+fn lineage_is_empty(l: &Lineage) -> bool {
+    l.0.is_empty()
 }
 
 fn bearer() -> String {
@@ -105,6 +190,7 @@ impl TokenSet {
             token_type: bearer(),
             scope: None,
             generation: Generation::default(),
+            lineage: Lineage::default(),
         }
     }
 
@@ -153,6 +239,19 @@ impl TokenSet {
     pub fn with_generation(mut self, generation: Generation) -> Self {
         self.generation = generation;
         self
+    }
+
+    /// Sets the lineage. Sessions assign lineages themselves; stores and
+    /// coordinators use this when they rebuild a persisted set.
+    #[must_use]
+    pub fn with_lineage(mut self, lineage: Lineage) -> Self {
+        self.lineage = lineage;
+        self
+    }
+
+    /// The set's identity in a shared store: generation and lineage.
+    pub fn stamp(&self) -> Stamp {
+        Stamp::new(self.generation, self.lineage.clone())
     }
 }
 
@@ -235,7 +334,8 @@ mod tests {
             .with_refresh_token("r")
             .with_expires_in(now, Duration::from_secs(60))
             .with_scope("read")
-            .with_generation(Generation::new(7));
+            .with_generation(Generation::new(7))
+            .with_lineage(Lineage::generate());
         let json = serde_json::to_string(&t).unwrap();
         let back: TokenSet = serde_json::from_str(&json).unwrap();
         assert_eq!(back, t);

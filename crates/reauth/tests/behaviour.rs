@@ -12,11 +12,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::FutureExt;
-use reauth::test_util::{FakeServer, FlakyStore, JumpClock, Step, runtime};
+use reauth::coord::{Coordinator, Lease};
 use reauth::{
     Bearer, EndReason, Error, EventStream, Generation, NoJitter, RefreshAhead, RefreshErrorKind,
     Runtime, Session, SessionEvent, TokioSleep, TokioSpawn,
 };
+use reauth_testkit::{FakeServer, FlakyStore, JumpClock, Step, runtime};
 use tokio::time::Instant;
 
 const LIFETIME: Duration = Duration::from_secs(300);
@@ -37,7 +38,8 @@ fn harness_with(
     let store = FlakyStore::new();
     let ended_callbacks = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&ended_callbacks);
-    let builder = Session::builder_with_runtime(server.clone(), rt)
+    let builder = Session::builder(server.clone())
+        .runtime(rt)
         .store(store.clone())
         .on_session_ended(move |_| {
             counter.fetch_add(1, Ordering::SeqCst);
@@ -418,7 +420,8 @@ async fn c8_refresh_task_that_never_runs_fails_its_waiters_and_the_next_call_ref
         NoJitter,
     );
     let server = FakeServer::new(&rt, LIFETIME);
-    let session = Session::builder_with_runtime(server.clone(), rt)
+    let session = Session::builder(server.clone())
+        .runtime(rt)
         .refresh_ahead(RefreshAhead::disabled())
         .build();
     session.start(server.login()).await.unwrap();
@@ -449,7 +452,8 @@ async fn c7_panicking_refresher_is_a_misconfiguration_and_the_next_call_refreshe
             Ok(reauth::TokenSet::new("access-1").with_refresh_token("refresh-1"))
         }
     });
-    let session = Session::builder_with_runtime(refresher, runtime())
+    let session = Session::builder(refresher)
+        .runtime(runtime())
         .refresh_ahead(RefreshAhead::disabled())
         .build();
     session
@@ -523,7 +527,8 @@ async fn c9_store_that_hangs_does_not_strand_the_refresh() {
     let rt = runtime();
     let server = FakeServer::new(&rt, LIFETIME);
     let store = HangOnce::default();
-    let session = Session::builder_with_runtime(server.clone(), rt)
+    let session = Session::builder(server.clone())
+        .runtime(rt)
         .store(store.clone())
         .refresh_ahead(RefreshAhead::disabled())
         .refresh_timeout(Duration::from_secs(5))
@@ -658,7 +663,8 @@ async fn c13_store_failure_is_reported_and_retried_never_dropped() {
 
 #[tokio::test(start_paused = true)]
 async fn c13_compare_and_set_that_keeps_losing_is_reported_and_tokens_kept() {
-    /// A shared store whose compare-and-set always loses to an older writer.
+    /// A shared store whose fenced compare-and-set (a refresh's write) always
+    /// loses, as if the lease were always lost just before the write.
     #[derive(Clone, Default)]
     struct Contended(reauth::MemoryStore);
     #[async_trait::async_trait]
@@ -672,32 +678,37 @@ async fn c13_compare_and_set_that_keeps_losing_is_reported_and_tokens_kept() {
         async fn clear(&self) -> Result<(), reauth::StoreError> {
             self.0.clear().await
         }
-        fn coordinator(&self) -> Option<&dyn reauth::Coordinator> {
+        fn coordinator(&self) -> Option<&dyn Coordinator> {
             Some(self)
         }
     }
     #[async_trait::async_trait]
-    impl reauth::Coordinator for Contended {
-        async fn try_acquire(
-            &self,
-            ttl: Duration,
-        ) -> Result<Option<reauth::Lease>, reauth::StoreError> {
-            Ok(Some(reauth::Lease::generate(ttl)))
+    impl Coordinator for Contended {
+        async fn try_acquire(&self, ttl: Duration) -> Result<Option<Lease>, reauth::StoreError> {
+            Ok(Some(Lease::generate(ttl)))
         }
-        async fn release(&self, _lease: &reauth::Lease) -> Result<(), reauth::StoreError> {
+        async fn renew(&self, _lease: &Lease, _ttl: Duration) -> Result<bool, reauth::StoreError> {
+            Ok(true)
+        }
+        async fn release(&self, _lease: &Lease) -> Result<(), reauth::StoreError> {
             Ok(())
         }
-        async fn compare_and_store(
+        async fn compare_and_swap(
             &self,
-            _expected: Option<Generation>,
-            _tokens: &reauth::TokenSet,
+            fence: Option<&Lease>,
+            expected: Option<&reauth::Stamp>,
+            new: Option<&reauth::TokenSet>,
         ) -> Result<bool, reauth::StoreError> {
-            Ok(false)
+            if fence.is_some() {
+                return Ok(false);
+            }
+            self.0.compare_and_swap(None, expected, new).await
         }
     }
     let rt = runtime();
     let server = FakeServer::new(&rt, LIFETIME);
-    let session = Session::builder_with_runtime(server.clone(), rt)
+    let session = Session::builder(server.clone())
+        .runtime(rt)
         .store(Contended::default())
         .refresh_ahead(RefreshAhead::disabled())
         .build();
@@ -734,7 +745,7 @@ async fn c14_refresh_ahead_fires_before_expiry_not_earlier() {
 async fn c14_short_lived_token_does_not_loop() {
     let rt = runtime();
     let server = FakeServer::new(&rt, Duration::from_secs(10));
-    let session = Session::builder_with_runtime(server.clone(), rt).build();
+    let session = Session::builder(server.clone()).runtime(rt).build();
     session.start(server.login()).await.unwrap();
     tokio::time::sleep(Duration::from_secs(100)).await;
     // Refreshing at half-life: one refresh per 5 s, about 20 in 100 s — not thousands.
@@ -751,7 +762,8 @@ async fn c14_token_born_expired_does_not_loop() {
     // A server that answers `expires_in: 0`: every new token is expired on arrival.
     let rt = runtime();
     let server = FakeServer::new(&rt, Duration::ZERO);
-    let session = Session::builder_with_runtime(server.clone(), rt)
+    let session = Session::builder(server.clone())
+        .runtime(rt)
         .wait_timeout(Duration::from_secs(2))
         .build();
     session.start(server.login()).await.unwrap();
@@ -773,7 +785,7 @@ async fn c14_clock_jump_is_noticed_by_the_timer() {
     let clock = JumpClock::new();
     let rt = Runtime::new(clock.clone(), TokioSleep, TokioSpawn, NoJitter);
     let server = FakeServer::new(&rt, Duration::from_secs(3600));
-    let session = Session::builder_with_runtime(server.clone(), rt).build();
+    let session = Session::builder(server.clone()).runtime(rt).build();
     session.start(server.login()).await.unwrap();
     settle().await;
     // The machine sleeps for an hour: wall time jumps, tokio's timers do not.
@@ -825,7 +837,8 @@ async fn restore_resumes_the_persisted_session() {
     let old = h.session.access_token().await.unwrap();
     h.session.invalidate(&old).await.unwrap();
     // A new process on the same store.
-    let again = Session::builder_with_runtime(h.server.clone(), runtime())
+    let again = Session::builder(h.server.clone())
+        .runtime(runtime())
         .store(h.store.clone())
         .build();
     assert!(again.restore().await.unwrap());

@@ -1,8 +1,8 @@
-//! The store conformance suite (`reauth::test_util::conformance`) on the
+//! The store conformance suite (`reauth_testkit::conformance`) on the
 //! built-in stores. `reauth-redis` and `reauth-postgres` run the same suite.
 
-use reauth::test_util::{conformance, procs};
 use reauth::{FileStore, MemoryStore};
+use reauth_testkit::{conformance, procs};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_store_conforms() {

@@ -171,8 +171,7 @@ impl Scenario {
     pub(crate) fn skip_reason(&self, target: &Target, services: &Services) -> Option<String> {
         let against = matches!(target, Target::Against(_));
         match self.shared {
-            // The processes refresh at the harness's own counting endpoint.
-            Some(_) if against => Some("needs our refresh endpoint's counter".to_owned()),
+            // The processes count their own refresh calls: any server will do.
             Some(shared) => services.missing(shared),
             None if against && self.needs_faults => Some("needs fault injection".to_owned()),
             None => None,
@@ -188,7 +187,23 @@ impl Scenario {
         n: usize,
     ) -> anyhow::Result<Measured> {
         if let Some(shared) = self.shared {
-            return processes::run(shared, services).await;
+            return match target {
+                // A strict server (grace window 0): a second refresh of one
+                // generation would be refused and revoke the family.
+                Target::Ours => {
+                    let running = local::spawn_server(Duration::ZERO).await?;
+                    let endpoints = Endpoints::ours(&running.url())?;
+                    let faults = running.server().faults().clone();
+                    let rotations = move || faults.counters().rotations;
+                    let result =
+                        processes::run(shared, services, &endpoints, Some(&rotations)).await;
+                    let _ = running.shutdown().await;
+                    result
+                }
+                Target::Against(endpoints) => {
+                    processes::run(shared, services, endpoints, None).await
+                }
+            };
         }
         let env = Env::new(target).await?;
         let result = match self.id {

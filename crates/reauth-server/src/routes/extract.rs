@@ -26,6 +26,9 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, AppError> {
             if s.is::<http_body_util::LengthLimitError>() {
                 return AppError::PayloadTooLarge;
             }
+            if s.is::<tower_http::timeout::TimeoutError>() {
+                return AppError::RequestTimeout;
+            }
             source = s.source();
         }
         AppError::InvalidRequest("could not read the request body")

@@ -9,8 +9,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection as _, Row};
 
 use super::{
     AuditEvent, Backend, ClientRecord, FamilyRecord, NewAuditEvent, NewClient, NewFamily,
@@ -142,23 +142,30 @@ impl PostgresRepository {
         max_connections: u32,
         wait: Duration,
     ) -> Result<Self, ServerError> {
+        let base =
+            PgConnectOptions::from_str(url).map_err(|e| ServerError::Database(classify(e)))?;
+        // Migrations on a connection of their own, without the request
+        // timeouts: a migration on a large table may take longer than a
+        // request may wait.
+        let mut conn = sqlx::PgConnection::connect_with(&base)
+            .await
+            .map_err(|e| ServerError::Database(classify(e)))?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&mut conn)
+            .await
+            .map_err(|e| ServerError::Migrate(StoreError::backend(e)))?;
+        let _ = sqlx::Connection::close(conn).await;
         let wait_ms = millis(wait).max(1).to_string();
-        let options = PgConnectOptions::from_str(url)
-            .map_err(|e| ServerError::Database(classify(e)))?
-            .options([
-                ("lock_timeout", wait_ms.as_str()),
-                ("statement_timeout", wait_ms.as_str()),
-            ]);
+        let options = base.options([
+            ("lock_timeout", wait_ms.as_str()),
+            ("statement_timeout", wait_ms.as_str()),
+        ]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(wait)
             .connect_with(options)
             .await
             .map_err(|e| ServerError::Database(classify(e)))?;
-        sqlx::migrate!("./migrations/postgres")
-            .run(&pool)
-            .await
-            .map_err(|e| ServerError::Migrate(StoreError::backend(e)))?;
         Ok(Self { pool })
     }
 

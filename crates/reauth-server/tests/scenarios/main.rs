@@ -24,6 +24,7 @@ mod router;
 mod s10_durability;
 mod s11_login_attempts;
 mod s12_password_hashing;
+mod s13_slow_clients;
 mod s14_locked_database;
 mod s15_hostile_input;
 mod s16_clocks;

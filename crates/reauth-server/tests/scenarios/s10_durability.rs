@@ -225,3 +225,120 @@ async fn s10_postgres_commit_failure_never_answers_200() {
     )
     .await;
 }
+
+/// A real full disk, in a server process of its own: its file-size limit
+/// (`RLIMIT_FSIZE`, set and lifted from outside with `prlimit`) stops the
+/// SQLite WAL from growing, so every commit fails with an I/O error exactly
+/// where a full filesystem fails it; then the limit is lifted, and the
+/// server — and after it a restarted one — must honour every answer.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s10_sqlite_disk_full_in_a_real_process_never_answers_200() {
+    use std::process::Stdio;
+
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio::process::Command;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("full.db");
+    let db = format!("sqlite://{}", db_path.display());
+    let keys = dir.path().join("keys.json");
+    let start = || async {
+        // SIGXFSZ ignored (inherited through exec): a write past the limit
+        // fails with EFBIG instead of killing the process.
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg("trap '' XFSZ; exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_reauth-server-testd"))
+            .args(["--db", &db, "--keys"])
+            .arg(&keys)
+            .args(["--user", &format!("{USER}:{PASSWORD}"), "--fast-hash"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn reauth-server-testd");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("child started in time")
+            .unwrap()
+            .expect("LISTENING line");
+        let addr = line.strip_prefix("LISTENING ").unwrap().to_owned();
+        (child, format!("http://{addr}"))
+    };
+    let prlimit = |pid: u32, limit: String| {
+        let status = std::process::Command::new("prlimit")
+            .arg("--pid")
+            .arg(pid.to_string())
+            .arg(format!("--fsize={limit}:")) // the soft limit only: it can be lifted again
+            .status()
+            .expect("prlimit (util-linux)");
+        assert!(status.success(), "prlimit failed");
+    };
+    let http = crate::common::http_client();
+    let (child, url) = start().await;
+    let pid = child.id().unwrap();
+    let login = || async {
+        let response = http
+            .post(format!("{url}/auth/login"))
+            .json(&serde_json::json!({"username": USER, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json::<Value>().await.unwrap_or_default())
+    };
+    let mut sessions = Vec::new();
+    for _ in 0..8 {
+        let (status, body) = login().await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        sessions.push(Tokens::from_json(&body));
+    }
+
+    // The disk is full: no file of the database may grow.
+    let size = |suffix: &str| {
+        std::fs::metadata(format!("{}{suffix}", db_path.display())).map_or(0, |m| m.len())
+    };
+    let largest = ["", "-wal", "-shm"].iter().map(|s| size(s)).max().unwrap();
+    prlimit(pid, largest.to_string());
+    let answers = futures::future::join_all(
+        sessions
+            .iter()
+            .map(|t| crate::common::refresh_at(&http, &url, &t.refresh_token)),
+    )
+    .await;
+    for (status, body) in &answers {
+        assert_refused("refresh on a full disk", *status, body);
+    }
+    let (status, body) = login().await;
+    assert_refused("login on a full disk", status, &body);
+    let response = http
+        .post(format!("{url}/auth/logout"))
+        .bearer_auth(&sessions[0].access_token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    assert_refused(
+        "logout on a full disk",
+        status,
+        &response.json().await.unwrap_or_default(),
+    );
+
+    // Space is freed: every session refreshes from where its answers left it.
+    prlimit(pid, "unlimited".to_owned());
+    let mut latest = Vec::new();
+    for tokens in &sessions {
+        let (status, body) = crate::common::refresh_at(&http, &url, &tokens.refresh_token).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        latest.push(Tokens::from_json(&body));
+    }
+    drop(child);
+    // And after a restart on the same files, every answered rotation holds.
+    let (_child, url) = start().await;
+    for tokens in &latest {
+        let (status, body) = crate::common::refresh_at(&http, &url, &tokens.refresh_token).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}

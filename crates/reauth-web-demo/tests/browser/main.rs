@@ -122,15 +122,26 @@ async fn b2_refresh_ahead_racing_a_burst_refreshes_once() {
     tab.break_token(b).await;
     let result = tab.run(b, "send(20)").await;
     assert_eq!(result["ok"], 20, "{result}");
-    assert_eq!(w.refreshes(), 1, "the burst joined the timer's refresh");
     let state = tab.state(b).await;
     assert_eq!(logged(&state, "/api/resources", 401), 20, "{state}");
     assert_eq!(logged(&state, "/api/resources", 200), 20, "{state}");
+    // The burst started no refresh of its own: every refresh is the timer's
+    // (a slow machine may see the timer fire again for the next generation).
     let refreshed = tab.events(b, "refreshed").await;
-    assert_eq!(refreshed.len(), 1, "{refreshed:?}");
-    assert_eq!(refreshed[0]["trigger"], "Ahead", "the timer started it");
+    assert!(!refreshed.is_empty());
+    assert!(
+        refreshed.iter().all(|e| e["trigger"] == "Ahead"),
+        "the burst joined the timer's refresh: {refreshed:?}"
+    );
+    let faults = w.site.server.faults();
+    faults.clear();
+    wait_for(
+        "every refresh at the server to be a rotation (none spent twice)",
+        || async { (w.refreshes() == faults.rotations()).then_some(()) },
+    )
+    .await;
+    assert_eq!(faults.grace_replays(), 0);
     assert_eq!(ended(&state), 0, "no logout");
-    w.site.server.faults().clear();
     w.end().await;
 }
 
@@ -184,32 +195,33 @@ async fn b3_tabs(tabs: usize, grace: Duration) {
     }
     let faults = w.site.server.faults();
     assert!(w.refreshes() >= 1);
-    assert_eq!(
-        w.refreshes(),
-        faults.rotations(),
-        "every refresh at the server rotated a new generation: none was spent twice"
-    );
+    // Converges at once on a quick machine; on a slow one a generation may
+    // expire again meanwhile and be refreshed (once) by some tab.
+    wait_for(
+        "every refresh at the server to be a rotation made by exactly one tab, \
+         and every tab on the newest generation",
+        || async {
+            if w.refreshes() != faults.rotations() {
+                return None;
+            }
+            let mut in_tabs = 0;
+            let mut generations = Vec::new();
+            for tab in &all {
+                let state = tab.state(b).await;
+                in_tabs += logged(&state, "/auth/refresh", 200);
+                generations.push(state["generation"].clone());
+            }
+            let same = generations.windows(2).all(|g| g[0] == g[1]);
+            (same && u64::try_from(in_tabs).ok() == Some(w.refreshes())).then_some(())
+        },
+    )
+    .await;
     assert_eq!(faults.grace_replays(), 0, "no duplicate refresh");
     assert_eq!(faults.reuse_detections(), 0, "no reuse");
-    let mut refreshing_tabs = 0;
-    let generation = all[0].state(b).await["generation"].clone();
     for tab in &all {
         let state = tab.state(b).await;
         assert_eq!(ended(&state), 0, "no tab logged out: {state}");
-        assert_eq!(
-            state["generation"], generation,
-            "every tab on the same generation"
-        );
-        if logged(&state, "/auth/refresh", 200) > 0 {
-            refreshing_tabs += 1;
-        }
     }
-    assert!(refreshing_tabs >= 1);
-    assert_eq!(
-        u64::try_from(refreshing_tabs).unwrap(),
-        w.refreshes(),
-        "one tab refreshed per generation, the others adopted"
-    );
     w.end().await;
 }
 
@@ -480,7 +492,7 @@ async fn b8_garbage_in_storage_is_a_typed_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn b8_storage_full_is_a_typed_error_and_loses_nothing() {
+async fn b8_storage_full_is_a_typed_error() {
     let _one = ONE_AT_A_TIME.lock().await;
     let Some(w) = world(Setup::default()).await else {
         return;

@@ -140,6 +140,16 @@ impl Browser {
             "const done = arguments[arguments.length - 1];\
              Promise.resolve().then(() => {expr}).then(done, (e) => done('error: ' + e));"
         );
+        self.call_async_script(&script, args).await
+    }
+
+    /// Runs `script` (a WebDriver async script: it calls its last argument
+    /// when done) in the current tab.
+    pub(crate) async fn call_async_script(
+        &self,
+        script: &str,
+        args: Value,
+    ) -> Result<Value, String> {
         self.call(
             "POST",
             "/execute/async",

@@ -8,9 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::coord::{Coordinator, Lease};
 use crate::error::StoreError;
-use crate::store::{Coordinator, Lease, TokenStore};
-use crate::token::{Generation, TokenSet};
+use crate::store::TokenStore;
+use crate::token::{Stamp, TokenSet};
 
 /// A [`TokenStore`] in a JSON file, written atomically and readable only by its owner.
 ///
@@ -20,7 +21,16 @@ use crate::token::{Generation, TokenSet};
 /// old file or the new one. Unreadable contents are reported as
 /// [`StoreError::Corrupt`] and never overwritten by a load.
 ///
-/// I/O is blocking and short (one small file); it runs on the refresh task.
+/// # Never on the async workers (C21)
+///
+/// Every operation — the advisory lock, reads, writes, `fsync`s and renames —
+/// runs off the async workers (tokio's blocking pool inside a tokio runtime,
+/// a short-lived thread elsewhere), so a lock another process holds or a
+/// slow disk never stalls the executor: other sessions, and the fast path of
+/// this one, keep going. Waiting for a lock another process holds is bounded
+/// (10 s, then an I/O error of kind `TimedOut`). The lock file is opened
+/// without following symlinks (`O_NOFOLLOW`) and must be a regular file, so a
+/// symlink planted in its place is refused, never written through.
 ///
 /// # Processes sharing the file (C15)
 ///
@@ -95,18 +105,27 @@ impl FileStore {
         self.dir().join(format!(".{name}.lock"))
     }
 
-    /// Runs `f` holding the exclusive advisory lock on the lock file.
+    /// Runs `f` holding the exclusive advisory lock on the lock file. Blocks:
+    /// call it through [`off_the_executor`] only.
     fn locked<T>(
         &self,
         f: impl FnOnce(&mut fs::File) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut file = open_lock(&self.lock_path())?;
-        // UFCS: std grew inherent methods of the same name after our MSRV.
-        fs4::FileExt::lock(&file)?;
+        lock_within(&file, LOCK_WAIT)?;
         let result = f(&mut file);
         // Closing the file releases the lock (and so does the kernel if we die).
         drop(file);
         result
+    }
+
+    /// Runs `op` on a clone of this store, off the async workers.
+    async fn run<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&FileStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        off_the_executor(move || op(&store)).await
     }
 
     pub(crate) fn read_sync(&self) -> Result<Option<TokenSet>, StoreError> {
@@ -184,14 +203,69 @@ fn private() -> fs::OpenOptions {
     options
 }
 
-/// The lease-record file, created if absent and never truncated on open.
+/// The longest one operation waits for a lock another process holds.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// The lease-record file, created if absent and never truncated on open. A
+/// symlink in its place is not followed (`O_NOFOLLOW`: the open fails), and
+/// anything but a regular file is refused.
 fn open_lock(path: &Path) -> io::Result<fs::File> {
-    private()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
+    let mut options = private();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the token store's lock file is not a regular file",
+        ));
+    }
+    Ok(file)
+}
+
+/// Takes the exclusive advisory lock on `file`, polling without blocking,
+/// for at most `wait`.
+fn lock_within(file: &fs::File, wait: Duration) -> io::Result<()> {
+    let began = std::time::Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        // UFCS: std grew inherent methods of the same name after our MSRV.
+        match fs4::FileExt::try_lock(file) {
+            Ok(()) => return Ok(()),
+            Err(fs4::TryLockError::Error(e)) => return Err(e),
+            Err(fs4::TryLockError::WouldBlock) => {}
+        }
+        if began.elapsed() >= wait {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "another process held the token store's lock too long",
+            ));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Runs the blocking `op` off the async workers: on tokio's blocking pool
+/// inside a tokio runtime, on a thread of its own elsewhere.
+async fn off_the_executor<T: Send + 'static>(
+    op: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    #[cfg(feature = "tokio")]
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        return handle
+            .spawn_blocking(op)
+            .await
+            .unwrap_or(Err(StoreError::Abandoned));
+    }
+    let (tx, rx) = futures::channel::oneshot::channel();
+    std::thread::Builder::new()
+        .name("reauth-file-store".to_owned())
+        .spawn(move || {
+            let _ = tx.send(op());
+        })?;
+    rx.await.unwrap_or(Err(StoreError::Abandoned))
 }
 
 /// A new temporary file; fails if it exists.
@@ -209,18 +283,20 @@ fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-#[async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 impl TokenStore for FileStore {
     async fn load(&self) -> Result<Option<TokenSet>, StoreError> {
-        self.read_sync()
+        self.run(FileStore::read_sync).await
     }
 
     async fn store(&self, tokens: &TokenSet) -> Result<(), StoreError> {
-        self.locked(|_| self.write_sync(tokens))
+        let tokens = tokens.clone();
+        self.run(move |s| s.locked(|_| s.write_sync(&tokens))).await
     }
 
     async fn clear(&self) -> Result<(), StoreError> {
-        self.locked(|_| self.clear_sync())
+        self.run(|s| s.locked(|_| s.clear_sync())).await
     }
 
     fn coordinator(&self) -> Option<&dyn Coordinator> {
@@ -228,45 +304,92 @@ impl TokenStore for FileStore {
     }
 }
 
-#[async_trait]
+impl FileStore {
+    /// Whether the (locked) lock file records `lease` as held and unexpired.
+    fn holds(file: &mut fs::File, lease: &Lease, now: SystemTime) -> io::Result<bool> {
+        Ok(read_lease(file)?
+            .is_some_and(|l| l.owner == lease.owner() && l.expires_at_ms > unix_ms(now)))
+    }
+}
+
+fn record(owner: &str, now: SystemTime, ttl: Duration) -> LeaseRecord {
+    LeaseRecord {
+        owner: owner.to_owned(),
+        expires_at_ms: now.checked_add(ttl).map_or(u64::MAX, unix_ms),
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 impl Coordinator for FileStore {
     async fn try_acquire(&self, ttl: Duration) -> Result<Option<Lease>, StoreError> {
-        self.locked(|file| {
-            let now = SystemTime::now();
-            if read_lease(file)?.is_some_and(|l| l.expires_at_ms > unix_ms(now)) {
-                return Ok(None);
-            }
-            let lease = Lease::generate(ttl);
-            let record = LeaseRecord {
-                owner: lease.owner().to_owned(),
-                expires_at_ms: now.checked_add(ttl).map_or(u64::MAX, unix_ms),
-            };
-            write_lease(file, Some(&record))?;
-            Ok(Some(lease))
+        self.run(move |s| {
+            s.locked(|file| {
+                let now = SystemTime::now();
+                if read_lease(file)?.is_some_and(|l| l.expires_at_ms > unix_ms(now)) {
+                    return Ok(None);
+                }
+                let lease = Lease::generate(ttl);
+                write_lease(file, Some(&record(lease.owner(), now, ttl)))?;
+                Ok(Some(lease))
+            })
         })
+        .await
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
+        let lease = lease.clone();
+        self.run(move |s| {
+            s.locked(|file| {
+                let now = SystemTime::now();
+                if !Self::holds(file, &lease, now)? {
+                    return Ok(false);
+                }
+                write_lease(file, Some(&record(lease.owner(), now, ttl)))?;
+                Ok(true)
+            })
+        })
+        .await
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
-        self.locked(|file| {
-            if read_lease(file)?.is_some_and(|l| l.owner == lease.owner()) {
-                write_lease(file, None)?;
-            }
-            Ok(())
+        let lease = lease.clone();
+        self.run(move |s| {
+            s.locked(|file| {
+                if read_lease(file)?.is_some_and(|l| l.owner == lease.owner()) {
+                    write_lease(file, None)?;
+                }
+                Ok(())
+            })
         })
+        .await
     }
 
-    async fn compare_and_store(
+    async fn compare_and_swap(
         &self,
-        expected: Option<Generation>,
-        tokens: &TokenSet,
+        fence: Option<&Lease>,
+        expected: Option<&Stamp>,
+        new: Option<&TokenSet>,
     ) -> Result<bool, StoreError> {
-        self.locked(|_| {
-            if self.read_sync()?.map(|t| t.generation) != expected {
-                return Ok(false);
-            }
-            self.write_sync(tokens)?;
-            Ok(true)
+        let (fence, expected, new) = (fence.cloned(), expected.cloned(), new.cloned());
+        self.run(move |s| {
+            s.locked(|file| {
+                if let Some(lease) = &fence
+                    && !Self::holds(file, lease, SystemTime::now())?
+                {
+                    return Ok(false);
+                }
+                if s.read_sync()?.map(|t| t.stamp()) != expected {
+                    return Ok(false);
+                }
+                match &new {
+                    Some(tokens) => s.write_sync(tokens)?,
+                    None => s.clear_sync()?,
+                }
+                Ok(true)
+            })
         })
+        .await
     }
 }
 

@@ -9,7 +9,7 @@ use crate::token::TokenSet;
 /// A [`TokenStore`] in memory: nothing survives the process. The default.
 ///
 /// Clones share the same slot, and coordinate refreshes through it (a
-/// [`Coordinator`](crate::Coordinator) lease and compare-and-set), so several
+/// [`Coordinator`](crate::coord::Coordinator) lease and compare-and-set), so several
 /// sessions of one process sharing a clone make one refresh between them.
 ///
 /// ```
@@ -70,7 +70,7 @@ impl TokenStore for MemoryStore {
     // `Instant::now` is unavailable in a browser: there, a memory store is
     // private to one session and does not coordinate.
     #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
-    fn coordinator(&self) -> Option<&dyn crate::store::Coordinator> {
+    fn coordinator(&self) -> Option<&dyn crate::coord::Coordinator> {
         Some(self)
     }
 }
@@ -80,8 +80,19 @@ mod coordinate {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::store::{Coordinator, Lease};
-    use crate::token::Generation;
+    use crate::coord::{Coordinator, Lease};
+    use crate::token::Stamp;
+
+    fn held_by(slot: &Slot, lease: &Lease, now: Instant) -> bool {
+        slot.lease
+            .as_ref()
+            .is_some_and(|(owner, until)| owner == lease.owner() && *until > now)
+    }
+
+    fn until(now: Instant, ttl: Duration) -> Instant {
+        now.checked_add(ttl)
+            .unwrap_or(now + Duration::from_secs(24 * 3600))
+    }
 
     #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
     #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
@@ -93,11 +104,18 @@ mod coordinate {
                 return Ok(None);
             }
             let lease = Lease::generate(ttl);
-            let until = now
-                .checked_add(ttl)
-                .unwrap_or(now + Duration::from_secs(24 * 3600));
-            slot.lease = Some((lease.owner().to_owned(), until));
+            slot.lease = Some((lease.owner().to_owned(), until(now, ttl)));
             Ok(Some(lease))
+        }
+
+        async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
+            let mut slot = self.slot();
+            let now = Instant::now();
+            if !held_by(&slot, lease, now) {
+                return Ok(false);
+            }
+            slot.lease = Some((lease.owner().to_owned(), until(now, ttl)));
+            Ok(true)
         }
 
         async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
@@ -112,16 +130,20 @@ mod coordinate {
             Ok(())
         }
 
-        async fn compare_and_store(
+        async fn compare_and_swap(
             &self,
-            expected: Option<Generation>,
-            tokens: &TokenSet,
+            fence: Option<&Lease>,
+            expected: Option<&Stamp>,
+            new: Option<&TokenSet>,
         ) -> Result<bool, StoreError> {
             let mut slot = self.slot();
-            if slot.tokens.as_ref().map(|t| t.generation) != expected {
+            if fence.is_some_and(|lease| !held_by(&slot, lease, Instant::now())) {
                 return Ok(false);
             }
-            slot.tokens = Some(tokens.clone());
+            if slot.tokens.as_ref().map(TokenSet::stamp).as_ref() != expected {
+                return Ok(false);
+            }
+            slot.tokens = new.cloned();
             Ok(true)
         }
     }

@@ -1,5 +1,7 @@
 //! Where token sets are persisted: the `TokenStore` contract and built-in stores.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::error::StoreError;
@@ -7,13 +9,11 @@ use crate::token::TokenSet;
 
 #[cfg(feature = "file-store")]
 mod file;
-mod lease;
 mod memory;
 
+use crate::coord::Coordinator;
 #[cfg(feature = "file-store")]
 pub use file::FileStore;
-pub(crate) use lease::lease_poll_delay;
-pub use lease::{Coordinator, Lease, lease_ttl, new_owner_token};
 pub use memory::MemoryStore;
 
 /// Persists the session's token set, generation included.
@@ -55,5 +55,27 @@ pub trait TokenStore: Send + Sync + 'static {
     /// private to one session and the in-process single flight is enough.
     fn coordinator(&self) -> Option<&dyn Coordinator> {
         None
+    }
+}
+
+/// A shared handle is a store too: `Arc<S>` and `Arc<dyn TokenStore>`
+/// delegate every call, coordination included.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl<S: TokenStore + ?Sized> TokenStore for Arc<S> {
+    async fn load(&self) -> Result<Option<TokenSet>, StoreError> {
+        (**self).load().await
+    }
+
+    async fn store(&self, tokens: &TokenSet) -> Result<(), StoreError> {
+        (**self).store(tokens).await
+    }
+
+    async fn clear(&self) -> Result<(), StoreError> {
+        (**self).clear().await
+    }
+
+    fn coordinator(&self) -> Option<&dyn Coordinator> {
+        (**self).coordinator()
     }
 }

@@ -1,4 +1,5 @@
-//! A harness for the multi-process and multi-replica tests (C15, C16).
+//! A harness for the multi-process and multi-replica tests (C15, C16, C18,
+//! C19, C20).
 //!
 //! The parent test starts a [`RotatingServer`] — a real HTTP refresh endpoint
 //! on `127.0.0.1` whose refresh tokens are one-time, that counts every refresh
@@ -9,12 +10,15 @@
 //! `access_token()` (the token has expired: each process needs a refresh) and
 //! prints what it got. Optionally the first refresh hangs at the server and
 //! the parent SIGKILLs the process that sent it, mid-refresh, while it holds
-//! the lease.
+//! the lease (C15/C16); or the first refresh is answered late and every
+//! write of the children is slow, so the work under the lease outlasts its
+//! TTL (C18); or, while the children refresh, the parent — another process —
+//! lands another login in the store (C19) or logs out (C20).
 //!
 //! A test file wires it up with one parent test and one child entry:
 //!
 //! ```no_run
-//! use reauth::test_util::procs;
+//! use reauth_testkit::procs;
 //!
 //! #[test]
 //! fn process_child() {
@@ -30,18 +34,18 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::error::RefreshError;
-use crate::events::SessionEvent;
-use crate::policy::RefreshAhead;
-use crate::refresher::Refresher;
-use crate::session::Session;
-use crate::store::TokenStore;
-use crate::token::{Generation, TokenSet};
+use reauth::RefreshAhead;
+use reauth::RefreshError;
+use reauth::Refresher;
+use reauth::Session;
+use reauth::SessionEvent;
+use reauth::TokenStore;
+use reauth::coord::{Coordinator, Lease};
+use reauth::{Generation, Lineage, Stamp, StoreError, TokenSet};
 
 const CHILD_ENV: &str = "REAUTH_TEST_CHILD";
 const RESULT_PREFIX: &str = "REAUTH_CHILD_RESULT ";
@@ -56,17 +60,27 @@ struct ServerState {
     /// The pid each refresh came from, in arrival order.
     callers: Vec<u32>,
     hang_first: bool,
+    /// The first refresh rotates at once but is answered only after this.
+    delay_first: Option<Duration>,
     arrived: usize,
+    /// Refresh tokens revoked (RFC 7009 style), in order.
+    revoked: Vec<String>,
 }
 
 /// A refresh endpoint on loopback with one-time refresh tokens: `refresh-n`
 /// buys `access-(n+1)` / `refresh-(n+1)`; any other refresh token is
 /// `invalid_grant` (HTTP 400), as on a strict server.
+///
+/// `POST /revoke` with a refresh token as the body revokes it (a later
+/// refresh with it is `invalid_grant`). `GET /barrier` holds each caller until
+/// `x-expected` callers arrived **and** the gate is open
+/// ([`RotatingServer::open_gate`]; open unless started closed).
 #[derive(Clone, Debug)]
 pub struct RotatingServer {
     addr: std::net::SocketAddr,
     state: Arc<Mutex<ServerState>>,
     barrier: Arc<tokio::sync::watch::Sender<usize>>,
+    gate: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl RotatingServer {
@@ -76,19 +90,37 @@ impl RotatingServer {
     ///
     /// If it cannot bind.
     pub async fn start(hang_first: bool) -> Self {
+        Self::start_with(hang_first, None, true).await
+    }
+
+    /// As [`start`](Self::start); `delay_first`: the first refresh rotates at
+    /// once but is answered only after this long; `gate_open`: whether the
+    /// barrier opens as soon as everyone arrived.
+    ///
+    /// # Panics
+    ///
+    /// If it cannot bind.
+    pub async fn start_with(
+        hang_first: bool,
+        delay_first: Option<Duration>,
+        gate_open: bool,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(Mutex::new(ServerState {
             hang_first,
+            delay_first,
             ..ServerState::default()
         }));
         let (tx, _) = tokio::sync::watch::channel(0usize);
+        let (gate, _) = tokio::sync::watch::channel(gate_open);
         let server = Self {
             addr,
             state,
             barrier: Arc::new(tx),
+            gate: Arc::new(gate),
         };
         let s = server.clone();
         tokio::spawn(async move {
@@ -126,8 +158,24 @@ impl RotatingServer {
         self.state().callers.clone()
     }
 
-    /// The token set a login would get now (rotation `n`), already expired
-    /// and of generation 1: every process that loads it must refresh.
+    /// The refresh tokens revoked so far, in order.
+    pub fn revoked(&self) -> Vec<String> {
+        self.state().revoked.clone()
+    }
+
+    /// How many callers reached the barrier.
+    pub fn arrived(&self) -> usize {
+        self.state().arrived
+    }
+
+    /// Opens the barrier's gate.
+    pub fn open_gate(&self) {
+        self.gate.send_replace(true);
+    }
+
+    /// The token set a login would get now (rotation `n`), already expired,
+    /// of generation 1 and a fresh lineage: every process that loads it must
+    /// refresh.
     pub fn expired_login(&self) -> TokenSet {
         let n = self.state().rotation;
         let past = SystemTime::now() - Duration::from_secs(60);
@@ -135,6 +183,7 @@ impl RotatingServer {
             .with_refresh_token(format!("refresh-{n}"))
             .with_expires_in(past - LIFETIME, LIFETIME)
             .with_generation(Generation::new(1))
+            .with_lineage(Lineage::generate())
     }
 
     async fn serve(&self, mut conn: TcpStream) -> std::io::Result<()> {
@@ -151,39 +200,55 @@ impl RotatingServer {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1);
             let mut rx = self.barrier.subscribe();
+            let mut gate = self.gate.subscribe();
             self.barrier.send_modify(|n| *n += 1);
             self.state().arrived += 1;
             let _ = rx.wait_for(|n| *n >= expected).await;
+            let _ = gate.wait_for(|open| *open).await;
+            (200, "{}".to_owned())
+        } else if request_line.starts_with("POST /revoke") {
+            let token = String::from_utf8_lossy(&body).trim().to_owned();
+            self.state().revoked.push(token);
             (200, "{}".to_owned())
         } else if request_line.starts_with("POST /token") {
             let pid = headers
                 .get("x-pid")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
-            let hang = {
+            let (hang, delay) = {
                 let mut st = self.state();
                 st.calls += 1;
                 st.callers.push(pid);
-                std::mem::take(&mut st.hang_first)
+                (std::mem::take(&mut st.hang_first), st.delay_first.take())
             };
             if hang {
                 // Hold the connection open and never answer; the parent kills
                 // the caller meanwhile. Nothing rotates.
                 futures::future::pending::<()>().await;
             }
-            let mut st = self.state();
-            if String::from_utf8_lossy(&body).trim() == format!("refresh-{}", st.rotation) {
-                st.rotation += 1;
-                let n = st.rotation;
-                let reply = serde_json::json!({
-                    "access_token": format!("access-{n}"),
-                    "refresh_token": format!("refresh-{n}"),
-                    "expires_in": LIFETIME.as_secs(),
-                });
-                (200, reply.to_string())
-            } else {
-                (400, r#"{"error":"invalid_grant"}"#.to_owned())
+            let presented = String::from_utf8_lossy(&body).trim().to_owned();
+            let answer = {
+                let mut st = self.state();
+                let valid = presented == format!("refresh-{}", st.rotation)
+                    && !st.revoked.contains(&presented);
+                if valid {
+                    st.rotation += 1;
+                    let n = st.rotation;
+                    let reply = serde_json::json!({
+                        "access_token": format!("access-{n}"),
+                        "refresh_token": format!("refresh-{n}"),
+                        "expires_in": LIFETIME.as_secs(),
+                    });
+                    (200, reply.to_string())
+                } else {
+                    (400, r#"{"error":"invalid_grant"}"#.to_owned())
+                }
+            };
+            if let Some(delay) = delay {
+                // Rotated at once; the answer is in transit for `delay`.
+                tokio::time::sleep(delay).await;
             }
+            answer
         } else {
             (404, "{}".to_owned())
         };
@@ -309,6 +374,16 @@ impl Refresher for HttpRefresher {
             _ => Err(RefreshError::transient(format!("HTTP {status}"))),
         }
     }
+
+    async fn revoke(&self, tokens: &TokenSet) -> Result<(), RefreshError> {
+        let Some(refresh) = &tokens.refresh_token else {
+            return Ok(());
+        };
+        http(&self.url, "POST", "/revoke", &[], refresh.secret())
+            .await
+            .map(drop)
+            .map_err(RefreshError::transient)
+    }
 }
 
 /// What the parent passes to each child.
@@ -322,6 +397,8 @@ pub struct ChildConfig {
     pub refresh_timeout_ms: u64,
     /// How many processes meet at the barrier.
     pub processes: usize,
+    /// Every compare-and-swap of the child's store first waits this long.
+    pub slow_writes_ms: u64,
 }
 
 /// What a child reports.
@@ -337,8 +414,26 @@ pub struct ChildResult {
     pub refreshed: bool,
     /// Whether it adopted a set another process stored.
     pub adopted: bool,
-    /// Whether its session ended (a logout: never expected here).
-    pub ended: bool,
+    /// Whether its session ended, and why (`Debug` of the [`reauth::EndReason`]).
+    pub ended: Option<String>,
+    /// Whether it reported another login's set in the store (C19).
+    pub foreign: bool,
+}
+
+/// What the parent — another process of the same app — does while the
+/// children refresh.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Meanwhile {
+    /// Nothing.
+    #[default]
+    Nothing,
+    /// Once every child restored the session, another login lands in the
+    /// store (`Session::start` of another session, C19).
+    ForeignLogin,
+    /// Once the first refresh reached the server, it logs the shared session
+    /// out (`Session::logout` of its own restored session, C20).
+    Logout,
 }
 
 /// The scenario the parent runs.
@@ -354,6 +449,29 @@ pub struct Scenario {
     pub kill_first_refresher: bool,
     /// Each child's refresh timeout.
     pub refresh_timeout: Duration,
+    /// The first refresh rotates at once and is answered after this (C18).
+    pub first_refresh_delay: Option<Duration>,
+    /// Every compare-and-swap of the children first waits this long (C18).
+    pub slow_writes: Duration,
+    /// What the parent does meanwhile.
+    pub meanwhile: Meanwhile,
+}
+
+impl Scenario {
+    /// `processes` children started as `child_test`, sharing the store `store`,
+    /// refresh timeout 2 s, nothing else happening.
+    pub fn new(child_test: &'static str, store: impl Into<String>, processes: usize) -> Self {
+        Self {
+            child_test,
+            store: store.into(),
+            processes,
+            kill_first_refresher: false,
+            refresh_timeout: Duration::from_secs(2),
+            first_refresh_delay: None,
+            slow_writes: Duration::ZERO,
+            meanwhile: Meanwhile::Nothing,
+        }
+    }
 }
 
 /// What happened.
@@ -367,15 +485,21 @@ pub struct Outcome {
     pub rotations: u64,
     /// The pid killed mid-refresh, if the scenario kills.
     pub killed: Option<u32>,
+    /// Refresh tokens revoked at the server, in order.
+    pub revoked: Vec<String>,
+    /// The set the shared store holds at the end.
+    pub stored: Option<TokenSet>,
+    /// The foreign login the parent stored (C19).
+    pub foreign: Option<TokenSet>,
 }
 
 /// Runs `scenario`: writes an expired login through `store`, starts the
-/// children, kills the first refresher if asked, and collects the reports.
+/// children, does what the scenario says meanwhile, and collects the reports.
 ///
 /// # Panics
 ///
 /// If a child fails, or anything takes longer than two minutes.
-pub async fn run_processes<S: TokenStore>(scenario: &Scenario, store: &S) -> Outcome {
+pub async fn run_processes<S: TokenStore + Clone>(scenario: &Scenario, store: &S) -> Outcome {
     let exe = std::env::current_exe().expect("current exe");
     run_processes_with(scenario, store, || {
         let mut command = Command::new(&exe);
@@ -398,21 +522,39 @@ pub async fn run_processes<S: TokenStore>(scenario: &Scenario, store: &S) -> Out
 /// # Panics
 ///
 /// If a child fails, or anything takes longer than two minutes.
-pub async fn run_processes_with<S: TokenStore>(
+pub async fn run_processes_with<S: TokenStore + Clone>(
     scenario: &Scenario,
     store: &S,
     child: impl Fn() -> Command,
 ) -> Outcome {
-    let server = RotatingServer::start(scenario.kill_first_refresher).await;
+    let gate_open = scenario.meanwhile != Meanwhile::ForeignLogin;
+    let server = RotatingServer::start_with(
+        scenario.kill_first_refresher,
+        scenario.first_refresh_delay,
+        gate_open,
+    )
+    .await;
     store
         .store(&server.expired_login())
         .await
         .expect("write the expired login to the shared store");
+    // The parent's own session on the shared store, for what it does meanwhile.
+    let parent = Session::builder(HttpRefresher::new(server.url()))
+        .store(store.clone())
+        .refresh_ahead(RefreshAhead::disabled())
+        .build();
+    if scenario.meanwhile == Meanwhile::Logout {
+        assert!(
+            parent.restore().await.expect("restore"),
+            "the login is stored"
+        );
+    }
     let config = ChildConfig {
         server: server.url(),
         store: scenario.store.clone(),
         refresh_timeout_ms: u64::try_from(scenario.refresh_timeout.as_millis()).unwrap_or(u64::MAX),
         processes: scenario.processes,
+        slow_writes_ms: u64::try_from(scenario.slow_writes.as_millis()).unwrap_or(u64::MAX),
     };
     let mut children: Vec<Child> = (0..scenario.processes)
         .map(|_| {
@@ -426,18 +568,37 @@ pub async fn run_processes_with<S: TokenStore>(
         })
         .collect();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let mut foreign = None;
+    match scenario.meanwhile {
+        Meanwhile::Nothing => {}
+        Meanwhile::ForeignLogin => {
+            let all = scenario.processes;
+            wait_until(deadline, "the children never restored", || {
+                server.arrived() >= all
+            })
+            .await;
+            let login = TokenSet::new("foreign-access")
+                .with_refresh_token("foreign-refresh")
+                .with_expires_in(SystemTime::now(), LIFETIME);
+            parent.start(login).await.expect("another login");
+            foreign = parent.tokens();
+            server.open_gate();
+        }
+        Meanwhile::Logout => {
+            wait_until(deadline, "no refresh reached the server", || {
+                server.calls() > 0
+            })
+            .await;
+            parent.logout().await.expect("logout elsewhere");
+        }
+    }
     let mut killed = None;
     if scenario.kill_first_refresher {
-        let pid = loop {
-            if let Some(&pid) = server.callers().first() {
-                break pid;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no refresh reached the server"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
+        wait_until(deadline, "no refresh reached the server", || {
+            !server.callers().is_empty()
+        })
+        .await;
+        let pid = server.callers()[0];
         let child = children
             .iter_mut()
             .find(|c| c.id() == pid)
@@ -493,6 +654,17 @@ pub async fn run_processes_with<S: TokenStore>(
         calls: server.calls(),
         rotations: server.rotations(),
         killed,
+        revoked: server.revoked(),
+        stored: store.load().await.expect("load the shared store"),
+        foreign,
+    }
+}
+
+/// Polls `cond` every 5 ms until it holds; panics with `what` at `deadline`.
+async fn wait_until(deadline: tokio::time::Instant, what: &str, cond: impl Fn() -> bool) {
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -513,8 +685,79 @@ pub fn child_main<S: TokenStore, F: std::future::Future<Output = S>>(
         .expect("runtime");
     rt.block_on(async move {
         let store = open(config.store.clone()).await;
-        run_child(config, store).await;
+        let slow = Duration::from_millis(config.slow_writes_ms);
+        run_child(config, SlowWrites::new(store, slow)).await;
     });
+}
+
+/// A store whose compare-and-swap waits `delay` before it is sent: a slow
+/// store (a stalled disk, a congested database) under the refresh lease (C18).
+#[derive(Debug)]
+pub struct SlowWrites<S> {
+    inner: S,
+    delay: Duration,
+}
+
+impl<S> SlowWrites<S> {
+    /// `inner`, with every compare-and-swap delayed by `delay`.
+    pub fn new(inner: S, delay: Duration) -> Self {
+        Self { inner, delay }
+    }
+
+    fn coord(&self) -> &dyn Coordinator
+    where
+        S: TokenStore,
+    {
+        self.inner
+            .coordinator()
+            .expect("a coordinating store under SlowWrites")
+    }
+}
+
+#[async_trait]
+impl<S: TokenStore> TokenStore for SlowWrites<S> {
+    async fn load(&self) -> Result<Option<TokenSet>, StoreError> {
+        self.inner.load().await
+    }
+
+    async fn store(&self, tokens: &TokenSet) -> Result<(), StoreError> {
+        self.inner.store(tokens).await
+    }
+
+    async fn clear(&self) -> Result<(), StoreError> {
+        self.inner.clear().await
+    }
+
+    fn coordinator(&self) -> Option<&dyn Coordinator> {
+        self.inner.coordinator().map(|_| self as &dyn Coordinator)
+    }
+}
+
+#[async_trait]
+impl<S: TokenStore> Coordinator for SlowWrites<S> {
+    async fn try_acquire(&self, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        self.coord().try_acquire(ttl).await
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
+        self.coord().renew(lease, ttl).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.coord().release(lease).await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        fence: Option<&Lease>,
+        expected: Option<&Stamp>,
+        new: Option<&TokenSet>,
+    ) -> Result<bool, StoreError> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        self.coord().compare_and_swap(fence, expected, new).await
+    }
 }
 
 /// One process: restore from the shared store, meet the others, ask for a
@@ -549,28 +792,19 @@ pub async fn run_child<S: TokenStore>(config: ChildConfig, store: S) {
             .map_err(|e| e.to_string()),
         refreshed: false,
         adopted: false,
-        ended: false,
+        ended: None,
+        foreign: false,
     };
-    // The flight wakes its waiters before the event is emitted: wait for it
-    // (bounded), then take whatever else is queued.
-    let mut decided = false;
-    loop {
-        let event = if decided {
-            events.try_next()
-        } else {
-            tokio::time::timeout(Duration::from_secs(10), events.next())
-                .await
-                .ok()
-                .flatten()
-        };
-        let Some(event) = event else { break };
+    // Events are sent before the waiters they explain are woken: everything
+    // that decided this process is queued already.
+    while let Some(event) = events.try_next() {
         match event {
             SessionEvent::Refreshed { .. } => result.refreshed = true,
             SessionEvent::Adopted { .. } => result.adopted = true,
-            SessionEvent::SessionEnded { .. } => result.ended = true,
-            _ => continue,
+            SessionEvent::SessionEnded { reason } => result.ended = Some(format!("{reason:?}")),
+            SessionEvent::ForeignSet { .. } => result.foreign = true,
+            _ => {}
         }
-        decided = true;
     }
     println!(
         "\n{RESULT_PREFIX}{}",
@@ -600,7 +834,7 @@ pub fn assert_one_refresh(outcome: &Outcome, processes: usize) {
     for r in &outcome.results {
         assert_eq!(r.access.as_deref(), Ok("access-1"), "{r:?}");
         assert_eq!(r.generation, Some(2), "{r:?}");
-        assert!(!r.ended, "no process logs out: {r:?}");
+        assert!(r.ended.is_none(), "no process logs out: {r:?}");
         assert!(
             r.refreshed ^ r.adopted,
             "refreshed or adopted, not both: {r:?}"
@@ -611,6 +845,115 @@ pub fn assert_one_refresh(outcome: &Outcome, processes: usize) {
         refreshed, 1,
         "one process refreshed, the others adopted: {outcome:#?}"
     );
+}
+
+/// C18's scenario: the first refresh rotates at once but its answer takes
+/// 3.5 s, and every compare-and-swap of the children takes 3.5 s more, with a
+/// 4 s refresh timeout — a lease TTL of 6 s. The holder's work (7 s) outlasts
+/// the TTL; without renewal another process takes the lapsed lease, reads
+/// the old set (the holder's write has not landed) and spends the same
+/// refresh token again: a second call at the server, and a logout.
+pub fn c18_scenario(
+    child_test: &'static str,
+    store: impl Into<String>,
+    processes: usize,
+) -> Scenario {
+    Scenario {
+        refresh_timeout: Duration::from_secs(4),
+        first_refresh_delay: Some(Duration::from_millis(3500)),
+        slow_writes: Duration::from_millis(3500),
+        ..Scenario::new(child_test, store, processes)
+    }
+}
+
+/// C19's scenario: once every child restored the login, another login lands
+/// in the shared store before any of them refreshes.
+pub fn c19_scenario(
+    child_test: &'static str,
+    store: impl Into<String>,
+    processes: usize,
+) -> Scenario {
+    Scenario {
+        meanwhile: Meanwhile::ForeignLogin,
+        ..Scenario::new(child_test, store, processes)
+    }
+}
+
+/// C20's scenario: the first refresh rotates at once but its answer takes
+/// 1.5 s; meanwhile another process logs the shared session out.
+pub fn c20_scenario(
+    child_test: &'static str,
+    store: impl Into<String>,
+    processes: usize,
+) -> Scenario {
+    Scenario {
+        first_refresh_delay: Some(Duration::from_millis(1500)),
+        meanwhile: Meanwhile::Logout,
+        ..Scenario::new(child_test, store, processes)
+    }
+}
+
+/// C19: every process reported the foreign set and none adopted it (no
+/// process switched to the other login's tokens); none spent its own refresh
+/// token; each ended as superseded; the other login's set is untouched.
+///
+/// # Panics
+///
+/// When one of them does not hold.
+pub fn assert_foreign_reported_not_adopted(outcome: &Outcome, processes: usize) {
+    assert_eq!(outcome.results.len(), processes, "{outcome:#?}");
+    let foreign = outcome
+        .foreign
+        .as_ref()
+        .expect("the parent stored another login");
+    for r in &outcome.results {
+        assert!(
+            r.access.as_deref() != Ok(foreign.access_token.secret()),
+            "a process adopted the other login's tokens: {r:?}"
+        );
+        assert!(r.access.is_err(), "{r:?}");
+        assert!(r.foreign, "the foreign set is reported: {r:?}");
+        assert!(!r.adopted && !r.refreshed, "{r:?}");
+        assert_eq!(r.ended.as_deref(), Some("Superseded"), "{r:?}");
+    }
+    assert_eq!(
+        outcome.calls, 0,
+        "nobody spent the old login's refresh token: {outcome:#?}"
+    );
+    let stored = outcome
+        .stored
+        .as_ref()
+        .expect("the other login's set is left in the store");
+    assert_eq!(
+        stored.stamp(),
+        foreign.stamp(),
+        "the other login's set is left in the store"
+    );
+    assert_eq!(stored.access_token, foreign.access_token);
+}
+
+/// C20: the logout another process made is not undone: the store stays
+/// empty, no process holds a token, each ended as logged out elsewhere, and
+/// every rotation the server made meanwhile was revoked.
+///
+/// # Panics
+///
+/// When one of them does not hold.
+pub fn assert_logout_not_undone(outcome: &Outcome, processes: usize) {
+    assert_eq!(outcome.results.len(), processes, "{outcome:#?}");
+    assert_eq!(outcome.stored, None, "the logout was undone: {outcome:#?}");
+    for r in &outcome.results {
+        assert!(r.access.is_err(), "{r:?}");
+        assert!(!r.adopted, "{r:?}");
+        assert_eq!(r.ended.as_deref(), Some("EndedElsewhere"), "{r:?}");
+    }
+    for n in 1..=outcome.rotations {
+        let token = format!("refresh-{n}");
+        assert!(
+            outcome.revoked.contains(&token),
+            "{token} was rotated during the logout and left live: {outcome:#?}"
+        );
+    }
 }
 
 /// "Rotated elsewhere" (C16): a session on handle `a` refreshes; meanwhile a
@@ -625,13 +968,14 @@ pub fn assert_one_refresh(outcome: &Outcome, processes: usize) {
 pub async fn rejected_while_store_moved_is_adopted<S: TokenStore>(a: S, b: S) {
     let b = Arc::new(b);
     let writer = Arc::clone(&b);
-    let refresher = crate::refresher::refresh_fn(move |current: TokenSet| {
+    let refresher = reauth::refresh_fn(move |current: TokenSet| {
         let writer = Arc::clone(&writer);
         async move {
             let elsewhere = TokenSet::new("access-elsewhere")
                 .with_refresh_token("refresh-elsewhere")
                 .with_expires_in(SystemTime::now(), LIFETIME)
-                .with_generation(current.generation.next());
+                .with_generation(current.generation.next())
+                .with_lineage(current.lineage.clone());
             writer
                 .store(&elsewhere)
                 .await

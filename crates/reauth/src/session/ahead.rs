@@ -10,11 +10,11 @@
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
+use super::inner::Inner;
+use super::refresh;
 use crate::events::Trigger;
 use crate::flight::{Join, Outcome, Waiter};
 use crate::policy::refresh_at;
-use crate::refresh;
-use crate::session::Inner;
 use crate::token::Generation;
 
 /// Starts the timer for `epoch` if refresh-ahead is enabled.

@@ -1,86 +1,36 @@
 //! The session: the one object requests ask for a token.
+//!
+//! A folder because the concept has parts that share one state: the public
+//! [`Session`] and its builder (here), the state they share ([`inner`]), the
+//! spawned refresh task ([`refresh`]), the refresh-ahead timer ([`ahead`])
+//! and what another owner of a shared store announced ([`shared`]). Each
+//! part depends on `inner` only (and the timer on the refresh task it
+//! starts): no cycle.
+
+mod ahead;
+mod inner;
+mod refresh;
+mod shared;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures::channel::oneshot;
 use futures::future::{Either, select};
-use futures::lock::Mutex as AsyncMutex;
 use tracing::Instrument;
 
 use crate::error::{EndReason, Error, StoreError};
 use crate::events::{EventStream, Events, SessionEvent, Trigger};
-use crate::flight::{Cell, Join, Outcome, Published, Waiter};
+use crate::flight::{Cell, Join, Outcome, Waiter};
 use crate::future::AccessTokenFuture;
-use crate::policy::{RefreshAhead, RetryPolicy, is_expired};
+use crate::metrics as m;
+use crate::policy::{RefreshAhead, RetryPolicy};
 use crate::refresher::Refresher;
 use crate::runtime::Runtime;
 use crate::store::{MemoryStore, TokenStore};
-use crate::token::{Bearer, Generation, TokenSet};
-use crate::{ahead, metrics as m, refresh};
-
-/// Timeouts and policies of a session; see the [`SessionBuilder`] methods.
-#[derive(Clone, Debug)]
-pub(crate) struct Config {
-    pub(crate) refresh_ahead: RefreshAhead,
-    pub(crate) retry: RetryPolicy,
-    pub(crate) refresh_timeout: Duration,
-    pub(crate) wait_timeout: Duration,
-    pub(crate) expiry_leeway: Duration,
-    pub(crate) store_attempts: u32,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            refresh_ahead: RefreshAhead::default(),
-            retry: RetryPolicy::default(),
-            refresh_timeout: Duration::from_secs(10),
-            wait_timeout: Duration::from_secs(30),
-            expiry_leeway: Duration::from_secs(5),
-            store_attempts: 3,
-        }
-    }
-}
-
-pub(crate) struct Inner {
-    pub(crate) cell: Cell,
-    pub(crate) refresher: Arc<dyn Refresher>,
-    pub(crate) store: Arc<dyn TokenStore>,
-    pub(crate) rt: Runtime,
-    pub(crate) config: Config,
-    pub(crate) events: Events,
-    /// Serialises store writes with publication: a refresh holds it from its
-    /// "still current?" check through persist and publish; `start` and `logout`
-    /// take it for their writes. So the store never ends up holding a set older
-    /// than, or from another session than, what was published last.
-    pub(crate) persist: AsyncMutex<()>,
-}
-
-impl Inner {
-    pub(crate) fn publishable(&self, mut tokens: TokenSet) -> Arc<Published> {
-        if tokens.obtained_at.is_none() {
-            tokens.obtained_at = Some(self.rt.now());
-        }
-        let usable_until = tokens.expires_at.map(|exp| {
-            // The first instant `is_expired` says yes.
-            let leeway = self.config.expiry_leeway;
-            let capped = match tokens.obtained_at {
-                Some(o) => leeway.min(exp.duration_since(o).unwrap_or(Duration::ZERO) / 4),
-                None => leeway,
-            };
-            exp.checked_sub(capped).unwrap_or(SystemTime::UNIX_EPOCH)
-        });
-        debug_assert!(usable_until.is_none_or(|u| is_expired(
-            tokens.expires_at,
-            tokens.obtained_at,
-            self.config.expiry_leeway,
-            u
-        )));
-        Arc::new(Published::new(tokens, usable_until))
-    }
-}
+use crate::token::{Bearer, Generation, Lineage, TokenSet};
+use inner::{Config, Inner};
 
 /// Keeps one token set fresh for any number of concurrent callers.
 ///
@@ -124,7 +74,7 @@ impl fmt::Debug for Session {
 pub struct SessionBuilder {
     refresher: Arc<dyn Refresher>,
     store: Arc<dyn TokenStore>,
-    runtime: Runtime,
+    runtime: Option<Runtime>,
     config: Config,
     on_ended: Vec<Arc<dyn Fn(EndReason) + Send + Sync>>,
 }
@@ -139,20 +89,19 @@ impl fmt::Debug for SessionBuilder {
 
 impl SessionBuilder {
     /// Where token sets are persisted. Defaults to a [`MemoryStore`].
+    ///
+    /// To share one store handle with other owners, pass an
+    /// `Arc<impl TokenStore>` or an `Arc<dyn TokenStore>`: both are stores.
     pub fn store(mut self, store: impl TokenStore) -> Self {
         self.store = Arc::new(store);
         self
     }
 
-    /// A store shared with other owners.
-    pub fn shared_store(mut self, store: Arc<dyn TokenStore>) -> Self {
-        self.store = store;
-        self
-    }
-
-    /// The clock, sleep, spawner and jitter to use.
+    /// The clock, sleep, spawner and jitter to use. Default (feature
+    /// `tokio`): [`Runtime::tokio`]. Without that feature there is no
+    /// default: set one.
     pub fn runtime(mut self, runtime: Runtime) -> Self {
-        self.runtime = runtime;
+        self.runtime = Some(runtime);
         self
     }
 
@@ -190,6 +139,16 @@ impl SessionBuilder {
         self
     }
 
+    /// The TTL of the refresh lease on a coordinating store (C15, C16, C18):
+    /// how long a holder that died blocks the others. A live holder renews
+    /// it every third of the TTL while it works. Default
+    /// [`lease_ttl`](crate::lease_ttl)`(refresh_timeout)`: 15 s with the
+    /// default 10 s timeout.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.config.lease_ttl = Some(ttl.max(Duration::from_millis(3)));
+        self
+    }
+
     /// Called once when the session ends (rejected refresh or logout), before
     /// the [`SessionEvent::SessionEnded`] event is delivered.
     pub fn on_session_ended(mut self, f: impl Fn(EndReason) + Send + Sync + 'static) -> Self {
@@ -198,96 +157,137 @@ impl SessionBuilder {
     }
 
     /// The session, with no tokens yet: call [`Session::start`] or [`Session::restore`].
+    ///
+    /// # Panics
+    ///
+    /// If no [`runtime`](Self::runtime) was set and the `tokio` feature is off.
     pub fn build(self) -> Session {
         let events = Events::default();
         for cb in self.on_ended {
             events.on_ended(cb);
         }
+        let rt = self.runtime.unwrap_or_else(default_runtime);
         Session {
             inner: Arc::new(Inner {
                 cell: Cell::new(),
                 refresher: self.refresher,
                 store: self.store,
-                rt: self.runtime,
+                rt,
                 config: self.config,
                 events,
-                persist: AsyncMutex::new(()),
             }),
         }
     }
 }
 
-impl Session {
-    /// A builder on the tokio runtime.
-    #[cfg(feature = "tokio")]
-    pub fn builder(refresher: impl Refresher) -> SessionBuilder {
-        Self::builder_with_runtime(refresher, Runtime::tokio())
-    }
+#[cfg(feature = "tokio")]
+fn default_runtime() -> Runtime {
+    Runtime::tokio()
+}
 
-    /// A builder on the given runtime (for other executors and wasm32).
-    pub fn builder_with_runtime(refresher: impl Refresher, runtime: Runtime) -> SessionBuilder {
+#[cfg(not(feature = "tokio"))]
+fn default_runtime() -> Runtime {
+    panic!("reauth: no runtime; call SessionBuilder::runtime (the `tokio` feature is off)")
+}
+
+impl Session {
+    /// A builder for a session refreshing with `refresher`. Every other knob
+    /// has a default: see the [`SessionBuilder`] methods.
+    pub fn builder(refresher: impl Refresher) -> SessionBuilder {
         SessionBuilder {
             refresher: Arc::new(refresher),
             store: Arc::new(MemoryStore::new()),
-            runtime,
+            runtime: None,
             config: Config::default(),
             on_ended: Vec::new(),
         }
     }
 
-    /// Starts a session from a login result: persists `tokens` with a
-    /// generation above any seen before, then publishes them and arms the
-    /// refresh-ahead timer. Replaces any previous session.
+    /// Starts a session from a login result — a new **lineage** — and
+    /// replaces any previous session.
+    ///
+    /// Writes `tokens` with a compare-and-set on what the store held when it
+    /// read it (C20), with a fresh [`Lineage`] and a generation above any seen
+    /// before, then publishes them and arms the refresh-ahead timer. On a
+    /// shared store the other processes see a set of another lineage and
+    /// report it ([`SessionEvent::ForeignSet`]) instead of adopting it. To
+    /// resume the session another process stored, use
+    /// [`restore`](Self::restore), not `start`.
     ///
     /// # Errors
     ///
-    /// [`StoreError`] if the store refused the write; the session is then not
-    /// started, and `tokens` are not lost (retry, or use another store).
+    /// [`StoreError`] if the store could not be read or refused the write
+    /// ([`StoreError::Conflict`] if other writers kept winning); the session
+    /// is then not started, and `tokens` are not lost (retry, or use another
+    /// store).
     pub async fn start(&self, mut tokens: TokenSet) -> Result<Generation, StoreError> {
         let inner = &self.inner;
-        let _guard = inner.persist.lock().await;
-        let stored = inner
-            .store
-            .load()
-            .await
-            .ok()
-            .flatten()
-            .map(|t| t.generation)
-            .unwrap_or_default();
-        tokens.generation = inner.cell.last_generation().max(stored).next();
-        let p = inner.publishable(tokens);
-        inner.store.store(&p.tokens).await?;
+        tokens.lineage = Lineage::generate();
+        let persist = inner.cell.persist().await;
+        let attempts = inner.config.store_attempts.max(1);
+        let mut written = None;
+        for _ in 0..attempts {
+            // A failed read is an error, never "empty" (C20).
+            let stored = inner.bounded(inner.store.load()).await?;
+            let above = stored.as_ref().map(|t| t.generation).unwrap_or_default();
+            tokens.generation = inner.cell.last_generation().max(above).next();
+            let p = inner.publishable(tokens.clone());
+            let stored = match inner.store.coordinator() {
+                Some(coord) => {
+                    let expected = stored.as_ref().map(TokenSet::stamp);
+                    let cas = coord.compare_and_swap(None, expected.as_ref(), Some(&p.tokens));
+                    inner.bounded(cas).await?
+                }
+                None => inner
+                    .bounded(inner.store.store(&p.tokens))
+                    .await
+                    .map(|()| true)?,
+            };
+            if stored {
+                written = Some(p);
+                break;
+            }
+        }
+        let Some(p) = written else {
+            return Err(StoreError::Conflict);
+        };
         let generation = p.generation();
-        let epoch = inner.cell.start(p);
-        drop(_guard);
-        inner.events.emit(SessionEvent::Started { generation });
+        let (epoch, wake) = inner.cell.start(&persist, p);
+        wake.deliver(Some(persist), || {
+            inner.events.emit(SessionEvent::Started { generation });
+        });
         ahead::spawn(inner, epoch);
         Ok(generation)
     }
 
-    /// Resumes the session persisted in the store, if any (a restart). Returns
-    /// whether one was found.
+    /// Resumes the session persisted in the store, if any (a restart, or
+    /// another process's login): returns whether one was found.
     ///
-    /// If a session is already active and the store holds nothing newer, it
-    /// is left alone (a refresh in flight is not thrown away).
+    /// If a session of the same lineage is already active and the store
+    /// holds nothing newer, it is left alone (a refresh in flight is not
+    /// thrown away). A stored set of another lineage replaces the active
+    /// session, as an explicit choice of the caller.
     ///
     /// # Errors
     ///
     /// [`StoreError`] if the store could not be read.
     pub async fn restore(&self) -> Result<bool, StoreError> {
         let inner = &self.inner;
-        let _guard = inner.persist.lock().await;
-        let Some(tokens) = inner.store.load().await? else {
+        let persist = inner.cell.persist().await;
+        let Some(tokens) = inner.bounded(inner.store.load()).await? else {
             return Ok(false);
         };
-        if self.generation().is_some_and(|g| tokens.generation <= g) {
+        let active = inner.cell.load().as_ref().map(|p| p.tokens.stamp());
+        if active.is_some_and(|a| a.lineage == tokens.lineage && tokens.generation <= a.generation)
+        {
             return Ok(true);
         }
         let p = inner.publishable(tokens);
         let generation = p.generation();
-        let epoch = inner.cell.start(p);
-        drop(_guard);
-        inner.events.emit(SessionEvent::Started { generation });
+        let (epoch, wake) = inner.cell.start(&persist, p);
+        wake.deliver(Some(persist), || {
+            inner.events.emit(SessionEvent::Started { generation });
+        });
         ahead::spawn(inner, epoch);
         Ok(true)
     }
@@ -444,13 +444,22 @@ impl Session {
     }
 
     /// Ends the session (C17): wakes every waiter with
-    /// [`Error::SessionEnded`], emits the end event once, clears the store, and
-    /// asks the server to revoke the tokens (RFC 7009, best effort). Does
-    /// nothing if no session is active.
+    /// [`Error::SessionEnded`], emits the end event once, removes this
+    /// login's set from the store, and asks the server to revoke the tokens
+    /// (RFC 7009, best effort). Does nothing if no session is active.
+    ///
+    /// The store is cleared with a compare-and-set on the stored set's stamp,
+    /// and only if the stored set is of this session's lineage: a newer set
+    /// of this login that another process wrote meanwhile is cleared too (no
+    /// logout is undone by a refresh elsewhere), another login's set is left
+    /// alone (C20).
     ///
     /// # Errors
     ///
-    /// [`StoreError`] if clearing the store failed. The session has ended regardless.
+    /// [`StoreError`] if the store could not be read or cleared, or if the
+    /// runtime shut down before it was ([`StoreError::Abandoned`]). `Ok`
+    /// means that no set of this login is left in the store. The session has
+    /// ended regardless.
     ///
     /// # Cancel safety
     ///
@@ -459,21 +468,22 @@ impl Session {
     /// cannot leave the ended session's tokens in the store.
     pub async fn logout(&self) -> Result<(), StoreError> {
         let inner = &self.inner;
-        let announce = || {
+        let Some((old, epoch, wake)) = inner.cell.end(EndReason::LoggedOut) else {
+            return Ok(());
+        };
+        wake.deliver(None, || {
             m::session_ended(EndReason::LoggedOut);
             inner.events.emit(SessionEvent::SessionEnded {
                 reason: EndReason::LoggedOut,
             });
-        };
-        let Some((old, epoch)) = inner.cell.end(EndReason::LoggedOut, announce) else {
-            return Ok(());
-        };
+        });
         let (tx, rx) = oneshot::channel();
         let task_inner = Arc::clone(inner);
         inner.rt.spawn.spawn(Box::pin(async move {
             let _ = tx.send(finish_logout(&task_inner, &old.tokens, epoch).await);
         }));
-        rx.await.unwrap_or(Ok(()))
+        // A task that never ran (the runtime is shutting down) cleared nothing.
+        rx.await.unwrap_or(Err(StoreError::Abandoned))
     }
 
     /// Subscribes to the session's events from now on.
@@ -497,24 +507,55 @@ impl Session {
     }
 }
 
-/// The part of [`Session::logout`] that outlives its caller: clear the store
-/// (unless a new session started meanwhile — its tokens are not ours to
-/// clear), then revoke the newest tokens this session had: a refresh that
-/// finished while logout began may have stored a set newer than `published`.
+/// The part of [`Session::logout`] that outlives its caller: remove this
+/// login's set from the store (unless a new session started meanwhile — its
+/// tokens are not ours to clear), then revoke the newest tokens this session
+/// had: a refresh that finished while logout began may have stored a set
+/// newer than `published`.
 async fn finish_logout(inner: &Inner, published: &TokenSet, epoch: u64) -> Result<(), StoreError> {
-    let (cleared, newest) = {
-        let _guard = inner.persist.lock().await;
-        if inner.cell.epoch() == epoch {
-            let stored = inner.store.load().await.ok().flatten();
-            (inner.store.clear().await, stored)
-        } else {
-            (Ok(()), None)
+    let persist = inner.cell.persist().await;
+    let mut newest: Option<TokenSet> = None;
+    let mut cleared = Ok(());
+    if inner.cell.epoch() == epoch {
+        cleared = Err(StoreError::Conflict);
+        for _ in 0..inner.config.store_attempts.max(1) {
+            let stored = match inner.bounded(inner.store.load()).await {
+                Ok(Some(stored)) if stored.lineage == published.lineage => stored,
+                // Nothing, or another login's set: nothing of ours is left.
+                Ok(_) => {
+                    cleared = Ok(());
+                    break;
+                }
+                Err(e) => {
+                    cleared = Err(e);
+                    break;
+                }
+            };
+            let expected = stored.stamp();
+            if stored.generation > published.generation {
+                newest = Some(stored);
+            }
+            let Some(coord) = inner.store.coordinator() else {
+                cleared = inner.bounded(inner.store.clear()).await;
+                break;
+            };
+            match inner
+                .bounded(coord.compare_and_swap(None, Some(&expected), None))
+                .await
+            {
+                Ok(true) => {
+                    cleared = Ok(());
+                    break;
+                }
+                Ok(false) => {} // rotated meanwhile: read and clear again
+                Err(e) => {
+                    cleared = Err(e);
+                    break;
+                }
+            }
         }
-    };
-    let revoke = match &newest {
-        Some(stored) if stored.generation > published.generation => stored,
-        _ => published,
-    };
-    refresh::revoke_best_effort(inner, revoke).await;
+    }
+    drop(persist);
+    refresh::revoke_best_effort(inner, newest.as_ref().unwrap_or(published)).await;
     cleared
 }

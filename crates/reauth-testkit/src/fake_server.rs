@@ -1,6 +1,4 @@
-//! Test helpers: a virtual-time runtime, a fake authorization server that
-//! rotates one-time refresh tokens like a strict real one, and a store that
-//! can be told to fail. Enabled by the `test-util` feature.
+//! A fake authorization server with one-time refresh tokens, as a [`Refresher`].
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,21 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-
-use crate::error::{RefreshError, RefreshErrorKind, StoreError};
-use crate::refresher::Refresher;
-use crate::runtime::{Clock, NoJitter, Runtime, TokioClock, TokioSleep, TokioSpawn};
-use crate::store::{MemoryStore, TokenStore};
-use crate::token::TokenSet;
-
-pub mod conformance;
-pub mod procs;
-
-/// A runtime on tokio's clock, without jitter. Under `tokio::time::pause` its
-/// clock is virtual.
-pub fn runtime() -> Runtime {
-    Runtime::new(TokioClock::default(), TokioSleep, TokioSpawn, NoJitter)
-}
+use reauth::{Clock, RefreshError, RefreshErrorKind, Refresher, Runtime, TokenSet};
 
 /// How the [`FakeServer`] answers the next refresh.
 #[derive(Clone, Debug)]
@@ -74,7 +58,7 @@ impl FakeServer {
     /// A server issuing access tokens valid for `lifetime` by `runtime`'s clock.
     pub fn new(runtime: &Runtime, lifetime: Duration) -> Self {
         Self {
-            clock: Arc::clone(&runtime.clock),
+            clock: runtime.clock(),
             lifetime,
             calls: Arc::default(),
             state: Arc::default(),
@@ -198,91 +182,5 @@ impl Refresher for FakeServer {
         st.revoked += 1;
         st.refresh_valid = None;
         Ok(())
-    }
-}
-
-/// A [`MemoryStore`] that counts writes and can be told to fail.
-#[derive(Clone, Debug, Default)]
-pub struct FlakyStore {
-    inner: MemoryStore,
-    fail_writes: Arc<AtomicUsize>,
-    writes: Arc<AtomicUsize>,
-}
-
-impl FlakyStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The next `n` writes fail.
-    pub fn fail_next_writes(&self, n: usize) {
-        self.fail_writes.store(n, Ordering::SeqCst);
-    }
-
-    /// Successful writes so far.
-    pub fn writes(&self) -> usize {
-        self.writes.load(Ordering::SeqCst)
-    }
-
-    /// The stored set, read synchronously.
-    pub fn peek(&self) -> Option<TokenSet> {
-        futures::executor::block_on(self.inner.load())
-            .ok()
-            .flatten()
-    }
-}
-
-#[async_trait]
-impl TokenStore for FlakyStore {
-    async fn load(&self) -> Result<Option<TokenSet>, StoreError> {
-        self.inner.load().await
-    }
-
-    async fn store(&self, tokens: &TokenSet) -> Result<(), StoreError> {
-        // A real store does I/O: let other tasks run before the write lands.
-        tokio::task::yield_now().await;
-        let failing = self
-            .fail_writes
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if failing {
-            return Err(StoreError::Io(std::io::Error::other(
-                "disk full (scripted)",
-            )));
-        }
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.store(tokens).await
-    }
-
-    async fn clear(&self) -> Result<(), StoreError> {
-        self.inner.clear().await
-    }
-}
-
-/// A [`TokioClock`] whose wall time can jump forward, as after a suspend or an
-/// NTP correction, while tokio's timers do not move.
-#[derive(Clone, Debug, Default)]
-pub struct JumpClock {
-    base: TokioClock,
-    offset_ms: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl JumpClock {
-    /// A clock following tokio's (virtual) time.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Moves wall time forward by `by`.
-    pub fn jump(&self, by: Duration) {
-        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
-        self.offset_ms.fetch_add(ms, Ordering::SeqCst);
-    }
-}
-
-impl Clock for JumpClock {
-    fn now(&self) -> std::time::SystemTime {
-        self.base.now() + Duration::from_millis(self.offset_ms.load(Ordering::SeqCst))
     }
 }

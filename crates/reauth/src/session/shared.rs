@@ -8,11 +8,10 @@
 //! notification in a service) act on it at once, so its next request goes out
 //! with the new token instead of a doomed one.
 
-use crate::ahead;
+use super::{Session, ahead};
 use crate::error::{EndReason, StoreError};
 use crate::events::SessionEvent;
 use crate::metrics as m;
-use crate::session::Session;
 use crate::token::Generation;
 
 impl Session {
@@ -21,6 +20,11 @@ impl Session {
     /// event is [`SessionEvent::Adopted`]) or logged in ([`SessionEvent::Started`]
     /// when this session was not active). Returns the generation published, or
     /// `None` when the store holds nothing newer.
+    ///
+    /// A stored set of **another lineage** while this session is active is
+    /// another login (C19): it is reported ([`SessionEvent::ForeignSet`]),
+    /// not adopted, and this session ends as [`EndReason::Superseded`] —
+    /// call [`restore`](Self::restore) to switch to it deliberately.
     ///
     /// Waiters of a refresh in flight are woken and take the adopted token; the
     /// refresh itself re-reads the store before calling the refresher and adopts
@@ -35,9 +39,12 @@ impl Session {
     ///     .build();
     /// let first = session.start(TokenSet::new("a").with_refresh_token("r1")).await?;
     ///
-    /// // Another owner of the store rotated the tokens:
-    /// let mut newer = TokenSet::new("b").with_refresh_token("r2");
-    /// newer.generation = first.next();
+    /// // Another owner of the store rotated the tokens of this login:
+    /// let lineage = session.tokens().unwrap().lineage;
+    /// let newer = TokenSet::new("b")
+    ///     .with_refresh_token("r2")
+    ///     .with_generation(first.next())
+    ///     .with_lineage(lineage);
     /// store.store(&newer).await?;
     ///
     /// assert_eq!(session.adopt_stored().await?, Some(first.next()));
@@ -51,22 +58,34 @@ impl Session {
     /// [`StoreError`] if the store could not be read; the session is unchanged.
     pub async fn adopt_stored(&self) -> Result<Option<Generation>, StoreError> {
         let inner = &self.inner;
-        let guard = inner.persist.lock().await;
-        let Some(tokens) = inner.store.load().await? else {
+        let persist = inner.cell.persist().await;
+        let Some(tokens) = inner.bounded(inner.store.load()).await? else {
             return Ok(None);
         };
-        if self.generation().is_some_and(|g| tokens.generation <= g) {
-            return Ok(None);
+        let active = inner.cell.load().as_ref().map(|p| p.tokens.stamp());
+        if let Some(active) = &active {
+            if active.lineage != tokens.lineage {
+                let report = SessionEvent::ForeignSet {
+                    generation: tokens.generation,
+                    lineage: tokens.lineage,
+                };
+                drop(persist);
+                self.end_with(EndReason::Superseded, Some(report));
+                return Ok(None);
+            }
+            if tokens.generation <= active.generation {
+                return Ok(None);
+            }
         }
-        let was_active = self.is_active();
         let p = inner.publishable(tokens);
         let generation = p.generation();
-        let epoch = inner.cell.start(p);
-        drop(guard);
-        inner.events.emit(if was_active {
-            SessionEvent::Adopted { generation }
-        } else {
-            SessionEvent::Started { generation }
+        let (epoch, wake) = inner.cell.start(&persist, p);
+        wake.deliver(Some(persist), || {
+            inner.events.emit(if active.is_some() {
+                SessionEvent::Adopted { generation }
+            } else {
+                SessionEvent::Started { generation }
+            });
         });
         ahead::spawn(inner, epoch);
         Ok(Some(generation))
@@ -90,12 +109,23 @@ impl Session {
     /// # Ok(()) }
     /// ```
     pub fn end_elsewhere(&self) -> bool {
+        self.end_with(EndReason::EndedElsewhere, None)
+    }
+
+    /// Ends an active session for `reason` without touching the store,
+    /// announcing `first` ahead of the end. Whether it ended one.
+    fn end_with(&self, reason: EndReason, first: Option<SessionEvent>) -> bool {
         let inner = &self.inner;
-        let reason = EndReason::EndedElsewhere;
-        let announce = || {
+        let Some((_, _, wake)) = inner.cell.end(reason) else {
+            return false;
+        };
+        wake.deliver(None, || {
+            if let Some(first) = first {
+                inner.events.emit(first);
+            }
             m::session_ended(reason);
             inner.events.emit(SessionEvent::SessionEnded { reason });
-        };
-        inner.cell.end(reason, announce).is_some()
+        });
+        true
     }
 }

@@ -1,0 +1,154 @@
+//! Serving connections with the limits of DESIGN.md S13: whatever clients
+//! do, a connection cap holds, slow or idle clients are dropped, and
+//! shutdown ends within a deadline.
+//!
+//! Built from hyper, hyper-util and tower-http facilities:
+//!
+//! | limit | facility |
+//! |---|---|
+//! | header read timeout (also closes idle and idle keep-alive connections) | hyper `http1::Builder::header_read_timeout` with hyper-util's `TokioTimer` (HTTP/1.1; see below) |
+//! | body read timeout (longest pause between two chunks) | tower-http `RequestBodyTimeoutLayer` |
+//! | whole-request timeout → `408` | tower-http `TimeoutLayer` |
+//! | connection cap | a semaphore permit per accepted connection: at the cap the accept loop waits, new clients queue in the listen backlog |
+//! | graceful shutdown with a deadline | hyper-util `GracefulShutdown` (idle connections close at once, in-flight requests finish), then every connection still open is aborted |
+//!
+//! A handshake (TLS) runs inside the connection's task, under the cap and
+//! the header read timeout, so a slow handshake holds neither the accept
+//! loop nor a slot for long.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::response::{IntoResponse, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tower::{ServiceBuilder, ServiceExt as _};
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
+
+use crate::app_error::AppError;
+use crate::config::Limits;
+
+/// A `408` from the request timeout gets an RFC 6749 body.
+fn render_timeout(response: Response) -> Response {
+    if response.status() == http::StatusCode::REQUEST_TIMEOUT
+        && response.headers().get(http::header::CONTENT_TYPE).is_none()
+    {
+        return AppError::RequestTimeout.into_response();
+    }
+    response
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then drains
+/// within `limits.shutdown_deadline`. Each accepted stream goes through
+/// `handshake` (identity for plain TCP, a TLS acceptor otherwise) first.
+pub(crate) async fn serve<H, Fut, Io>(
+    router: Router,
+    listener: TcpListener,
+    limits: &Limits,
+    handshake: H,
+    shutdown: impl Future<Output = ()> + Send,
+) where
+    H: Fn(TcpStream) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = std::io::Result<Io>> + Send + 'static,
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = ServiceBuilder::new()
+        .map_response(render_timeout)
+        .layer(TimeoutLayer::with_status_code(
+            http::StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .layer(RequestBodyTimeoutLayer::new(limits.body_read_timeout))
+        .service(router);
+    // HTTP/1.1 only: hyper-util's auto (HTTP/1 + HTTP/2) builder waits for
+    // the first bytes to pick a version before any timeout applies, so a
+    // client that connects and sends nothing would hold its slot forever.
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let builder = Arc::new(builder);
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    let handshake_timeout = limits.header_read_timeout;
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off a little.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        while connections.try_join_next().is_some() {}
+        let _ = stream.set_nodelay(true);
+        let service = service
+            .clone()
+            .map_request(move |mut request: http::Request<Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(ConnectInfo::<SocketAddr>(peer));
+                request
+            });
+        let watcher = graceful.watcher();
+        let (builder, handshake) = (builder.clone(), handshake.clone());
+        connections.spawn(async move {
+            let _slot = slot;
+            let io = match tokio::time::timeout(handshake_timeout, handshake(stream)).await {
+                Ok(Ok(io)) => io,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "handshake timed out");
+                    return;
+                }
+            };
+            let connection =
+                builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+            if let Err(e) = watcher.watch(connection).await {
+                tracing::debug!(%peer, error = %e, "connection closed");
+            }
+        });
+    }
+    drop(listener);
+    let open = connections.len();
+    if tokio::time::timeout(limits.shutdown_deadline, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            deadline = ?limits.shutdown_deadline,
+            "connections still open at the shutdown deadline are closed"
+        );
+    } else if open > 0 {
+        tracing::debug!(open, "connections drained");
+    }
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
+}

@@ -1,0 +1,145 @@
+//! S13: slow clients — half-sent headers, half-sent bodies, crowds of idle
+//! connections — are closed by header and body read timeouts, a connection
+//! cap holds while legitimate requests keep being served, and shutdown ends
+//! within its deadline whatever the clients do.
+//!
+//! Time is virtual: the server starts (database included) on real time, then
+//! the test pauses tokio's clock, so the 10 s timeouts pass in no time and
+//! are measured exactly. Only endpoints without database work are used
+//! after the pause.
+
+use std::time::Duration;
+
+use reauth_server::ServerConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::common::{TestServer, test_config};
+
+fn config() -> ServerConfig {
+    let mut config = test_config();
+    config.revocation_poll_interval = Duration::from_secs(24 * 3600);
+    config
+}
+
+/// Reads until the server closes; what it sent, and when.
+async fn until_closed(stream: &mut TcpStream) -> (String, Duration) {
+    let start = Instant::now();
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(3600), stream.read_to_end(&mut received))
+        .await
+        .expect("the server never closed the connection");
+    if let Err(e) = read {
+        // A reset is a close too.
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+    }
+    (
+        String::from_utf8_lossy(&received).into_owned(),
+        start.elapsed(),
+    )
+}
+
+#[tokio::test]
+async fn s13_half_sent_headers_are_closed_after_the_header_timeout() {
+    let server = TestServer::start_with(config()).await;
+    tokio::time::pause();
+    let mut slow = TcpStream::connect(server.running.addr()).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let (_, after) = until_closed(&mut slow).await;
+    assert!(
+        after >= Duration::from_secs(10) && after < Duration::from_secs(11),
+        "closed after {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn s13_half_sent_body_is_cut_off_with_408() {
+    let server = TestServer::start_with(config()).await;
+    tokio::time::pause();
+    let mut slow = TcpStream::connect(server.running.addr()).await.unwrap();
+    slow.write_all(
+        b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"username\":",
+    )
+    .await
+    .unwrap();
+    let (response, after) = until_closed(&mut slow).await;
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(
+        response.contains("\"error\":\"invalid_request\""),
+        "{response}"
+    );
+    assert!(
+        after >= Duration::from_secs(10) && after < Duration::from_secs(11),
+        "answered after {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn s13_connection_cap_holds_and_idle_crowds_make_way_for_real_requests() {
+    let mut config = config();
+    config.limits.max_connections = 16;
+    let server = TestServer::start_with(config).await;
+    tokio::time::pause();
+    // 100 clients connect and send nothing (beyond the cap they queue in
+    // the listen backlog).
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        idle.push(TcpStream::connect(server.running.addr()).await.unwrap());
+    }
+    // A real request: it waits for a slot (the cap holds), which the header
+    // timeout frees by dropping the idle clients.
+    let start = Instant::now();
+    let mut real = TcpStream::connect(server.running.addr()).await.unwrap();
+    real.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (response, _) = until_closed(&mut real).await;
+    let waited = start.elapsed();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        waited >= Duration::from_secs(10),
+        "answered after {waited:?}: the cap did not hold"
+    );
+    assert!(
+        waited < Duration::from_secs(10 * 100 / 16 + 11),
+        "answered after {waited:?}"
+    );
+    // Every idle client was dropped by the header timeout.
+    for stream in &mut idle {
+        let (sent, _) = until_closed(stream).await;
+        assert!(sent.is_empty(), "{sent}");
+    }
+}
+
+#[tokio::test]
+async fn s13_shutdown_ends_within_the_deadline_whatever_the_clients_do() {
+    let TestServer { running, .. } = TestServer::start_with(config()).await;
+    let server = running.server().clone();
+    // A request that never finishes (the handler sleeps an hour), a client
+    // half-way through its headers, and an idle keep-alive connection.
+    server
+        .faults()
+        .set_resource_delay(Duration::from_secs(3600));
+    tokio::time::pause();
+    let mut stuck = TcpStream::connect(running.addr()).await.unwrap();
+    stuck
+        .write_all(b"GET /api/resources HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut half = TcpStream::connect(running.addr()).await.unwrap();
+    half.write_all(b"GET /heal").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = Instant::now();
+    running.shutdown().await.unwrap();
+    let took = start.elapsed();
+    assert!(took <= Duration::from_secs(11), "shutdown took {took:?}");
+    // And the clients were let go.
+    for stream in [&mut stuck, &mut half] {
+        until_closed(stream).await;
+    }
+    assert!(start.elapsed() <= Duration::from_secs(11));
+}

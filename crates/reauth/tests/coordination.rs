@@ -1,0 +1,287 @@
+//! DESIGN.md §3.4 C18–C20 inside one process, on virtual time: sessions
+//! sharing one coordinating store. (The same rows run through real processes
+//! on the file store, Redis and Postgres in `processes.rs` and the backends'
+//! `replicas.rs`.)
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reauth::coord::Coordinator;
+use reauth::{
+    EndReason, Error, MemoryStore, RefreshAhead, RetryPolicy, Session, SessionEvent, StoreError,
+    TokenSet, TokenStore,
+};
+use reauth_testkit::{FakeServer, TimedStore, runtime};
+
+const LIFETIME: Duration = Duration::from_secs(300);
+
+fn session_on(server: &FakeServer, store: impl TokenStore) -> Session {
+    Session::builder(server.clone())
+        .runtime(runtime())
+        .store(store)
+        .refresh_ahead(RefreshAhead::disabled())
+        .build()
+}
+
+fn drain(session_events: &mut reauth::EventStream) -> Vec<SessionEvent> {
+    std::iter::from_fn(|| session_events.try_next()).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn c18_holder_renews_its_lease_while_the_store_is_slow() {
+    let rt = runtime();
+    let server = FakeServer::new(&rt, LIFETIME);
+    let store = TimedStore::new();
+    // Lease TTL 2 s; a re-read under it takes 5 s.
+    let build = || {
+        Session::builder(server.clone())
+            .runtime(runtime())
+            .store(store.clone())
+            .refresh_ahead(RefreshAhead::disabled())
+            .refresh_timeout(Duration::from_secs(10))
+            .lease_ttl(Duration::from_secs(2))
+            .build()
+    };
+    let a = build();
+    let b = build();
+    a.start(server.login()).await.unwrap();
+    assert!(b.restore().await.unwrap());
+    store.set_load_delay(Duration::from_secs(5));
+    let sent_a = a.access_token().await.unwrap();
+    let sent_b = b.access_token().await.unwrap();
+    let (ra, rb) = tokio::join!(a.invalidate(&sent_a), b.invalidate(&sent_b));
+    let (ra, rb) = (ra.expect("a"), rb.expect("b"));
+    assert_eq!(server.calls(), 1, "one refresh for both sessions");
+    assert_eq!(ra.token().secret(), "access-1");
+    assert_eq!(rb.token().secret(), "access-1");
+    assert!(a.is_active() && b.is_active());
+    assert!(store.renewals() >= 1, "the holder renewed its lease");
+}
+
+#[tokio::test(start_paused = true)]
+async fn c18_no_refresher_call_starts_after_the_lease_deadline() {
+    let rt = runtime();
+    let server = FakeServer::new(&rt, LIFETIME);
+    let store = TimedStore::new();
+    let session = Session::builder(server.clone())
+        .runtime(runtime())
+        .store(store.clone())
+        .refresh_ahead(RefreshAhead::disabled())
+        .refresh_timeout(Duration::from_secs(10))
+        .lease_ttl(Duration::from_secs(2))
+        .retry(RetryPolicy::default().with_max_attempts(2))
+        .build();
+    session.start(server.login()).await.unwrap();
+    // Renewals fail and the re-read outlasts the lease: the work is dropped
+    // at the deadline, before the refresher is called.
+    store.fail_renewals();
+    store.set_load_delay(Duration::from_secs(5));
+    let sent = session.access_token().await.unwrap();
+    let got = session.invalidate(&sent).await;
+    assert!(
+        matches!(got, Err(Error::RefreshUnavailable { .. })),
+        "{got:?}"
+    );
+    assert_eq!(server.calls(), 0, "no refresher call after the deadline");
+    assert!(session.is_active(), "no logout");
+}
+
+#[tokio::test(start_paused = true)]
+async fn c19_another_login_in_the_shared_store_is_reported_not_adopted() {
+    let rt = runtime();
+    let mine = FakeServer::new(&rt, LIFETIME);
+    let theirs = FakeServer::new(&rt, LIFETIME);
+    let store = MemoryStore::new();
+    let a = session_on(&mine, store.clone());
+    let b = session_on(&theirs, store.clone());
+    let mut events = a.events();
+    a.start(mine.login()).await.unwrap();
+    let sent = a.access_token().await.unwrap();
+    // Another login (another user) lands in the shared store.
+    b.start(TokenSet::new("other-user-access").with_refresh_token("other-user-refresh"))
+        .await
+        .unwrap();
+    let got = a.invalidate(&sent).await;
+    assert!(
+        matches!(got, Err(Error::SessionEnded(EndReason::Superseded))),
+        "not adopted: {got:?}"
+    );
+    let events = drain(&mut events);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::ForeignSet { .. })),
+        "reported: {events:?}"
+    );
+    assert_eq!(mine.calls(), 0, "its own refresh token was not spent");
+    let stored = store.load().await.unwrap().unwrap();
+    assert_eq!(stored.access_token.secret(), "other-user-access");
+    assert!(b.is_active());
+}
+
+/// A store whose `load` fails.
+#[derive(Clone, Default)]
+struct Unreadable(MemoryStore);
+
+#[async_trait]
+impl TokenStore for Unreadable {
+    async fn load(&self) -> Result<Option<TokenSet>, StoreError> {
+        Err(StoreError::Io(std::io::Error::other(
+            "unreadable (scripted)",
+        )))
+    }
+    async fn store(&self, t: &TokenSet) -> Result<(), StoreError> {
+        self.0.store(t).await
+    }
+    async fn clear(&self) -> Result<(), StoreError> {
+        self.0.clear().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn c20_a_failed_store_read_at_start_is_an_error_not_empty() {
+    let rt = runtime();
+    let server = FakeServer::new(&rt, LIFETIME);
+    let store = Unreadable::default();
+    let session = session_on(&server, store.clone());
+    let started = session.start(server.login()).await;
+    assert!(matches!(started, Err(StoreError::Io(_))), "{started:?}");
+    assert!(!session.is_active());
+    assert!(store.0.load().await.unwrap().is_none(), "nothing written");
+}
+
+/// A store whose first two loads wait for each other: two logins read the
+/// same (empty) store before either writes.
+#[derive(Clone)]
+struct Gate {
+    inner: MemoryStore,
+    barrier: Arc<tokio::sync::Barrier>,
+    loads: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl TokenStore for Gate {
+    async fn load(&self) -> Result<Option<TokenSet>, StoreError> {
+        let got = self.inner.load().await;
+        if self.loads.fetch_add(1, Ordering::SeqCst) < 2 {
+            self.barrier.wait().await;
+        }
+        got
+    }
+    async fn store(&self, t: &TokenSet) -> Result<(), StoreError> {
+        self.inner.store(t).await
+    }
+    async fn clear(&self) -> Result<(), StoreError> {
+        self.inner.clear().await
+    }
+    fn coordinator(&self) -> Option<&dyn Coordinator> {
+        self.inner.coordinator()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn c20_concurrent_logins_are_compare_and_set_never_the_same_generation() {
+    let rt = runtime();
+    let server = FakeServer::new(&rt, LIFETIME);
+    let store = Gate {
+        inner: MemoryStore::new(),
+        barrier: Arc::new(tokio::sync::Barrier::new(2)),
+        loads: Arc::default(),
+    };
+    let a = session_on(&server, store.clone());
+    let b = session_on(&server, store.clone());
+    let (ga, gb) = tokio::join!(
+        a.start(TokenSet::new("login-a").with_refresh_token("ra")),
+        b.start(TokenSet::new("login-b").with_refresh_token("rb")),
+    );
+    let (ga, gb) = (ga.unwrap(), gb.unwrap());
+    assert_ne!(ga, gb, "two logins never share a generation");
+    let stored = store.inner.load().await.unwrap().unwrap();
+    let (winner, generation) = if ga > gb { (&a, ga) } else { (&b, gb) };
+    assert_eq!(stored.generation, generation, "the later write is stored");
+    assert_eq!(Some(stored.stamp()), winner.tokens().map(|t| t.stamp()));
+}
+
+/// A store that, right after the `nth` load (the re-read of a rejected
+/// refresh), lands a successor of the same login — as another process that
+/// refreshed meanwhile would.
+#[derive(Clone)]
+struct SuccessorAfterLoad {
+    inner: MemoryStore,
+    nth: usize,
+    loads: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl TokenStore for SuccessorAfterLoad {
+    async fn load(&self) -> Result<Option<TokenSet>, StoreError> {
+        let got = self.inner.load().await?;
+        if self.loads.fetch_add(1, Ordering::SeqCst) + 1 == self.nth
+            && let Some(read) = &got
+        {
+            let successor = TokenSet::new("access-elsewhere")
+                .with_refresh_token("refresh-elsewhere")
+                .with_generation(read.generation.next())
+                .with_lineage(read.lineage.clone());
+            self.inner.store(&successor).await?;
+        }
+        Ok(got)
+    }
+    async fn store(&self, t: &TokenSet) -> Result<(), StoreError> {
+        self.inner.store(t).await
+    }
+    async fn clear(&self) -> Result<(), StoreError> {
+        self.inner.clear().await
+    }
+    fn coordinator(&self) -> Option<&dyn Coordinator> {
+        self.inner.coordinator()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn c20_rejected_refresh_never_wipes_a_successor_written_meanwhile() {
+    let rt = runtime();
+    let server = FakeServer::new(&rt, LIFETIME);
+    // Load 1: `start`; 2: the re-read under the lease; 3: the re-read after
+    // the rejection — right after it, another process stores a successor.
+    let store = SuccessorAfterLoad {
+        inner: MemoryStore::new(),
+        nth: 3,
+        loads: Arc::default(),
+    };
+    let session = session_on(&server, store.clone());
+    session.start(server.login()).await.unwrap();
+    server.revoke_all(); // the refresh is rejected
+    let sent = session.access_token().await.unwrap();
+    let got = session
+        .invalidate(&sent)
+        .await
+        .expect("the successor is adopted, not wiped");
+    assert_eq!(got.token().secret(), "access-elsewhere");
+    let stored = store.inner.load().await.unwrap().expect("not wiped");
+    assert_eq!(stored.access_token.secret(), "access-elsewhere");
+    assert!(session.is_active());
+}
+
+#[tokio::test(start_paused = true)]
+async fn c20_logout_clears_its_own_login_only() {
+    let rt = runtime();
+    let server = FakeServer::new(&rt, LIFETIME);
+    let store = MemoryStore::new();
+    let a = session_on(&server, store.clone());
+    let b = session_on(&server, store.clone());
+    a.start(server.login()).await.unwrap();
+    b.start(TokenSet::new("other-login").with_refresh_token("r2"))
+        .await
+        .unwrap();
+    a.logout().await.expect("nothing of a's login is left");
+    let stored = store.load().await.unwrap().expect("b's login is not wiped");
+    assert_eq!(stored.access_token.secret(), "other-login");
+    b.logout().await.unwrap();
+    assert!(
+        store.load().await.unwrap().is_none(),
+        "b's own logout clears"
+    );
+}
