@@ -258,7 +258,10 @@ async fn reauth_run(n: usize, grace: Duration) -> anyhow::Result<Run> {
         .await
         .context("starting the session")?;
     let client = ClientBuilder::new(http_client()?)
-        .with(AuthMiddleware::new(session.clone()))
+        .with(AuthMiddleware::new(
+            session.clone(),
+            endpoints.resource.clone(),
+        ))
         .with(Together::new(n))
         .with(Recorder::new(Arc::clone(&log)))
         .build();

@@ -111,7 +111,7 @@ async fn a_registered_client_works_with_the_reauth_reqwest_refresher() {
     let session = reauth::Session::builder(refresher).build();
     session.start(login).await.unwrap();
     let client = reqwest_middleware::ClientBuilder::new(http_client())
-        .with(AuthMiddleware::new(session.clone()))
+        .with(AuthMiddleware::new(session.clone(), base.parse().unwrap()))
         .build();
     let resources = format!("{base}/api/resources");
     let response = client.get(&resources).send().await.unwrap();

@@ -65,7 +65,7 @@ fn bench(c: &mut Criterion) {
         session
     });
     let with_middleware = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(AuthMiddleware::new(session))
+        .with(AuthMiddleware::new(session, url.parse().unwrap()))
         .build();
     let header = format!("Bearer {TOKEN}");
     let empty = reqwest_middleware::ClientBuilder::new(reqwest::Client::new()).build();

@@ -5,7 +5,10 @@ use async_trait::async_trait;
 use reauth::{RefreshError, RefreshErrorKind, Refresher, TokenSet};
 use url::Url;
 
-use crate::endpoint::{Credentials, Transport, credential_setters, transport_setters};
+use crate::endpoint::{
+    Credentials, Transport, credential_setters, expiry_setter, transport_setters,
+};
+use crate::token_response::Fields;
 
 /// A [`Refresher`] that re-acquires the access token with the
 /// `client_credentials` grant (RFC 6749 §4.4). It ignores the current token set.
@@ -31,6 +34,7 @@ pub struct ClientCredentialsRefresher {
     token_url: Url,
     credentials: Credentials,
     scope: Option<String>,
+    fields: Fields,
     transport: Transport,
 }
 
@@ -46,6 +50,7 @@ impl ClientCredentialsRefresher {
             token_url,
             credentials: Credentials::new(client_id.into()),
             scope: None,
+            fields: Fields::default(),
             transport: Transport::default(),
         }
         .client_secret(client_secret)
@@ -53,6 +58,7 @@ impl ClientCredentialsRefresher {
 
     credential_setters!();
     transport_setters!();
+    expiry_setter!();
 
     /// Acquires a token set; pass the first one to
     /// [`Session::start`](reauth::Session::start).
@@ -67,6 +73,7 @@ impl ClientCredentialsRefresher {
                 &self.token_url,
                 &self.credentials,
                 self.scope.as_deref(),
+                &self.fields,
                 form,
                 RefreshErrorKind::Misconfigured,
             )

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use http::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
-use reauth::{Clock, RefreshError, RefreshErrorKind, Runtime, SystemClock, TokenSet};
+use reauth::{Clock, RefreshError, RefreshErrorKind, SystemClock, TokenSet};
 use reqwest::RequestBuilder;
 
 use crate::classify::{ErrorBody, classify, parse_retry_after};
@@ -110,38 +110,109 @@ impl fmt::Debug for Transport {
 impl Default for Transport {
     fn default() -> Self {
         Self {
-            http: reqwest::Client::new(),
+            http: token_client(),
             clock: Arc::new(SystemClock),
         }
     }
 }
 
-impl Transport {
-    pub(crate) fn set_runtime(&mut self, runtime: &Runtime) {
-        self.clock = runtime.clock();
-    }
+/// The largest token-endpoint answer read (success or error): 64 KiB. A token
+/// response is a few KiB even with an ID token; anything larger is a broken
+/// or hostile endpoint, refused as misconfiguration before it fills memory.
+pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
+/// The default client for token endpoints: it does **not** follow redirects,
+/// so a refresh token or a client secret is never re-sent to wherever a
+/// `Location` header points (C23). In a browser the page's `fetch` follows
+/// redirects by itself; a redirected answer is then refused (see
+/// [`Transport::send`]).
+fn token_client() -> reqwest::Client {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a reqwest client with default TLS settings builds")
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        reqwest::Client::new()
+    }
+}
+
+/// Reads at most `limit` bytes of `response`'s body.
+#[cfg(not(target_arch = "wasm32"))]
+async fn capped_body(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, RefreshError> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Reads at most `limit` bytes of `response`'s body (in a browser the body
+/// arrives whole; a declared or actual size above the limit is refused).
+#[cfg(target_arch = "wasm32")]
+async fn capped_body(response: reqwest::Response, limit: usize) -> Result<Vec<u8>, RefreshError> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
+    }
+    let body = response.bytes().await.map_err(transport_error)?;
+    if body.len() > limit {
+        return Err(too_large(limit));
+    }
+    Ok(body.to_vec())
+}
+
+fn too_large(limit: usize) -> RefreshError {
+    tracing::debug!(limit, "token endpoint answer too large");
+    RefreshError::misconfigured(Error::ResponseTooLarge { limit })
+}
+
+impl Transport {
     /// Sends `req` and returns the body of a 2xx answer. Any other outcome is a
     /// classified error: see the table in the crate docs. `refused` is the
     /// class of an unexplained 400/401/403.
+    ///
+    /// Hostile or broken endpoints (C23): a redirect is never followed by the
+    /// default client and is refused as misconfiguration (so is an answer
+    /// that arrives from another URL than the one asked — a client that
+    /// followed a redirect); a body above [`MAX_RESPONSE_BYTES`] is refused
+    /// before it is read whole.
     pub(crate) async fn send(
         &self,
         req: RequestBuilder,
         refused: RefreshErrorKind,
     ) -> Result<Success, RefreshError> {
+        let (client, request) = req.build_split();
+        let request = request.map_err(transport_error)?;
+        let asked = request.url().clone();
         let sent_at = self.clock.now();
-        let response = req.send().await.map_err(transport_error)?;
+        let response = client.execute(request).await.map_err(transport_error)?;
         let status = response.status();
+        if status.is_redirection() || response.url() != &asked {
+            tracing::debug!(%status, "token endpoint redirected; not followed");
+            return Err(RefreshError::misconfigured(Error::Redirected { status }));
+        }
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, self.clock.now()));
-        let body = response.bytes().await.map_err(transport_error)?;
+        let body = capped_body(response, MAX_RESPONSE_BYTES).await?;
         if status.is_success() {
             return Ok(Success {
                 status,
-                body: body.to_vec(),
+                body,
                 sent_at,
             });
         }
@@ -161,13 +232,14 @@ impl Transport {
     }
 
     /// POSTs the RFC 6749 form `form` (plus `scope` and the client's
-    /// authentication) to `url` and parses the token response; a refusal
-    /// without a known error code is classified as `refused`.
+    /// authentication) to `url` and parses the token response with `fields`;
+    /// a refusal without a known error code is classified as `refused`.
     pub(crate) async fn form_grant(
         &self,
         url: &url::Url,
         credentials: &Credentials,
         scope: Option<&str>,
+        fields: &Fields,
         mut form: Vec<(&'static str, String)>,
         refused: RefreshErrorKind,
     ) -> Result<TokenSet, RefreshError> {
@@ -178,7 +250,7 @@ impl Transport {
         let req = req
             .header(http::header::ACCEPT, "application/json")
             .form(&form);
-        self.token(req, &Fields::default(), refused).await
+        self.token(req, fields, refused).await
     }
 
     /// Sends a token request and parses the token response with `fields`.
@@ -221,8 +293,13 @@ fn transport_error(e: reqwest::Error) -> RefreshError {
 /// Builder methods every HTTP refresher has.
 macro_rules! transport_setters {
     () => {
-        /// The HTTP client for calls to the endpoint. Default: a new
-        /// `reqwest::Client`. Do not pass a client that goes through
+        /// The HTTP client for calls to the endpoint (proxies, TLS roots,
+        /// timeouts). Default: a `reqwest::Client` that does not follow
+        /// redirects. Build yours with
+        /// `.redirect(reqwest::redirect::Policy::none())` too: a client that
+        /// follows a redirect re-sends the refresh token and the client
+        /// secret to wherever it points (the answer is then refused, but the
+        /// secrets have left). Do not pass a client that goes through
         /// [`AuthMiddleware`](crate::AuthMiddleware).
         #[must_use]
         pub fn http_client(mut self, client: reqwest::Client) -> Self {
@@ -230,19 +307,13 @@ macro_rules! transport_setters {
             self
         }
 
-        /// The clock that turns `expires_in` into `expires_at` and reads HTTP
-        /// dates in `Retry-After`. Default: [`reauth::SystemClock`].
+        /// The clock that turns a relative expiry into `expires_at` and reads
+        /// HTTP dates in `Retry-After`. Default: [`reauth::SystemClock`]. To
+        /// follow a session's (possibly virtual) time, pass its runtime's
+        /// clock: `.clock(runtime.clock())`.
         #[must_use]
         pub fn clock(mut self, clock: impl reauth::Clock) -> Self {
             self.transport.clock = std::sync::Arc::new(clock);
-            self
-        }
-
-        /// Uses the clock of the session's runtime (so tests on virtual time see
-        /// consistent expiry times).
-        #[must_use]
-        pub fn runtime(mut self, runtime: &reauth::Runtime) -> Self {
-            self.transport.set_runtime(runtime);
             self
         }
     };
@@ -275,7 +346,22 @@ macro_rules! credential_setters {
     };
 }
 
-pub(crate) use {credential_setters, transport_setters};
+/// The `expiry` builder method of refreshers that parse a token response
+/// (they hold `fields: Fields`).
+macro_rules! expiry_setter {
+    () => {
+        /// Where the access token's expiry is read. Default: `expires_in`
+        /// seconds, else the access token's JWT `exp` (see
+        /// [`Expiry`](crate::Expiry)).
+        #[must_use]
+        pub fn expiry(mut self, expiry: crate::Expiry) -> Self {
+            self.fields.expiry = expiry;
+            self
+        }
+    };
+}
+
+pub(crate) use {credential_setters, expiry_setter, transport_setters};
 
 #[cfg(test)]
 mod tests {

@@ -30,9 +30,9 @@ pub enum Error {
     /// refresh unavailable or misconfigured, or the wait timed out.
     #[error(transparent)]
     Session(#[from] reauth::Error),
-    /// The access token cannot be put in an HTTP header (it contains control
+    /// A token cannot be put in an HTTP header (it contains control
     /// characters).
-    #[error("the access token is not a valid header value")]
+    #[error("the token is not a valid header value")]
     InvalidToken(#[source] http::header::InvalidHeaderValue),
     /// The request to the token endpoint failed before a response arrived
     /// (connect error, timeout, reading the body).
@@ -47,6 +47,21 @@ pub enum Error {
         code: Option<String>,
         /// The server's `error_description`, if any.
         description: Option<String>,
+    },
+    /// The token endpoint answered with a redirect (3xx), or its answer came
+    /// from another URL (a client that follows redirects). Not followed: the
+    /// refresh token and the client secret are never re-sent elsewhere.
+    #[error("token endpoint redirected ({status}); not followed")]
+    Redirected {
+        /// The HTTP status of the answer.
+        status: StatusCode,
+    },
+    /// The token endpoint's answer was larger than `limit` bytes; it was not
+    /// read whole.
+    #[error("token endpoint answer larger than {limit} bytes")]
+    ResponseTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
     },
     /// The token endpoint answered success with something that is not a token
     /// response (not JSON, or a required field is missing or of the wrong type).
@@ -66,6 +81,24 @@ impl Error {
             reqwest_middleware::Error::Middleware(e) => e.downcast_ref::<Self>(),
             _ => None,
         }
+    }
+
+    /// This crate's error behind a refresh failure, if one of this crate's
+    /// refreshers reported it: match the status, the OAuth2 code, a redirect
+    /// or an oversized answer without comparing messages.
+    ///
+    /// ```
+    /// use reauth_reqwest::Error;
+    ///
+    /// fn rate_limited(e: &reauth::Error) -> bool {
+    ///     e.refresh_error()
+    ///         .and_then(Error::from_refresh_error)
+    ///         .is_some_and(|e| matches!(e, Error::Endpoint { status, .. } if status.as_u16() == 429))
+    /// }
+    /// # let _ = rate_limited;
+    /// ```
+    pub fn from_refresh_error(err: &reauth::RefreshError) -> Option<&Self> {
+        err.get_ref().downcast_ref()
     }
 
     /// The session error inside a middleware error, if the middleware failed

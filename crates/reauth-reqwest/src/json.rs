@@ -1,40 +1,79 @@
 //! A refresh endpoint that speaks JSON with its own field names.
 
 use async_trait::async_trait;
+use http::header::{AUTHORIZATION, HeaderValue};
 use reauth::{RefreshError, RefreshErrorKind, Refresher, TokenSet};
+use reqwest::Method;
 use serde::Serialize;
 use url::Url;
 
-use crate::endpoint::{Transport, transport_setters};
+use crate::endpoint::{Transport, expiry_setter, transport_setters};
 use crate::token_response::Fields;
 
-/// A [`Refresher`] for a JSON refresh endpoint: `POST {"<request field>": "<refresh token>"}`,
-/// answered with a JSON object holding the new tokens.
+/// How a [`JsonRefresher`] sends the refresh token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefreshTokenIn {
+    /// In a JSON body, under this field name: `{"<name>": "<refresh token>"}`.
+    /// The default, with the name `refresh_token`.
+    JsonField(String),
+    /// In the `Authorization: Bearer <refresh token>` header, with no body —
+    /// the refresh endpoint of the seed-000 backend (`GET /auth/refresh`).
+    BearerHeader,
+}
+
+impl Default for RefreshTokenIn {
+    fn default() -> Self {
+        Self::JsonField("refresh_token".to_owned())
+    }
+}
+
+/// A [`Refresher`] for a hand-rolled refresh endpoint answering JSON:
+/// `POST {"<field>": "<refresh token>"}` by default, or the refresh token in
+/// an `Authorization: Bearer` header ([`RefreshTokenIn`]), with any method.
 ///
 /// All field names are configurable; the defaults are the RFC 6749 names
 /// (`refresh_token` in the request; `access_token`, `refresh_token`,
-/// `expires_in`, `token_type`, `scope` in the response). A name starting with
-/// `/` is a JSON pointer into nested objects (`/data/accessToken`).
+/// `token_type`, `scope` in the response; the expiry from `expires_in`
+/// seconds, else the access token's JWT `exp` — see
+/// [`Expiry`](crate::Expiry)). A name
+/// starting with `/` is a JSON pointer into nested objects
+/// (`/data/accessToken`).
 ///
 /// Error answers are classified like the OAuth2 ones (see the crate docs): a
 /// 400/401/403 without a known `error` code is a rejected refresh token.
 ///
-/// The common hand-rolled shape `POST {refreshToken}` →
-/// `{authorizationToken, refreshToken}` by configuration alone:
+/// The seed-002 backend, `POST {refreshToken}` → `{authorizationToken,
+/// refreshToken}` with the expiry in the JWT, by configuration alone:
 ///
 /// ```
-/// use reauth_reqwest::JsonRefresher;
+/// use reauth_reqwest::{JsonRefresher, RefreshTokenIn};
+///
+/// let refresher = JsonRefresher::new("https://api.example.com/authorization/refresh".parse().unwrap())
+///     .refresh_token_in(RefreshTokenIn::JsonField("refreshToken".into()))
+///     .access_token_field("authorizationToken")
+///     .refresh_token_field("refreshToken");
+/// # let _ = refresher;
+/// ```
+///
+/// The seed-000 backend, `GET /auth/refresh` with `Authorization: Bearer
+/// <refresh token>` → `{accessToken, refreshToken}`:
+///
+/// ```
+/// use reauth_reqwest::{JsonRefresher, RefreshTokenIn};
 ///
 /// let refresher = JsonRefresher::new("https://api.example.com/auth/refresh".parse().unwrap())
-///     .request_field("refreshToken")
-///     .access_token_field("authorizationToken")
+///     .method(reqwest::Method::GET)
+///     .refresh_token_in(RefreshTokenIn::BearerHeader)
+///     .access_token_field("accessToken")
 ///     .refresh_token_field("refreshToken");
 /// # let _ = refresher;
 /// ```
 #[derive(Clone, Debug)]
 pub struct JsonRefresher {
     url: Url,
-    request_field: String,
+    method: Method,
+    refresh_token_in: RefreshTokenIn,
     fields: Fields,
     transport: Transport,
 }
@@ -44,7 +83,8 @@ impl JsonRefresher {
     pub fn new(url: Url) -> Self {
         Self {
             url,
-            request_field: "refresh_token".into(),
+            method: Method::POST,
+            refresh_token_in: RefreshTokenIn::default(),
             fields: Fields::default(),
             transport: Transport::default(),
         }
@@ -52,10 +92,17 @@ impl JsonRefresher {
 
     transport_setters!();
 
-    /// The request field that carries the refresh token. Default `refresh_token`.
+    /// How the refresh token is sent. Default: the JSON field `refresh_token`.
     #[must_use]
-    pub fn request_field(mut self, name: impl Into<String>) -> Self {
-        self.request_field = name.into();
+    pub fn refresh_token_in(mut self, how: RefreshTokenIn) -> Self {
+        self.refresh_token_in = how;
+        self
+    }
+
+    /// The HTTP method of the refresh request. Default `POST`.
+    #[must_use]
+    pub fn method(mut self, method: Method) -> Self {
+        self.method = method;
         self
     }
 
@@ -74,14 +121,7 @@ impl JsonRefresher {
         self
     }
 
-    /// The response field holding the lifetime in seconds. Default
-    /// `expires_in`. When absent, the token has no known expiry and is
-    /// refreshed only when refused.
-    #[must_use]
-    pub fn expires_in_field(mut self, name: impl Into<String>) -> Self {
-        self.fields.expires_in = name.into();
-        self
-    }
+    expiry_setter!();
 
     /// The response field holding the token type. Default `token_type`.
     #[must_use]
@@ -128,9 +168,24 @@ impl Refresher for JsonRefresher {
         let Some(refresh_token) = &current.refresh_token else {
             return Err(RefreshError::rejected("the session holds no refresh token"));
         };
-        let mut body = serde_json::Map::new();
-        body.insert(self.request_field.clone(), refresh_token.secret().into());
-        let req = self.transport.http.post(self.url.clone()).json(&body);
+        let req = self
+            .transport
+            .http
+            .request(self.method.clone(), self.url.clone())
+            .header(http::header::ACCEPT, "application/json");
+        let req = match &self.refresh_token_in {
+            RefreshTokenIn::JsonField(name) => {
+                let mut body = serde_json::Map::new();
+                body.insert(name.clone(), refresh_token.secret().into());
+                req.json(&body)
+            }
+            RefreshTokenIn::BearerHeader => {
+                let mut value = HeaderValue::try_from(format!("Bearer {}", refresh_token.secret()))
+                    .map_err(|e| RefreshError::rejected(crate::error::Error::InvalidToken(e)))?;
+                value.set_sensitive(true);
+                req.header(AUTHORIZATION, value)
+            }
+        };
         self.transport
             .token(req, &self.fields, RefreshErrorKind::Rejected)
             .await

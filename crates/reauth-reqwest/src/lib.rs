@@ -2,7 +2,9 @@
 //! the session's bearer token; a burst of `401`s makes **one** refresh, and
 //! each refused request is replayed once with the new token.
 //!
-//! * [`AuthMiddleware`] — the middleware (attach, wait, replay once; see its docs).
+//! * [`AuthMiddleware`] — the middleware (attach, wait, replay once; see its
+//!   docs), for the origins you allow only; [`WithoutBearer`] opts one
+//!   request out.
 //! * [`TokenRefused`] / [`DefaultRefusal`] — what counts as "token refused".
 //! * Refreshers over reqwest: [`OAuth2Refresher`] (RFC 6749 §6 `refresh_token`
 //!   grant, password-grant login, RFC 7009 revocation), [`JsonRefresher`]
@@ -23,8 +25,10 @@
 //! // Log in however you like (e.g. `OAuth2Refresher::password_grant`), then:
 //! session.start(TokenSet::new("access").with_refresh_token("refresh")).await?;
 //!
+//! // The bearer goes to this API's origin only.
+//! let api = "https://api.example.com".parse()?;
 //! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-//!     .with(AuthMiddleware::new(session.clone()))
+//!     .with(AuthMiddleware::new(session.clone(), api))
 //!     .build();
 //! # let _ = client; Ok(()) }
 //! ```
@@ -60,10 +64,12 @@
 //! | `invalid_client`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`, `invalid_request` | `Misconfigured` | the client is set up wrong; logging out would not help |
 //! | `temporarily_unavailable`, `server_error`, `slow_down` | `Transient` | the server says so |
 //! | 400, 401 or 403 with no or an unknown code | `Rejected` (refresh and JSON refreshers); `Misconfigured` (`client_credentials`) | DESIGN §3.1: a 400/401 from the refresh endpoint refuses the refresh token; with `client_credentials` there is no user token, so it is the client's credentials |
-//! | 429, 408, 5xx | `Transient`, with `Retry-After` (seconds or HTTP date) | |
-//! | any other status (404, 405, 415, 3xx …) | `Misconfigured` | wrong URL or method |
+//! | 429, 408, 5xx | `Transient`, with `Retry-After` (seconds or HTTP date) | the session honours it up to `RetryPolicy::max_retry_after` (5 min by default) |
+//! | any other status (404, 405, 415 …) | `Misconfigured` | wrong URL or method |
+//! | a redirect (3xx), or an answer from another URL than the one asked | `Misconfigured` ([`Error::Redirected`]) | never followed: the refresh token and client secret are not re-sent elsewhere (C23) |
+//! | a body above 64 KiB (declared or read) | `Misconfigured` ([`Error::ResponseTooLarge`]) | not read whole (C23) |
 //! | connect error, timeout, broken body | `Transient` | |
-//! | invalid URL or request, redirect loop | `Misconfigured` | |
+//! | invalid URL or request | `Misconfigured` | |
 //!
 //! Errors carry status, code and `error_description` only; tokens, secrets
 //! and response bodies never appear in errors, `Debug` output or logs.
@@ -72,6 +78,7 @@ mod classify;
 mod client_credentials;
 mod endpoint;
 mod error;
+mod expiry;
 mod json;
 mod middleware;
 mod oauth2;
@@ -81,8 +88,9 @@ mod token_response;
 pub use client_credentials::ClientCredentialsRefresher;
 pub use endpoint::ClientAuth;
 pub use error::Error;
-pub use json::JsonRefresher;
-pub use middleware::AuthMiddleware;
+pub use expiry::Expiry;
+pub use json::{JsonRefresher, RefreshTokenIn};
+pub use middleware::{AuthMiddleware, WithoutBearer};
 pub use oauth2::OAuth2Refresher;
 pub use refused::{DefaultRefusal, TokenRefused};
 

@@ -6,16 +6,28 @@ use std::sync::Arc;
 use futures::FutureExt;
 use http::header::{AUTHORIZATION, HeaderValue};
 use reauth::{Bearer, Session};
-use reqwest::{Request, Response};
+use reqwest::{Request, Response, Url};
 use reqwest_middleware::{Middleware, Next};
 
 use crate::error::Error;
 use crate::refused::{DefaultRefusal, TokenRefused};
 
-/// A [`reqwest_middleware::Middleware`] that authenticates every request with
-/// the bearer token of a [`Session`].
+/// A [`reqwest_middleware::Middleware`] that authenticates requests to the
+/// API with the bearer token of a [`Session`].
 ///
-/// For each request it:
+/// # Where the bearer goes (C22)
+///
+/// Only to the origins you allowed: [`new`](Self::new) takes the API's URL,
+/// and its **origin** (scheme, host and port) is the one the bearer is
+/// attached to; [`allow_origin`](Self::allow_origin) adds more. There is no
+/// "every request" default and no guessing from the first request: a client
+/// reused for another service, a link followed from an API response, or a
+/// third-party URL never receives the token. A request to any other origin
+/// goes out untouched (no `Authorization` set, no refresh, no replay), and so
+/// does a request carrying the [`WithoutBearer`] extension. Redirects followed
+/// by reqwest drop the `Authorization` header when they leave the origin.
+///
+/// For each request to an allowed origin it:
 ///
 /// 1. takes [`Session::access_token`] — which returns at once while the token
 ///    is valid, and waits when a refresh of a refused or expired token is in
@@ -42,39 +54,87 @@ use crate::refused::{DefaultRefusal, TokenRefused};
 /// passed through.
 ///
 /// ```
-/// # fn f(session: reauth::Session) {
+/// # fn f(session: reauth::Session) -> Result<(), url::ParseError> {
 /// use reauth_reqwest::AuthMiddleware;
 /// use reqwest::StatusCode;
 ///
+/// let api = "https://api.example.com".parse()?;
 /// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-///     .with(AuthMiddleware::new(session).refused_when(|r: &reqwest::Response| {
+///     .with(AuthMiddleware::new(session, api).refused_when(|r: &reqwest::Response| {
 ///         matches!(r.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
 ///     }))
 ///     .build();
-/// # let _ = client; }
+/// # let _ = client; Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct AuthMiddleware {
     session: Session,
     refused: Arc<dyn TokenRefused>,
+    origins: Arc<[url::Origin]>,
 }
+
+/// A per-request opt-out of [`AuthMiddleware`]: a request carrying this
+/// extension goes out without the bearer (and is never refreshed for or
+/// replayed), even to an allowed origin.
+///
+/// ```no_run
+/// # async fn f(client: reqwest_middleware::ClientWithMiddleware) -> Result<(), reqwest_middleware::Error> {
+/// use reauth_reqwest::WithoutBearer;
+///
+/// let public = client
+///     .get("https://api.example.com/public/status")
+///     .with_extension(WithoutBearer)
+///     .send()
+///     .await?;
+/// # let _ = public; Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct WithoutBearer;
 
 impl fmt::Debug for AuthMiddleware {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let origins: Vec<String> = self
+            .origins
+            .iter()
+            .map(url::Origin::ascii_serialization)
+            .collect();
         f.debug_struct("AuthMiddleware")
             .field("session", &self.session)
+            .field("origins", &origins)
             .finish_non_exhaustive()
     }
 }
 
 impl AuthMiddleware {
-    /// Middleware authenticating with `session`'s tokens, replaying on
-    /// [`DefaultRefusal`] (401, or `WWW-Authenticate: Bearer error="invalid_token"`).
-    pub fn new(session: Session) -> Self {
+    /// Middleware attaching `session`'s bearer to requests for the origin of
+    /// `api` (its scheme, host and port; the path does not matter), replaying
+    /// on [`DefaultRefusal`] (401, or `WWW-Authenticate: Bearer
+    /// error="invalid_token"`).
+    pub fn new(session: Session, api: Url) -> Self {
         Self {
             session,
             refused: Arc::new(DefaultRefusal),
+            origins: Arc::from([api.origin()]),
         }
+    }
+
+    /// Also attaches the bearer to requests for the origin of `url`.
+    #[must_use]
+    pub fn allow_origin(mut self, url: Url) -> Self {
+        let origin = url.origin();
+        if !self.origins.contains(&origin) {
+            let mut all = self.origins.to_vec();
+            all.push(origin);
+            self.origins = Arc::from(all);
+        }
+        self
+    }
+
+    /// Whether a request to `url` gets the bearer.
+    pub fn allows(&self, url: &Url) -> bool {
+        let origin = url.origin();
+        // An opaque origin (`data:`, `file:`) never matches, not even itself.
+        origin.is_tuple() && self.origins.contains(&origin)
     }
 
     /// Replaces the test for "the server refused the token".
@@ -107,6 +167,9 @@ impl Middleware for AuthMiddleware {
         extensions: &mut http::Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
+        if extensions.get::<WithoutBearer>().is_some() || !self.allows(req.url()) {
+            return next.run(req, extensions).await;
+        }
         let sent = self.current_bearer().await?;
         // Cloned before sending: `None` for a streaming body, which can be sent once only.
         let replay = req.try_clone();

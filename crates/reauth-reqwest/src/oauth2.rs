@@ -5,7 +5,10 @@ use async_trait::async_trait;
 use reauth::{RefreshError, RefreshErrorKind, Refresher, TokenSet};
 use url::Url;
 
-use crate::endpoint::{Credentials, Transport, credential_setters, transport_setters};
+use crate::endpoint::{
+    Credentials, Transport, credential_setters, expiry_setter, transport_setters,
+};
+use crate::token_response::Fields;
 
 /// A [`Refresher`] for the OAuth2 `refresh_token` grant (RFC 6749 §6).
 ///
@@ -33,6 +36,7 @@ pub struct OAuth2Refresher {
     revocation_url: Option<Url>,
     credentials: Credentials,
     scope: Option<String>,
+    fields: Fields,
     transport: Transport,
 }
 
@@ -45,12 +49,14 @@ impl OAuth2Refresher {
             revocation_url: None,
             credentials: Credentials::new(client_id.into()),
             scope: None,
+            fields: Fields::default(),
             transport: Transport::default(),
         }
     }
 
     credential_setters!();
     transport_setters!();
+    expiry_setter!();
 
     /// The RFC 7009 revocation endpoint. When set,
     /// [`Session::logout`](reauth::Session::logout) revokes the refresh token
@@ -67,6 +73,7 @@ impl OAuth2Refresher {
                 &self.token_url,
                 &self.credentials,
                 self.scope.as_deref(),
+                &self.fields,
                 form,
                 RefreshErrorKind::Rejected,
             )

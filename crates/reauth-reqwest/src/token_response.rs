@@ -1,9 +1,11 @@
 //! Reading a token response into a [`TokenSet`], with configurable field names.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use reauth::TokenSet;
 use serde_json::Value;
+
+use crate::expiry::Expiry;
 
 /// Where the parts of a token response are found. A name starting with `/` is
 /// a JSON pointer (RFC 6901) into nested objects, e.g. `/data/accessToken`.
@@ -11,7 +13,7 @@ use serde_json::Value;
 pub(crate) struct Fields {
     pub(crate) access_token: String,
     pub(crate) refresh_token: String,
-    pub(crate) expires_in: String,
+    pub(crate) expiry: Expiry,
     pub(crate) token_type: String,
     pub(crate) scope: String,
 }
@@ -22,7 +24,7 @@ impl Default for Fields {
         Self {
             access_token: "access_token".into(),
             refresh_token: "refresh_token".into(),
-            expires_in: "expires_in".into(),
+            expiry: Expiry::default(),
             token_type: "token_type".into(),
             scope: "scope".into(),
         }
@@ -46,23 +48,9 @@ fn string(v: &Value, name: &str) -> Result<Option<String>, String> {
     }
 }
 
-/// `expires_in` as seconds: a non-negative number, or a string holding one
-/// (some servers quote it).
-fn seconds(v: &Value, name: &str) -> Result<Option<Duration>, String> {
-    let bad = || format!("`{name}` is not a non-negative number of seconds");
-    let secs = match field(v, name) {
-        None => return Ok(None),
-        Some(Value::Number(n)) => n.as_f64().ok_or_else(bad)?,
-        Some(Value::String(s)) => s.trim().parse::<f64>().map_err(|_| bad())?,
-        Some(_) => return Err(bad()),
-    };
-    Duration::try_from_secs_f64(secs)
-        .map(Some)
-        .map_err(|_| bad())
-}
-
-/// Parses a success body. `now` turns `expires_in` into an absolute
-/// `expires_at` (and is recorded as `obtained_at`). A missing refresh token is
+/// Parses a success body. `now` (when the request was sent) turns a
+/// relative expiry into an absolute `expires_at` and is recorded as
+/// `obtained_at`; see [`Expiry`] for where the expiry is read. A missing refresh token is
 /// left `None`: the session keeps the old one (C12).
 ///
 /// The error never echoes the body or a value from it.
@@ -75,12 +63,14 @@ pub(crate) fn parse(body: &[u8], fields: &Fields, now: SystemTime) -> Result<Tok
     let access = string(&v, &fields.access_token)?
         .filter(|s| !s.is_empty())
         .ok_or_else(|| format!("no `{}`", fields.access_token))?;
+    let expires_at = fields.expiry.expires_at(&v, &access, now)?;
     let mut tokens = TokenSet::new(access);
     if let Some(r) = string(&v, &fields.refresh_token)?.filter(|s| !s.is_empty()) {
         tokens = tokens.with_refresh_token(r);
     }
-    if let Some(d) = seconds(&v, &fields.expires_in)? {
-        tokens = tokens.with_expires_in(now, d);
+    if let Some(at) = expires_at {
+        tokens = tokens.with_expires_at(at);
+        tokens.obtained_at = Some(now);
     }
     if let Some(t) = string(&v, &fields.token_type)? {
         tokens = tokens.with_token_type(t);
@@ -109,7 +99,7 @@ impl ClassifyName for serde_json::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::UNIX_EPOCH;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn now() -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_700_000_000)

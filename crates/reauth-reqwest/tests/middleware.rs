@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::{AuthServer, client, within_a_minute};
 use futures::StreamExt;
 use reauth::{EndReason, RefreshAhead, RetryPolicy, Session, SessionEvent, TokenSet};
-use reauth_reqwest::{AuthMiddleware, Error, OAuth2Refresher};
+use reauth_reqwest::{AuthMiddleware, Error, OAuth2Refresher, WithoutBearer};
 use reqwest::StatusCode;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -23,7 +23,7 @@ const BURST: usize = 200;
 async fn c1_burst_of_401s_through_middleware_refreshes_once() {
     let server = AuthServer::start().await;
     let session = server.session("broken").await;
-    let client = client(&session);
+    let client = client(&session, &server.url("/"));
     // Every one of the burst must reach the server with the broken token
     // before any 401 comes back: the refusals wait for each other.
     server.gate_refusals(BURST);
@@ -63,7 +63,7 @@ async fn c1_burst_of_401s_through_middleware_refreshes_once() {
 async fn c3_late_401_replays_with_newer_token_without_refresh() {
     let server = AuthServer::start().await;
     let session = server.session("access-0").await;
-    let client = client(&session);
+    let client = client(&session, &server.url("/"));
     let mut arrivals = server.slow_arrivals();
 
     // A: goes out with access-0 and is held by the server.
@@ -101,7 +101,7 @@ async fn c10_replay_refused_again_is_returned_without_second_refresh() {
     let server = AuthServer::start().await;
     let session = server.session("broken").await;
     let mut events = session.events();
-    let client = client(&session);
+    let client = client(&session, &server.url("/"));
 
     let r = within_a_minute(client.get(server.url("/api/always-401")).send())
         .await
@@ -138,7 +138,7 @@ async fn c10_replay_refused_again_is_returned_without_second_refresh() {
 async fn c11_stream_body_is_not_replayed_but_session_refreshes() {
     let server = AuthServer::start().await;
     let session = server.session("broken").await;
-    let client = client(&session);
+    let client = client(&session, &server.url("/"));
 
     // A streaming body can be sent only once (`try_clone` is `None`).
     let body = reqwest::Body::wrap(String::from("a large upload"));
@@ -250,7 +250,7 @@ async fn c5_transient_refresh_failure_is_retried_through_middleware() {
         .await;
     let session = wiremock_session(&mock, RetryPolicy::default()).await;
     let mut events = session.events();
-    let client = common::client(&session);
+    let client = common::client(&session, &mock.uri());
 
     let r = within_a_minute(client.get(format!("{}/api", mock.uri())).send())
         .await
@@ -299,11 +299,11 @@ async fn c5_refresh_unavailable_is_a_typed_error_and_the_next_call_tries_again()
         .with_priority(2)
         .mount(&mock)
         .await;
-    let mut retry = RetryPolicy::default();
-    retry.max_attempts = 2;
-    retry.initial_backoff = std::time::Duration::from_millis(10);
+    let retry = RetryPolicy::default()
+        .with_max_attempts(2)
+        .with_initial_backoff(std::time::Duration::from_millis(10));
     let session = wiremock_session(&mock, retry).await;
-    let client = common::client(&session);
+    let client = common::client(&session, &mock.uri());
 
     let err = within_a_minute(client.get(format!("{}/api", mock.uri())).send())
         .await
@@ -353,7 +353,10 @@ async fn c6_rejected_refresh_ends_session_once_through_middleware() {
         .unwrap();
     let mut events = session.events();
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(AuthMiddleware::new(session.clone()))
+        .with(AuthMiddleware::new(
+            session.clone(),
+            mock.uri().parse().unwrap(),
+        ))
         .build();
 
     let requests = (0..20).map(|_| {
@@ -406,4 +409,63 @@ async fn c6_rejected_refresh_ends_session_once_through_middleware() {
         .filter(|e| matches!(e, SessionEvent::SessionEnded { .. }))
         .count();
     assert_eq!(more_ends, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c22_the_bearer_goes_only_to_allowed_origins_and_can_be_withheld() {
+    let server = AuthServer::start().await;
+    let session = server.session("access-0").await;
+    // Another service on loopback: another origin (another port).
+    let other = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&other)
+        .await;
+    let client = client(&session, &server.url("/"));
+
+    let to_api = within_a_minute(client.get(server.url("/api/resource")).send())
+        .await
+        .unwrap();
+    assert_eq!(to_api.status(), StatusCode::OK);
+    assert_eq!(server.bearers("/api/resource"), ["Bearer access-0"]);
+
+    let elsewhere = within_a_minute(client.get(format!("{}/collect", other.uri())).send())
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), StatusCode::OK);
+    let seen = other.received_requests().await.unwrap();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        !seen[0].headers.contains_key("authorization"),
+        "another origin got the bearer"
+    );
+
+    // Opted out: no bearer, and its 401 is neither refreshed for nor replayed.
+    let withheld = within_a_minute(
+        client
+            .get(server.url("/api/resource"))
+            .with_extension(WithoutBearer)
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(withheld.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.bearers("/api/resource"), ["Bearer access-0", ""]);
+    assert_eq!(server.refreshes(), 0);
+}
+
+#[test]
+fn c22_origins_compare_scheme_host_and_port() {
+    let session = Session::builder(reauth::refresh_fn(|t: TokenSet| async move { Ok(t) })).build();
+    let m = AuthMiddleware::new(session, "https://api.example.com/v1/".parse().unwrap())
+        .allow_origin("https://files.example.com".parse().unwrap());
+    let allows = |u: &str| m.allows(&u.parse().unwrap());
+    assert!(allows("https://api.example.com/v2/anything?x=1"));
+    assert!(allows("https://api.example.com:443/"));
+    assert!(allows("https://files.example.com/upload"));
+    assert!(!allows("http://api.example.com/"), "another scheme");
+    assert!(!allows("https://api.example.com:8443/"), "another port");
+    assert!(!allows("https://evil.example.com/"), "another host");
+    assert!(!allows("https://api.example.com.evil.test/"));
+    assert!(!allows("data:text/plain,hi"), "an opaque origin");
 }

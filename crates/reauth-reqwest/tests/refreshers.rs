@@ -4,7 +4,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reauth::{Clock, RefreshAhead, RefreshError, RefreshErrorKind, Refresher, Session, TokenSet};
-use reauth_reqwest::{ClientAuth, ClientCredentialsRefresher, JsonRefresher, OAuth2Refresher};
+use reauth_reqwest::{
+    ClientAuth, ClientCredentialsRefresher, Expiry, JsonRefresher, OAuth2Refresher, RefreshTokenIn,
+};
 use serde_json::json;
 use wiremock::matchers::{body_json, body_string, header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -210,9 +212,14 @@ async fn expires_in_becomes_expires_at_by_the_injected_clock() {
     assert_eq!(t.expires_at, Some(t0() + Duration::from_secs(300)));
 
     // Or by the session runtime's clock, so expiry follows the session's (possibly virtual) time.
-    let runtime = reauth::Runtime::tokio().with_clock(FixedClock(t0() + Duration::from_secs(10)));
+    let runtime = reauth::Runtime::new(
+        FixedClock(t0() + Duration::from_secs(10)),
+        reauth::TokioSleep,
+        reauth::TokioSpawn,
+        reauth::NoJitter,
+    );
     let t = oauth2(&mock, "/token")
-        .runtime(&runtime)
+        .clock(runtime.clock())
         .refresh(&current())
         .await
         .unwrap();
@@ -307,7 +314,7 @@ async fn json_refresher_article_shape_by_configuration_alone() {
         .mount(&mock)
         .await;
     let refresher = JsonRefresher::new(format!("{}/auth/refresh", mock.uri()).parse().unwrap())
-        .request_field("refreshToken")
+        .refresh_token_in(RefreshTokenIn::JsonField("refreshToken".into()))
         .access_token_field("authorizationToken")
         .refresh_token_field("refreshToken");
     let session = Session::builder(refresher)
@@ -346,7 +353,7 @@ async fn json_refresher_classifies_errors_and_logs_in() {
     let refresher = JsonRefresher::new(format!("{}/auth/refresh", mock.uri()).parse().unwrap())
         .access_token_field("/data/token")
         .refresh_token_field("/data/renew")
-        .expires_in_field("/data/ttl")
+        .expiry(Expiry::Seconds("/data/ttl".into()))
         .clock(FixedClock(t0()));
 
     let err = refresher.refresh(&current()).await.unwrap_err();

@@ -18,8 +18,9 @@
 //!   rate (`UPDATE … SET n = n + 1` in autocommit) of the same database.
 //!
 //! - **P7**: 400 clients log in at once and keep logging in (half of them
-//!   unknown users; real argon2id cost), with the server's limits: peak RSS
-//!   over idle and the rate of answers, by kind. Then P4 and P5 (SQLite
+//!   unknown users; real argon2id cost; a `503` is retried after its
+//!   `Retry-After`), with the server's limits: peak RSS over idle and the
+//!   rate of answers, by kind. Then P4 and P5 (SQLite
 //!   NORMAL) served with the limits (`Server::spawn_local`) beside the same
 //!   router served by plain `axum::serve` (no timeouts, no cap), alternated
 //!   in the same run: the cost of the limits.
@@ -86,6 +87,11 @@ async fn connect(addr: SocketAddr) -> SendRequest<Full<Bytes>> {
 trait Workload: Send + 'static {
     fn request(&mut self) -> http::Request<Full<Bytes>>;
     fn response(&mut self, status: http::StatusCode, body: &[u8]);
+    /// How long to wait before the next request (a client honouring
+    /// `Retry-After`).
+    fn pause(&mut self) -> Option<Duration> {
+        None
+    }
 }
 
 struct Get {
@@ -165,6 +171,9 @@ async fn run<W: Workload>(addr: SocketAddr, clients: Vec<W>, secs: f64) -> f64 {
                 workload.response(status, &body);
                 if measuring.load(Ordering::Relaxed) {
                     count.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(pause) = workload.pause() {
+                    tokio::time::sleep(pause).await;
                 }
             }
         }));
@@ -373,6 +382,7 @@ struct Login {
     addr: SocketAddr,
     body: Bytes,
     tally: Arc<LoginTally>,
+    busy: bool,
 }
 
 impl Workload for Login {
@@ -384,6 +394,7 @@ impl Workload for Login {
             .expect("request")
     }
     fn response(&mut self, status: http::StatusCode, _body: &[u8]) {
+        self.busy = status == http::StatusCode::SERVICE_UNAVAILABLE;
         let counter = match status.as_u16() {
             200 => &self.tally.ok,
             400 => &self.tally.refused,
@@ -391,6 +402,10 @@ impl Workload for Login {
             _ => &self.tally.other,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+    fn pause(&mut self) -> Option<Duration> {
+        // The server's Retry-After is 1 s.
+        self.busy.then_some(Duration::from_secs(1))
     }
 }
 
@@ -414,6 +429,7 @@ async fn p7_logins(secs: f64) {
                 format!(r#"{{"username":"nobody{i}","password":"guess"}}"#)
             }),
             tally: tally.clone(),
+            busy: false,
         })
         .collect();
     let rate = run(addr, clients, secs).await;

@@ -67,7 +67,7 @@ impl App {
             ahead = ahead.with_skew(skew);
         }
         if let Some(jitter) = query_ms("jitter_ms") {
-            ahead.jitter = jitter;
+            ahead = ahead.with_jitter(jitter);
         }
         let refresher = PageRefresher {
             json: json.clone(),
@@ -84,7 +84,7 @@ impl App {
         }
         let session = builder.build();
         let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-            .with(AuthMiddleware::new(session.clone()))
+            .with(AuthMiddleware::new(session.clone(), url(&origin, "/")))
             .with(Wire {
                 log: Arc::clone(&log),
                 broken: Arc::clone(&broken),
@@ -107,6 +107,7 @@ impl App {
         APP.with(|a| *a.borrow_mut() = Some(Rc::clone(&app)));
 
         app.watch_session();
+        app.tick();
         app.watch_tabs(tab_events);
         app.wire_buttons();
         expose_test_api();
@@ -115,20 +116,46 @@ impl App {
             match app.session.restore().await {
                 Ok(true) => app.note(json!({"source": "page", "kind": "restored"})),
                 Ok(false) => {}
-                Err(e) => app.note(json!({
-                    "source": "page", "kind": "store_error",
-                    "error": error_chain(&e),
-                })),
+                Err(e) => {
+                    app.note(json!({
+                        "source": "page", "kind": "store_error",
+                        "error": error_chain(&e),
+                    }));
+                    // Unreadable data would block every login: keep it under
+                    // another key and start clean.
+                    match app.store.set_aside_unreadable() {
+                        Ok(true) => app.note(json!({
+                            "source": "page", "kind": "set_aside",
+                            "reason": format!("moved to {}:unreadable", app.store.key()),
+                        })),
+                        Ok(false) => {}
+                        Err(e) => app.note(json!({
+                            "source": "page", "kind": "store_error",
+                            "error": error_chain(&e),
+                        })),
+                    }
+                }
             }
             app.render_status();
         });
     }
 
     fn note(&self, event: Value) {
-        let text = event.to_string();
+        let text = describe_event(&event);
         self.events.borrow_mut().push(event);
         dom::append("events", "li", "", &[&text]);
         self.render_status();
+    }
+
+    /// Re-renders the status once a second, so expiry counts down.
+    fn tick(self: &Rc<Self>) {
+        let app = Rc::clone(self);
+        spawn_local(async move {
+            loop {
+                gloo_timers::future::TimeoutFuture::new(1_000).await;
+                app.render_status();
+            }
+        });
     }
 
     fn watch_session(self: &Rc<Self>) {
@@ -230,6 +257,27 @@ fn coordination_text(c: &Coordination) -> String {
     }
 }
 
+/// One line of the events list: when (s since the page started), who, what.
+fn describe_event(event: &Value) -> String {
+    let field = |k: &str| event.get(k).filter(|v| !v.is_null());
+    let mut line = format!(
+        "+{:.1} s  {}: {}",
+        dom::now_ms() / 1000.0,
+        event["source"].as_str().unwrap_or("?"),
+        event["kind"].as_str().unwrap_or("?").replace('_', " ")
+    );
+    if let Some(g) = field("generation") {
+        line.push_str(&format!(" → generation {g}"));
+    }
+    for key in ["trigger", "reason", "error", "attempt"] {
+        if let Some(v) = field(key) {
+            let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            line.push_str(&format!(" ({key}: {v})"));
+        }
+    }
+    line
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
@@ -272,6 +320,9 @@ fn session_event_json(event: &SessionEvent) -> Value {
         SessionEvent::SessionEnded { reason } => {
             json!({"source": "session", "kind": "ended", "reason": format!("{reason:?}")})
         }
+        SessionEvent::ForeignSet { generation, .. } => {
+            json!({"source": "session", "kind": "foreign_set", "generation": generation.get()})
+        }
         other => json!({"source": "session", "kind": "other", "debug": format!("{other:?}")}),
     }
 }
@@ -283,6 +334,9 @@ fn tab_event_json(event: &TabEvent) -> Value {
         }
         TabEvent::AdoptedFromTab { generation } => {
             json!({"source": "tabs", "kind": "adopted_from_tab", "generation": generation.get()})
+        }
+        TabEvent::LoginFromTab { generation } => {
+            json!({"source": "tabs", "kind": "login_from_tab", "generation": generation.get()})
         }
         TabEvent::EndedInOtherTab => json!({"source": "tabs", "kind": "ended_in_other_tab"}),
         TabEvent::StoreFailed { error } => {

@@ -63,6 +63,12 @@ pub enum TabEvent {
         /// The generation adopted.
         generation: Generation,
     },
+    /// Another tab logged in anew (another lineage): this tab's session ended
+    /// as superseded, and the new login was restored as a new session.
+    LoginFromTab {
+        /// The generation of the new login.
+        generation: Generation,
+    },
     /// Another tab ended the session (logout, or its refresh was rejected);
     /// this tab's session ended too, without a request.
     EndedInOtherTab,

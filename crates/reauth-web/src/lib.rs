@@ -18,8 +18,9 @@
 //!    wait, two lease TTLs);
 //! 2. re-reads the store: a newer generation was stored by another tab →
 //!    adopt it, no request;
-//! 3. otherwise refreshes, then compare-and-sets the new set on the
-//!    generation it read, announcing it on the `BroadcastChannel`;
+//! 3. otherwise refreshes, then compare-and-swaps the new set on the stamp
+//!    (generation + lineage) it read — refused if it no longer holds the
+//!    lock — announcing it on the `BroadcastChannel`;
 //! 4. releases the lock, then publishes to its own requests.
 //!
 //! The other tabs hear the announcement and adopt the set at once; their own
@@ -32,8 +33,12 @@
 //! * **One refresh per generation across tabs** while Web Locks and
 //!   `localStorage` work. The lock of a tab that closes, reloads or crashes
 //!   is released by the browser; a tab that stalls loses it after the lease
-//!   TTL (1.5 × the refresh timeout), and the compare-and-set on the
-//!   generation keeps its late write from replacing a newer set.
+//!   TTL (1.5 × the refresh timeout, renewed while it works), and its late
+//!   write is refused.
+//! * **Another login** in another tab (another lineage) is never taken for a
+//!   rotation: reported (`SessionEvent::ForeignSet`), this tab's session
+//!   ends as superseded, then [`TabSync`] follows the new login as a new
+//!   session ([`TabEvent::LoginFromTab`]).
 //! * **A tab that dies after the server rotated but before it stored** takes
 //!   the only copy of the new refresh token with it: the next tab refreshes
 //!   with the old token. A server with a grace window (ours: 10 s by default)
@@ -44,7 +49,9 @@
 //!   memory; without Web Locks tabs share the stored set but may refresh the
 //!   same generation. Both are reported as [`TabEvent::CoordinationOff`].
 //! * **Garbage** in storage is a typed error ([`WebError::Garbage`] inside
-//!   [`reauth::StoreError::Corrupt`]), never a panic; a login overwrites it.
+//!   [`reauth::StoreError::Corrupt`]), never a panic;
+//!   [`WebStorageStore::set_aside_unreadable`] keeps it under another key so
+//!   that a new login can be stored.
 //! * Background tabs' timers are throttled by the browser: a refresh-ahead
 //!   there fires late, and the 401 path covers it.
 //!

@@ -150,6 +150,47 @@ impl WebStorageStore {
             .map_err(|e| WebError::Garbage(e.to_string()))
     }
 
+    /// Moves a stored value that is not a token set aside, to
+    /// `{key}:unreadable`, so that a new login can be stored; returns whether
+    /// there was one. A readable set (or nothing) is left alone.
+    ///
+    /// The session never overwrites what it cannot read (a failed read at
+    /// `start` is an error, not "empty"), so garbage — hand-edited, another
+    /// app's data, a truncated write — would lock the user out. Call this
+    /// when [`load`](TokenStore::load) reported [`WebError::Garbage`] and the
+    /// user is about to log in again: nothing is deleted.
+    ///
+    /// # Errors
+    ///
+    /// [`WebError`] when storage is unavailable or the move does not fit.
+    pub fn set_aside_unreadable(&self) -> Result<bool, WebError> {
+        if !self.has_storage() {
+            return Ok(false);
+        }
+        let storage = local_storage()?;
+        let Some(text) = storage
+            .get_item(&self.shared.key)
+            .map_err(|e| WebError::StorageUnavailable(describe(&e)))?
+        else {
+            return Ok(false);
+        };
+        if serde_json::from_str::<TokenSet>(&text).is_ok() {
+            return Ok(false);
+        }
+        let aside = format!("{}:unreadable", self.shared.key);
+        storage.set_item(&aside, &text).map_err(|e| {
+            if is_quota_exceeded(&e) {
+                WebError::StorageFull
+            } else {
+                WebError::Storage(describe(&e))
+            }
+        })?;
+        storage
+            .remove_item(&self.shared.key)
+            .map_err(|e| WebError::Storage(describe(&e)))?;
+        Ok(true)
+    }
+
     fn write(&self, tokens: &TokenSet) -> Result<(), WebError> {
         if !self.has_storage() {
             *lock(&self.shared.memory) = Some(tokens.clone());

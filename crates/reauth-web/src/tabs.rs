@@ -18,7 +18,12 @@ use crate::store::WebStorageStore;
 /// [`WebStorageStore`]: a set another tab stored is adopted at once
 /// ([`Session::adopt_stored`], no server request), and a logout or a rejected
 /// refresh in another tab ends this tab's session too
-/// ([`Session::end_elsewhere`], no second revocation).
+/// ([`Session::end_elsewhere`], no second revocation). A *new login* in
+/// another tab (another lineage) is never taken for a rotation: this tab's
+/// session ends once as superseded (`SessionEvent::ForeignSet`, then
+/// `SessionEnded`), and then follows the new login as a new session
+/// ([`Session::restore`], [`TabEvent::LoginFromTab`]) — the tabs of an origin
+/// share one login.
 ///
 /// Listens on the store's `BroadcastChannel` and on `storage` events (either
 /// suffices; both are idempotent). Stops listening when dropped.
@@ -184,6 +189,20 @@ fn adopt(session: &reauth::Session, store: &WebStorageStore) {
     wasm_bindgen_futures::spawn_local(async move {
         match session.adopt_stored().await {
             Ok(Some(generation)) => store.emit(TabEvent::AdoptedFromTab { generation }),
+            // Another lineage: the session ended as superseded (with its
+            // `ForeignSet` event), never adopting it as a rotation. Tabs of
+            // one origin share one login, so follow it as a new session.
+            Ok(None) if !session.is_active() => match session.restore().await {
+                Ok(true) => {
+                    if let Some(generation) = session.generation() {
+                        store.emit(TabEvent::LoginFromTab { generation });
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => store.emit(TabEvent::StoreFailed {
+                    error: std::sync::Arc::new(web_error(e)),
+                }),
+            },
             Ok(None) => {}
             Err(e) => store.emit(TabEvent::StoreFailed {
                 error: std::sync::Arc::new(web_error(e)),

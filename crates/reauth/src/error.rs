@@ -99,6 +99,61 @@ impl RefreshError {
     }
 }
 
+impl RefreshError {
+    /// The session's own reason, when the session (not the refresher) ended
+    /// the attempt: timed out, lease busy or lost, refresher panicked, task
+    /// abandoned. Match on it instead of comparing messages.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reauth::{AttemptFailure, RefreshError};
+    /// let e = RefreshError::transient(AttemptFailure::TimedOut(Duration::from_secs(10)));
+    /// assert!(matches!(e.attempt_failure(), Some(AttemptFailure::TimedOut(_))));
+    /// assert!(RefreshError::transient("HTTP 503").attempt_failure().is_none());
+    /// ```
+    pub fn attempt_failure(&self) -> Option<&AttemptFailure> {
+        self.source.downcast_ref()
+    }
+
+    /// The store failure behind this refresh failure, if a store operation
+    /// (the lease, a re-read) failed.
+    pub fn store_error(&self) -> Option<&StoreError> {
+        self.source.downcast_ref()
+    }
+
+    /// The underlying error, to downcast to the refresher's own type (for
+    /// `reauth-reqwest`: `reauth_reqwest::Error`).
+    pub fn get_ref(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.source
+    }
+}
+
+/// Why the **session** ended a refresh attempt, when the refresher did not
+/// say: find it with [`RefreshError::attempt_failure`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttemptFailure {
+    /// The refresher did not answer within the refresh timeout (C9).
+    #[error("the refresh did not answer within {0:?}")]
+    TimedOut(Duration),
+    /// Another process held the refresh lease for longer than a waiter waits.
+    #[error("another process held the refresh lease for more than {0:?}")]
+    LeaseBusy(Duration),
+    /// The lease was lost (its deadline passed unrenewed, or the store said
+    /// so) before the work under it finished (C18).
+    #[error("the refresh lease was lost before the work under it finished")]
+    LeaseLost,
+    /// The work under one lease took longer than a holder may hold it.
+    #[error("the work under the refresh lease took longer than {0:?}")]
+    HeldTooLong(Duration),
+    /// The refresher panicked (a misconfiguration).
+    #[error("the refresher panicked")]
+    RefresherPanicked,
+    /// The refresh task stopped before finishing (its runtime shut down).
+    #[error("the refresh task stopped before finishing (its runtime shut down)")]
+    Abandoned,
+}
+
 impl fmt::Display for RefreshError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self.kind {
@@ -210,6 +265,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// The refresh failure behind [`RefreshUnavailable`](Self::RefreshUnavailable)
+    /// or [`Misconfigured`](Self::Misconfigured).
+    pub fn refresh_error(&self) -> Option<&RefreshError> {
+        match self {
+            Self::RefreshUnavailable { source, .. } | Self::Misconfigured(source) => Some(source),
+            _ => None,
+        }
+    }
+
     /// Whether the user has to log in again.
     pub fn is_session_ended(&self) -> bool {
         matches!(self, Self::SessionEnded(_) | Self::NoSession)

@@ -1,12 +1,14 @@
 //! What a session tells its observers: refreshes, retries, failures, the end.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::Stream;
-use futures::channel::mpsc;
+use futures::task::AtomicWaker;
 
 use crate::error::{EndReason, RefreshError, StoreError};
 use crate::token::{Generation, Lineage};
@@ -28,6 +30,29 @@ pub enum Trigger {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum SessionEvent {
+    /// A refresh of `generation` started, for `trigger`: this process calls
+    /// the refresher (on a coordinating store, after taking the lease and
+    /// re-reading the store, where it may adopt instead).
+    RefreshStarted {
+        /// The generation being refreshed.
+        generation: Generation,
+        /// What started it.
+        trigger: Trigger,
+    },
+    /// The refresh-ahead timer fired for `generation`: it starts the refresh,
+    /// or joins the one in flight.
+    TimerFired {
+        /// The generation the timer refreshes ahead of its expiry.
+        generation: Generation,
+    },
+    /// A caller needed a refresh of `generation` and joined the one already
+    /// in flight instead of starting another (C1, C2).
+    JoinedFlight {
+        /// The generation being refreshed.
+        generation: Generation,
+        /// Why this caller needed it.
+        trigger: Trigger,
+    },
     /// A session started (login) or was restored from the store.
     Started {
         /// The generation published.
@@ -87,26 +112,106 @@ pub enum SessionEvent {
         /// Why.
         reason: EndReason,
     },
+    /// This subscriber did not keep up: `missed` older events were dropped
+    /// from its [`EventStream`] (which holds at most [`EVENT_BUFFER`]).
+    Lagged {
+        /// How many events were dropped.
+        missed: u64,
+    },
 }
 
-/// A stream of [`SessionEvent`]s, from subscription on. Unbounded: drain it or drop it.
+/// How many events one subscriber may have queued; beyond it the oldest are
+/// dropped and the subscriber is told how many ([`SessionEvent::Lagged`]).
+pub const EVENT_BUFFER: usize = 256;
+
+/// A stream of [`SessionEvent`]s, from subscription on.
+///
+/// **Bounded** (C24): at most [`EVENT_BUFFER`] events wait in it. A
+/// subscriber that does not keep up loses the oldest ones and next receives
+/// [`SessionEvent::Lagged`] with how many it missed; the session never waits
+/// for a subscriber, and a forgotten stream never grows without end. The
+/// stream ends when the session is dropped.
 #[derive(Debug)]
 pub struct EventStream {
-    rx: mpsc::UnboundedReceiver<SessionEvent>,
+    queue: Arc<Queue>,
+    live: Arc<AtomicUsize>,
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    waker: AtomicWaker,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    events: VecDeque<SessionEvent>,
+    missed: u64,
+    closed: bool,
+}
+
+impl Queue {
+    fn state(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, event: SessionEvent) {
+        {
+            let mut st = self.state();
+            if st.events.len() >= EVENT_BUFFER {
+                st.events.pop_front();
+                st.missed = st.missed.saturating_add(1);
+            }
+            st.events.push_back(event);
+        }
+        self.waker.wake();
+    }
+
+    fn close(&self) {
+        self.state().closed = true;
+        self.waker.wake();
+    }
+
+    /// The next event: the lag first if events were dropped.
+    fn pop(&self) -> Option<SessionEvent> {
+        let mut st = self.state();
+        if st.missed > 0 {
+            let missed = std::mem::take(&mut st.missed);
+            return Some(SessionEvent::Lagged { missed });
+        }
+        st.events.pop_front()
+    }
 }
 
 impl Stream for EventStream {
     type Item = SessionEvent;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<SessionEvent>> {
-        Pin::new(&mut self.rx).poll_next(cx)
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<SessionEvent>> {
+        if let Some(event) = self.queue.pop() {
+            return Poll::Ready(Some(event));
+        }
+        self.queue.waker.register(cx.waker());
+        // Re-check after registering, so an event pushed in between is not missed.
+        if let Some(event) = self.queue.pop() {
+            return Poll::Ready(Some(event));
+        }
+        if self.queue.state().closed {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
     }
 }
 
 impl EventStream {
     /// The next event already queued, without waiting.
     pub fn try_next(&mut self) -> Option<SessionEvent> {
-        self.rx.try_recv().ok()
+        self.queue.pop()
     }
 }
 
@@ -114,18 +219,39 @@ type EndedCallback = Arc<dyn Fn(EndReason) + Send + Sync>;
 
 #[derive(Default)]
 pub(crate) struct Events {
-    subscribers: Mutex<Vec<mpsc::UnboundedSender<SessionEvent>>>,
+    subscribers: Mutex<Vec<Weak<Queue>>>,
+    /// Streams alive, so that emitting to nobody costs one atomic load (a
+    /// burst of 10 000 joiners emits 10 000 `JoinedFlight`).
+    live: Arc<AtomicUsize>,
     on_ended: Mutex<Vec<EndedCallback>>,
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let subs = std::mem::take(
+            &mut *self
+                .subscribers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for q in subs.iter().filter_map(Weak::upgrade) {
+            q.close();
+        }
+    }
 }
 
 impl Events {
     pub(crate) fn subscribe(&self) -> EventStream {
-        let (tx, rx) = mpsc::unbounded();
+        let queue = Arc::new(Queue::default());
         self.subscribers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(tx);
-        EventStream { rx }
+            .push(Arc::downgrade(&queue));
+        self.live.fetch_add(1, Ordering::AcqRel);
+        EventStream {
+            queue,
+            live: Arc::clone(&self.live),
+        }
     }
 
     pub(crate) fn on_ended(&self, f: EndedCallback) {
@@ -135,7 +261,15 @@ impl Events {
             .push(f);
     }
 
+    /// Delivers `event` to every subscriber (never waiting for one), and for
+    /// [`SessionEvent::SessionEnded`] runs the on-ended callbacks first. The
+    /// callers run this after every lock of the session is released
+    /// (`Wake::deliver`), so a callback may call back into the session.
     pub(crate) fn emit(&self, event: SessionEvent) {
+        let ended = matches!(event, SessionEvent::SessionEnded { .. });
+        if !ended && self.live.load(Ordering::Acquire) == 0 {
+            return;
+        }
         if let SessionEvent::SessionEnded { reason } = &event {
             let callbacks = self
                 .on_ended
@@ -146,10 +280,16 @@ impl Events {
                 cb(*reason);
             }
         }
-        let mut subs = self
-            .subscribers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        subs.retain(|tx| tx.unbounded_send(event.clone()).is_ok());
+        let live: Vec<Arc<Queue>> = {
+            let mut subs = self
+                .subscribers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            subs.retain(|w| w.strong_count() > 0);
+            subs.iter().filter_map(Weak::upgrade).collect()
+        };
+        for q in live {
+            q.push(event.clone());
+        }
     }
 }

@@ -54,8 +54,10 @@ mod store;
 mod sync;
 mod token;
 
-pub use error::{BoxError, EndReason, Error, RefreshError, RefreshErrorKind, StoreError};
-pub use events::{EventStream, SessionEvent, Trigger};
+pub use error::{
+    AttemptFailure, BoxError, EndReason, Error, RefreshError, RefreshErrorKind, StoreError,
+};
+pub use events::{EVENT_BUFFER, EventStream, SessionEvent, Trigger};
 pub use future::AccessTokenFuture;
 pub use maybe_send::{BoxFuture, MaybeSend};
 pub use policy::{RefreshAhead, RetryPolicy, backoff_base, backoff_delay, is_expired, refresh_at};

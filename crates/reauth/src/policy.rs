@@ -15,23 +15,23 @@ use std::time::{Duration, SystemTime};
 /// ```
 /// use std::time::Duration;
 /// let ahead = reauth::RefreshAhead::default().with_skew(Duration::from_secs(60));
-/// assert!(ahead.enabled);
-/// assert_eq!(ahead.skew, Duration::from_secs(60));
+/// assert!(ahead.enabled());
+/// assert_eq!(ahead.skew(), Duration::from_secs(60));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct RefreshAhead {
     /// Whether to refresh before expiry at all (otherwise only on expiry / 401).
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// The least time before expiry to refresh at.
-    pub skew: Duration,
+    pub(crate) skew: Duration,
     /// The share of the token's lifetime to refresh ahead by, if more than `skew`.
-    pub fraction: f64,
+    pub(crate) fraction: f64,
     /// Up to this much earlier, at random, so that many clients do not refresh in step.
-    pub jitter: Duration,
+    pub(crate) jitter: Duration,
     /// The longest the timer sleeps before looking at the clock again, so that a
     /// suspended machine or a clock jump is noticed.
-    pub recheck: Duration,
+    pub(crate) recheck: Duration,
 }
 
 impl Default for RefreshAhead {
@@ -53,6 +53,31 @@ impl RefreshAhead {
             enabled: false,
             ..Self::default()
         }
+    }
+
+    /// Whether the timer refreshes ahead of expiry at all.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The least time before expiry to refresh at. Default 30 s.
+    pub fn skew(&self) -> Duration {
+        self.skew
+    }
+
+    /// The share of the lifetime to refresh ahead by, if more than the skew. Default 10 %.
+    pub fn fraction(&self) -> f64 {
+        self.fraction
+    }
+
+    /// Up to this much earlier, at random. Default 5 s.
+    pub fn jitter(&self) -> Duration {
+        self.jitter
+    }
+
+    /// The longest the timer sleeps before looking at the clock again. Default 60 s.
+    pub fn recheck(&self) -> Duration {
+        self.recheck
     }
 
     /// Sets [`skew`](Self::skew).
@@ -89,18 +114,22 @@ impl RefreshAhead {
 /// Delays grow exponentially from `initial_backoff` up to `max_backoff`, with
 /// "equal jitter" (half fixed, half random), and are stretched to a server's
 /// `Retry-After`. The refresh gives up after `max_attempts` or when the next
-/// attempt would start after `budget`.
+/// attempt would start after `budget`. A server's `Retry-After` counts for at
+/// most `max_retry_after` (C23): a hostile or broken endpoint answering
+/// `Retry-After: 4000000000` holds refreshes off for minutes, not years.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts in all, the first included.
-    pub max_attempts: u32,
+    pub(crate) max_attempts: u32,
     /// The first delay.
-    pub initial_backoff: Duration,
+    pub(crate) initial_backoff: Duration,
     /// The largest delay.
-    pub max_backoff: Duration,
+    pub(crate) max_backoff: Duration,
     /// The total time a refresh may spend retrying.
-    pub budget: Duration,
+    pub(crate) budget: Duration,
+    /// The longest `Retry-After` honoured; longer ones are cut to it.
+    pub(crate) max_retry_after: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -110,6 +139,7 @@ impl Default for RetryPolicy {
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
             budget: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(300),
         }
     }
 }
@@ -123,12 +153,37 @@ impl RetryPolicy {
         }
     }
 
+    /// Attempts in all, the first included. Default 4.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// The first delay. Default 200 ms.
+    pub fn initial_backoff(&self) -> Duration {
+        self.initial_backoff
+    }
+
+    /// The largest delay. Default 10 s.
+    pub fn max_backoff(&self) -> Duration {
+        self.max_backoff
+    }
+
+    /// The total time a refresh may spend retrying. Default 30 s.
+    pub fn budget(&self) -> Duration {
+        self.budget
+    }
+
+    /// The longest `Retry-After` honoured. Default 5 minutes.
+    pub fn max_retry_after(&self) -> Duration {
+        self.max_retry_after
+    }
+
     /// Sets [`max_attempts`](Self::max_attempts).
     ///
     /// ```
     /// use std::time::Duration;
     /// let retry = reauth::RetryPolicy::default().with_max_attempts(6).with_budget(Duration::from_secs(60));
-    /// assert_eq!(retry.max_attempts, 6);
+    /// assert_eq!(retry.max_attempts(), 6);
     /// ```
     #[must_use]
     pub fn with_max_attempts(mut self, n: u32) -> Self {
@@ -155,6 +210,26 @@ impl RetryPolicy {
     pub fn with_budget(mut self, d: Duration) -> Self {
         self.budget = d;
         self
+    }
+
+    /// Sets [`max_retry_after`](Self::max_retry_after) (default 5 minutes).
+    #[must_use]
+    pub fn with_max_retry_after(mut self, d: Duration) -> Self {
+        self.max_retry_after = d;
+        self
+    }
+
+    /// A server's `Retry-After`, cut to [`max_retry_after`](Self::max_retry_after).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let retry = reauth::RetryPolicy::default();
+    /// let years = Duration::from_secs(4_000_000_000);
+    /// assert_eq!(retry.honoured_retry_after(Some(years)), Some(Duration::from_secs(300)));
+    /// assert_eq!(retry.honoured_retry_after(Some(Duration::from_secs(2))), Some(Duration::from_secs(2)));
+    /// ```
+    pub fn honoured_retry_after(&self, retry_after: Option<Duration>) -> Option<Duration> {
+        retry_after.map(|ra| ra.min(self.max_retry_after))
     }
 }
 

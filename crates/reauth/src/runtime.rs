@@ -19,6 +19,13 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> SystemTime;
 }
 
+/// A shared clock is a clock: pass [`Runtime::clock`] wherever one is asked for.
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    fn now(&self) -> SystemTime {
+        (**self).now()
+    }
+}
+
 /// Asynchronous sleep.
 pub trait Sleep: Send + Sync + 'static {
     /// A future that completes after `duration`.
@@ -110,20 +117,6 @@ impl Runtime {
             spawn: Arc::new(spawn),
             jitter: Arc::new(jitter),
         }
-    }
-
-    /// Replaces the clock.
-    #[must_use]
-    pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    /// Replaces the jitter source.
-    #[must_use]
-    pub fn with_jitter(mut self, jitter: impl Jitter) -> Self {
-        self.jitter = Arc::new(jitter);
-        self
     }
 
     /// The injected clock.

@@ -285,7 +285,7 @@ async fn c5_absurd_retry_after_gives_up_without_panicking() {
     let old = h.session.access_token().await.unwrap();
     let err = h.session.invalidate(&old).await.unwrap_err();
     assert!(
-        matches!(err, Error::RefreshUnavailable { retry_after: Some(d), .. } if d == Duration::MAX),
+        matches!(err, Error::RefreshUnavailable { retry_after: Some(d), .. } if d == Duration::from_secs(300)),
         "{err:?}"
     );
     assert_eq!(
@@ -293,6 +293,31 @@ async fn c5_absurd_retry_after_gives_up_without_panicking() {
         1,
         "a Retry-After past the budget is not waited for"
     );
+    assert!(h.session.is_active());
+}
+
+#[tokio::test(start_paused = true)]
+async fn c23_retry_after_of_years_is_capped_and_refreshes_resume_within_minutes() {
+    let h = started().await;
+    let years = Duration::from_secs(4_000_000_000); // ~126 years
+    h.server
+        .push(Step::Fail(RefreshErrorKind::Transient, Some(years)));
+    let old = h.session.access_token().await.unwrap();
+    let err = h.session.invalidate(&old).await.unwrap_err();
+    assert!(
+        matches!(err, Error::RefreshUnavailable { retry_after: Some(d), .. } if d == Duration::from_secs(300)),
+        "capped at the default 5 minutes: {err:?}"
+    );
+    // Held off meanwhile (C5), without calling the server…
+    tokio::time::advance(Duration::from_secs(290)).await;
+    let held = h.session.invalidate(&old).await.unwrap_err();
+    assert!(matches!(held, Error::RefreshUnavailable { .. }), "{held:?}");
+    assert_eq!(h.server.calls(), 1);
+    // …and after the capped wait, refreshing works again.
+    tokio::time::advance(Duration::from_secs(11)).await;
+    let fresh = h.session.invalidate(&old).await.expect("refreshes resume");
+    assert_eq!(fresh.token().secret(), "access-1");
+    assert_eq!(h.server.calls(), 2);
     assert!(h.session.is_active());
 }
 
@@ -917,4 +942,169 @@ fn session_and_its_futures_are_send_and_sync() {
         send(&h.session.access_token());
         send(&h.session.logout());
     });
+}
+
+#[tokio::test(start_paused = true)]
+async fn c24_logout_while_the_runtime_shuts_down_never_answers_ok() {
+    /// A spawner whose runtime is shutting down: every task is dropped unrun.
+    struct DropAll;
+    impl reauth::Spawn for DropAll {
+        fn spawn(&self, task: futures::future::BoxFuture<'static, ()>) {
+            drop(task);
+        }
+    }
+    let rt = Runtime::new(reauth::TokioClock::default(), TokioSleep, DropAll, NoJitter);
+    let server = FakeServer::new(&rt, LIFETIME);
+    let store = reauth::MemoryStore::new();
+    let session = Session::builder(server.clone())
+        .runtime(rt)
+        .store(store.clone())
+        .refresh_ahead(RefreshAhead::disabled())
+        .build();
+    session.start(server.login()).await.unwrap();
+    let out = session.logout().await;
+    assert!(
+        matches!(out, Err(reauth::StoreError::Abandoned)),
+        "the store was not cleared, so logout must not answer Ok: {out:?}"
+    );
+    assert!(!session.is_active(), "the session ended regardless");
+    assert!(
+        reauth::TokenStore::load(&store).await.unwrap().is_some(),
+        "indeed not cleared"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn c24_a_callback_may_call_back_into_the_session_without_deadlock() {
+    let slot: Arc<std::sync::Mutex<Option<Session>>> = Arc::default();
+    let outcomes: Arc<std::sync::Mutex<Vec<bool>>> = Arc::default();
+    let h = started_with(|b| {
+        let (slot, outcomes) = (Arc::clone(&slot), Arc::clone(&outcomes));
+        b.refresh_ahead(RefreshAhead::disabled())
+            .on_session_ended(move |_| {
+                let session = slot.lock().unwrap().clone();
+                if let Some(session) = session {
+                    // Polled once: it completes only if no lock of the
+                    // session is held while callbacks run.
+                    let done = session.restore().now_or_never().is_some();
+                    outcomes.lock().unwrap().push(done);
+                }
+            })
+    })
+    .await;
+    *slot.lock().unwrap() = Some(h.session.clone());
+    h.server.revoke_all(); // the refresh is rejected: the session ends
+    let old = h.session.access_token().await.unwrap();
+    let err = h.session.invalidate(&old).await.unwrap_err();
+    assert!(matches!(
+        err,
+        Error::SessionEnded(EndReason::RefreshRejected)
+    ));
+    assert_eq!(
+        *outcomes.lock().unwrap(),
+        [true],
+        "the callback ran under the persist lock"
+    );
+    slot.lock().unwrap().take();
+}
+
+#[tokio::test(start_paused = true)]
+async fn c24_a_subscriber_that_never_reads_lags_and_memory_stays_bounded() {
+    let mut h = started().await;
+    let bearer = h.session.access_token().await.unwrap();
+    drain(&mut h.events);
+    let forgotten = h.session.events(); // never read
+    let n = 10 * reauth::EVENT_BUFFER;
+    for _ in 0..n {
+        h.session.replay_rejected(&bearer);
+    }
+    let queued = drain(&mut h.events);
+    assert_eq!(
+        queued.len(),
+        reauth::EVENT_BUFFER + 1,
+        "bounded: the newest events plus one lag report"
+    );
+    assert!(
+        matches!(queued[0], SessionEvent::Lagged { missed } if missed == (n - reauth::EVENT_BUFFER) as u64),
+        "{:?}",
+        queued[0]
+    );
+    assert!(
+        queued[1..]
+            .iter()
+            .all(|e| matches!(e, SessionEvent::ReplayRejected { .. }))
+    );
+    drop(forgotten);
+    // The session goes on regardless.
+    assert_eq!(
+        h.session.access_token().await.unwrap().token().secret(),
+        "access-0"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_say_what_started_a_refresh_when_the_timer_fired_and_who_joined() {
+    use reauth::Trigger;
+    let mut h = started_with(|b| b).await; // refresh-ahead on: fires at 270 s
+    h.server.set_delay(Duration::from_secs(1));
+    let old = h.session.access_token().await.unwrap();
+    drain(&mut h.events);
+    tokio::time::advance(Duration::from_secs(270)).await;
+    wait_until("the timer starts a refresh", || h.server.calls() == 1).await;
+    let tasks: Vec<_> = invalidations(&h.session, &old, 3);
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let events = drain(&mut h.events);
+    let g = old.generation();
+    let position = |f: &dyn Fn(&SessionEvent) -> bool| events.iter().position(f);
+    let fired =
+        position(&|e| matches!(e, SessionEvent::TimerFired { generation } if *generation == g));
+    let started = position(
+        &|e| matches!(e, SessionEvent::RefreshStarted { generation, trigger: Trigger::Ahead } if *generation == g),
+    );
+    assert!(
+        fired.is_some() && started.is_some() && fired < started,
+        "{events:?}"
+    );
+    let joined = events
+        .iter()
+        .filter(|e| {
+            matches!(e, SessionEvent::JoinedFlight { generation, trigger: Trigger::Rejected } if *generation == g)
+        })
+        .count();
+    assert_eq!(joined, 3, "each 401 joined the timer's flight: {events:?}");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, SessionEvent::RefreshStarted { .. }))
+            .count(),
+        1,
+        "{events:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn refresh_path_errors_are_matched_by_type_not_by_message() {
+    use reauth::AttemptFailure;
+    let h = started_with(|b| {
+        b.refresh_ahead(RefreshAhead::disabled())
+            .retry(reauth::RetryPolicy::never())
+    })
+    .await;
+    h.server.push(Step::Hang);
+    let old = h.session.access_token().await.unwrap();
+    let err = h.session.invalidate(&old).await.unwrap_err();
+    let cause = err.refresh_error().and_then(|e| e.attempt_failure());
+    assert_eq!(
+        cause,
+        Some(&AttemptFailure::TimedOut(Duration::from_secs(10))),
+        "{err:?}"
+    );
+    // A failure the refresher reported carries no session cause.
+    h.server
+        .push(Step::Fail(RefreshErrorKind::Misconfigured, None));
+    let err = h.session.invalidate(&old).await.unwrap_err();
+    assert!(matches!(err, Error::Misconfigured(_)), "{err:?}");
+    assert!(err.refresh_error().unwrap().attempt_failure().is_none());
 }

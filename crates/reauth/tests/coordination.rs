@@ -80,9 +80,12 @@ async fn c18_no_refresher_call_starts_after_the_lease_deadline() {
     store.set_load_delay(Duration::from_secs(5));
     let sent = session.access_token().await.unwrap();
     let got = session.invalidate(&sent).await;
-    assert!(
-        matches!(got, Err(Error::RefreshUnavailable { .. })),
-        "{got:?}"
+    let err = got.unwrap_err();
+    assert!(matches!(err, Error::RefreshUnavailable { .. }), "{err:?}");
+    assert_eq!(
+        err.refresh_error().and_then(|e| e.attempt_failure()),
+        Some(&reauth::AttemptFailure::LeaseLost),
+        "{err:?}"
     );
     assert_eq!(server.calls(), 0, "no refresher call after the deadline");
     assert!(session.is_active(), "no logout");
@@ -283,5 +286,29 @@ async fn c20_logout_clears_its_own_login_only() {
     assert!(
         store.load().await.unwrap().is_none(),
         "b's own logout clears"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn c20_a_login_replaces_unreadable_data_but_not_an_unreadable_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.json");
+    std::fs::write(&path, b"{\"access_token\": 42").unwrap();
+    let rt = runtime();
+    let server = FakeServer::new(&rt, LIFETIME);
+    let session = session_on(&server, reauth::FileStore::new(&path));
+    let mut events = session.events();
+    session
+        .start(server.login())
+        .await
+        .expect("garbage in the store is replaced by a login");
+    let stored = reauth::FileStore::new(&path).load().await.unwrap().unwrap();
+    assert_eq!(stored.access_token.secret(), "access-0");
+    assert!(
+        drain(&mut events).iter().any(|e| matches!(
+            e,
+            SessionEvent::StoreFailed { error } if matches!(**error, StoreError::Corrupt(_))
+        )),
+        "the corruption is reported"
     );
 }

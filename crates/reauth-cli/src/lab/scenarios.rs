@@ -335,7 +335,8 @@ impl Rig {
             builder = builder.refresh_timeout(timeout);
         }
         let session = builder.build();
-        let mut client = ClientBuilder::new(http).with(AuthMiddleware::new(session.clone()));
+        let middleware = AuthMiddleware::new(session.clone(), endpoints.resource.clone());
+        let mut client = ClientBuilder::new(http).with(middleware);
         if let Some(n) = setup.together {
             client = client.with(Together::new(n));
         }

@@ -134,10 +134,11 @@ impl AuthServer {
     }
 }
 
-/// A client whose requests go through [`AuthMiddleware`] for `session`.
-pub fn client(session: &Session) -> ClientWithMiddleware {
+/// A client whose requests to `api`'s origin go through [`AuthMiddleware`]
+/// for `session`.
+pub fn client(session: &Session, api: &str) -> ClientWithMiddleware {
     reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(AuthMiddleware::new(session.clone()))
+        .with(AuthMiddleware::new(session.clone(), api.parse().unwrap()))
         .build()
 }
 

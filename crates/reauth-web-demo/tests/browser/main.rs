@@ -332,6 +332,47 @@ async fn b5_logout_in_one_tab_ends_every_tab_once() {
     w.end().await;
 }
 
+/// Another lineage's set (a new login in another tab) is never adopted as a
+/// rotation: the tab's session ends once as superseded, with the foreign set
+/// reported, and then follows the new login as a new session — no refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b5_new_login_in_another_tab_supersedes_then_is_followed() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(w) = world(Setup::default()).await else {
+        return;
+    };
+    let b = &w.browser;
+    let a = w.first_tab("").await;
+    a.login(b).await;
+    let other = Tab::open(b, &w.site, "").await;
+    wait_for("tab B to restore the session", || async {
+        other.state(b).await["active"].as_bool().filter(|x| *x)
+    })
+    .await;
+    a.login(b).await;
+    let generation = a.state(b).await["generation"].clone();
+    let follows = wait_for("tab B to follow the new login", || async {
+        let e = other.events(b, "login_from_tab").await;
+        (!e.is_empty()).then_some(e)
+    })
+    .await;
+    assert_eq!(follows.len(), 1);
+    assert_eq!(follows[0]["generation"], generation);
+    let ends = other.events(b, "ended").await;
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert_eq!(ends[0]["reason"], "Superseded");
+    assert_eq!(other.events(b, "foreign_set").await.len(), 1, "reported");
+    assert_eq!(
+        other.events(b, "adopted").await.len(),
+        0,
+        "not taken for a rotation"
+    );
+    let r = other.run(b, "send(2)").await;
+    assert_eq!(r["ok"], 2, "{r}");
+    assert_eq!(w.refreshes(), 0);
+    w.end().await;
+}
+
 /// B6: a tab reloads while its refresh is in flight (the server rotated, the
 /// answer never arrived). After the reload the tab restores the stored set
 /// and keeps a working session: its next refresh gets the same successor
@@ -483,6 +524,15 @@ async fn b8_garbage_in_storage_is_a_typed_error() {
         "{errors:?}"
     );
     assert_eq!(tab.state(b).await["active"], false);
+    assert_eq!(tab.events(b, "set_aside").await.len(), 1);
+    let aside = b
+        .eval(
+            "return localStorage.getItem('reauth:demo:unreadable');",
+            serde_json::json!([]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(aside, "{\"access_token\": 42", "nothing deleted");
     tab.login(b).await;
     tab.break_token(b).await;
     let r = tab.run(b, "send(3)").await;

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use futures::future::{Either, select};
 
 use crate::coord::{Coordinator, Lease, lease_poll_delay};
-use crate::error::{RefreshError, StoreError};
+use crate::error::{AttemptFailure, RefreshError, StoreError};
 use crate::runtime::Runtime;
 use crate::store::TokenStore;
 
@@ -47,22 +47,6 @@ impl Terms {
         }
     }
 }
-
-/// Why a holder stopped holding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum Lost {
-    /// The deadline passed without a renewal, or the store said the lease is gone.
-    #[error("the refresh lease was lost before the work under it finished")]
-    Lease,
-    /// The work took longer than a holder may hold a lease.
-    #[error("the work under the refresh lease took longer than {0:?}")]
-    HeldTooLong(Duration),
-}
-
-/// Another process held the lease for longer than a waiter waits.
-#[derive(Debug, thiserror::Error)]
-#[error("another process held the refresh lease for more than {0:?}")]
-pub(crate) struct LeaseBusy(pub(crate) Duration);
 
 /// `op`, failing as a timed-out store error after `limit`.
 pub(crate) async fn bounded<T>(
@@ -128,7 +112,9 @@ pub(crate) async fn acquire(
             return Ok(None);
         }
         if rt.now().duration_since(began).unwrap_or_default() >= terms.wait {
-            return Err(RefreshError::transient(LeaseBusy(terms.wait)));
+            return Err(RefreshError::transient(AttemptFailure::LeaseBusy(
+                terms.wait,
+            )));
         }
         polls += 1;
         let base = lease_poll_delay(polls);
@@ -172,14 +158,14 @@ impl Held {
     }
 
     /// Runs `work` while keeping the lease: renews it every third of the TTL,
-    /// and drops `work` (answering [`Lost`]) when the deadline passes
+    /// and drops `work` (answering an [`AttemptFailure`]) when the deadline passes
     /// without a renewal, when the store says the lease is gone, or after
     /// `terms.hold`.
     pub(crate) async fn hold<T>(
         &self,
         terms: &Terms,
         work: impl std::future::Future<Output = T>,
-    ) -> Result<T, Lost> {
+    ) -> Result<T, AttemptFailure> {
         let keep = std::pin::pin!(self.keep_alive(terms));
         let limit = self.rt.sleep.sleep(terms.hold);
         let stop = select(keep, limit);
@@ -189,13 +175,15 @@ impl Held {
                 tracing::warn!(lease = ?self.lease, "{lost}");
                 Err(lost)
             }
-            Either::Right((Either::Right(((), _)), _)) => Err(Lost::HeldTooLong(terms.hold)),
+            Either::Right((Either::Right(((), _)), _)) => {
+                Err(AttemptFailure::HeldTooLong(terms.hold))
+            }
         }
     }
 
     /// Renews until the lease is lost; never returns for a lease held until
     /// released.
-    async fn keep_alive(&self, terms: &Terms) -> Lost {
+    async fn keep_alive(&self, terms: &Terms) -> AttemptFailure {
         let Some(ttl) = self.lease.ttl() else {
             return futures::future::pending().await;
         };
@@ -207,18 +195,18 @@ impl Held {
             };
             let now = self.rt.now();
             let Ok(left) = deadline.duration_since(now) else {
-                return Lost::Lease;
+                return AttemptFailure::LeaseLost;
             };
             if left.is_zero() {
-                return Lost::Lease;
+                return AttemptFailure::LeaseLost;
             }
             self.rt.sleep.sleep(every.min(left)).await;
             let asked_at = self.rt.now();
             let Ok(left) = deadline.duration_since(asked_at) else {
-                return Lost::Lease;
+                return AttemptFailure::LeaseLost;
             };
             if left.is_zero() {
-                return Lost::Lease;
+                return AttemptFailure::LeaseLost;
             }
             let step = terms.step.min(left);
             match bounded(&self.rt, step, coord.renew(&self.lease, ttl)).await {
@@ -227,7 +215,7 @@ impl Held {
                         *self.deadline.lock().unwrap_or_else(PoisonError::into_inner) = Some(next);
                     }
                 }
-                Ok(false) => return Lost::Lease,
+                Ok(false) => return AttemptFailure::LeaseLost,
                 // Unknown: try again until the deadline.
                 Err(e) => tracing::warn!(error = %e, "renewing the refresh lease failed"),
             }

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use super::inner::Inner;
 use super::refresh;
-use crate::events::Trigger;
+use crate::events::{SessionEvent, Trigger};
 use crate::flight::{Join, Outcome, Waiter};
 use crate::policy::refresh_at;
 use crate::token::Generation;
@@ -64,12 +64,19 @@ async fn run(weak: Weak<Inner>, epoch: u64) {
                 .unwrap_or(gap),
             Some(at) if now >= at => {
                 last_fired = Some(now);
+                inner.events.emit(SessionEvent::TimerFired { generation });
                 let next = match inner.cell.join(generation, Trigger::Ahead, now) {
                     Err(e) if e.is_session_ended() => Next::Stop,
                     // In a `Retry-After` cool-down: try again after the gap.
                     Err(_) => Next::Sleep(gap),
                     Ok(Join::Newer) => Next::Again,
-                    Ok(Join::Wait(w)) => outcome(w, gap).await,
+                    Ok(Join::Wait(w)) => {
+                        inner.events.emit(SessionEvent::JoinedFlight {
+                            generation,
+                            trigger: Trigger::Ahead,
+                        });
+                        outcome(w, gap).await
+                    }
                     Ok(Join::Start(ticket, w)) => {
                         refresh::spawn(&inner, ticket, Trigger::Ahead);
                         outcome(w, gap).await

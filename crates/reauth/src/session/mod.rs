@@ -219,7 +219,9 @@ impl Session {
     /// [`StoreError`] if the store could not be read or refused the write
     /// ([`StoreError::Conflict`] if other writers kept winning); the session
     /// is then not started, and `tokens` are not lost (retry, or use another
-    /// store).
+    /// store). A store that holds data it cannot understand
+    /// ([`StoreError::Corrupt`]) is not an error here: the login replaces
+    /// it, and the corruption is reported as [`SessionEvent::StoreFailed`].
     pub async fn start(&self, mut tokens: TokenSet) -> Result<Generation, StoreError> {
         let inner = &self.inner;
         tokens.lineage = Lineage::generate();
@@ -227,23 +229,35 @@ impl Session {
         let attempts = inner.config.store_attempts.max(1);
         let mut written = None;
         for _ in 0..attempts {
-            // A failed read is an error, never "empty" (C20).
-            let stored = inner.bounded(inner.store.load()).await?;
-            let above = stored.as_ref().map(|t| t.generation).unwrap_or_default();
+            // A failed read is an error, never "empty" (C20). Data that was
+            // read but cannot be understood is nobody's session: a login
+            // replaces it (reported as a store failure).
+            let stored = match inner.bounded(inner.store.load()).await {
+                Ok(stored) => Some(stored),
+                Err(StoreError::Corrupt(e)) => {
+                    inner.report_store_failure(StoreError::Corrupt(e));
+                    None
+                }
+                Err(e) => return Err(e),
+            };
+            let above = stored
+                .as_ref()
+                .and_then(|s| s.as_ref().map(|t| t.generation))
+                .unwrap_or_default();
             tokens.generation = inner.cell.last_generation().max(above).next();
             let p = inner.publishable(tokens.clone());
-            let stored = match inner.store.coordinator() {
-                Some(coord) => {
+            let wrote = match (inner.store.coordinator(), &stored) {
+                (Some(coord), Some(stored)) => {
                     let expected = stored.as_ref().map(TokenSet::stamp);
                     let cas = coord.compare_and_swap(None, expected.as_ref(), Some(&p.tokens));
                     inner.bounded(cas).await?
                 }
-                None => inner
+                _ => inner
                     .bounded(inner.store.store(&p.tokens))
                     .await
                     .map(|()| true)?,
             };
-            if stored {
+            if wrote {
                 written = Some(p);
                 break;
             }
@@ -421,6 +435,10 @@ impl Session {
                 Ok(Join::Newer) => continue,
                 Ok(Join::Wait(w)) => {
                     m::joined();
+                    inner.events.emit(SessionEvent::JoinedFlight {
+                        generation: seen,
+                        trigger,
+                    });
                     w
                 }
                 Ok(Join::Start(ticket, w)) => {

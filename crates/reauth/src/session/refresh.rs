@@ -21,8 +21,8 @@ use tracing::Instrument;
 
 use super::inner::Inner;
 use crate::coord::Coordinator;
-use crate::coord::guard::{Held, Lost, acquire};
-use crate::error::{EndReason, Error, RefreshError, StoreError};
+use crate::coord::guard::{Held, acquire};
+use crate::error::{AttemptFailure, EndReason, Error, RefreshError, StoreError};
 use crate::events::{SessionEvent, Trigger};
 use crate::flight::{Finish, Persist, Ticket};
 use crate::metrics as m;
@@ -36,6 +36,10 @@ use crate::token::{Stamp, TokenSet};
 /// drop, so its waiters are answered and the next call starts a new refresh
 /// instead of waiting on a flight that no one runs.
 pub(crate) fn spawn(inner: &Arc<Inner>, ticket: Ticket, trigger: Trigger) {
+    inner.events.emit(SessionEvent::RefreshStarted {
+        generation: ticket.from.generation(),
+        trigger,
+    });
     let span = tracing::info_span!(
         "reauth.refresh",
         from_generation = %ticket.from.generation(),
@@ -69,7 +73,7 @@ impl Drop for FailOnDrop {
         if std::thread::panicking() || shuttle::current::get_current_task().is_none() {
             return;
         }
-        let error = Arc::new(RefreshError::transient(Abandoned));
+        let error = Arc::new(RefreshError::transient(AttemptFailure::Abandoned));
         let failure = Error::RefreshUnavailable {
             retry_after: None,
             source: error,
@@ -83,18 +87,6 @@ impl Drop for FailOnDrop {
         }
     }
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("the refresher panicked")]
-struct RefresherPanicked;
-
-#[derive(Debug, thiserror::Error)]
-#[error("the refresh task stopped before finishing (panicked, or its runtime shut down)")]
-struct Abandoned;
-
-#[derive(Debug, thiserror::Error)]
-#[error("the refresh did not answer within {0:?}")]
-struct TimedOut(Duration);
 
 /// A rotated set that exists nowhere but here: written under the next lease
 /// if this one was lost before the write landed (it is the only copy of a
@@ -122,8 +114,9 @@ async fn run(inner: Arc<Inner>, ticket: Ticket, trigger: Trigger) {
             Attempt::Failed(e) => Arc::new(e),
         };
         if error.is_transient() {
+            let retry_after = retry.honoured_retry_after(error.retry_after());
             let jitter = inner.rt.jitter.jitter(backoff_base(&retry, attempt) / 2);
-            let delay = backoff_delay(&retry, attempt, jitter, error.retry_after());
+            let delay = backoff_delay(&retry, attempt, jitter, retry_after);
             let spent = inner.elapsed(started);
             if attempt < retry.max_attempts && spent.saturating_add(delay) <= retry.budget {
                 tracing::info!(attempt, delay_ms = delay.as_millis() as u64, error = %error, "token refresh failed; retrying");
@@ -148,14 +141,13 @@ async fn run(inner: Arc<Inner>, ticket: Ticket, trigger: Trigger) {
             tracing::warn!(attempts = attempt, error = %error, "token refresh unavailable; giving up for now");
             m::refresh_outcome("unavailable", spent);
             let failure = Error::RefreshUnavailable {
-                retry_after: error.retry_after(),
+                retry_after,
                 source: Arc::clone(&error),
             };
             // Honour the server's Retry-After beyond this flight too: no new
             // refresh before it (C5), so a caller in a loop cannot hammer a
-            // rate-limited token endpoint.
-            let cool_down = error
-                .retry_after()
+            // rate-limited token endpoint — within `max_retry_after` (C23).
+            let cool_down = retry_after
                 .and_then(|ra| inner.rt.now().checked_add(ra))
                 .map(|until| (until, Arc::clone(&error)));
             if let Some(wake) = inner.cell.fail(&ticket, failure, cool_down) {
@@ -355,7 +347,7 @@ async fn leased(
     };
     // Step 3: the refresh, only while the lease is ours (C18).
     if !held.live(inner.rt.now()) {
-        return Attempt::Failed(RefreshError::transient(Lost::Lease));
+        return Attempt::Failed(RefreshError::transient(AttemptFailure::LeaseLost));
     }
     match attempt_once(inner, mine).await {
         Ok(tokens) => {
@@ -444,7 +436,7 @@ async fn write(
                 Ok(stored) if stored.as_ref().map(TokenSet::stamp) == p.expected => {
                     // The store did not move: the fence refused us, the lease
                     // is gone. Keep the rotation for the next lease.
-                    return Attempt::Failed(RefreshError::transient(Lost::Lease));
+                    return Attempt::Failed(RefreshError::transient(AttemptFailure::LeaseLost));
                 }
                 Ok(stored) => match decide(&ticket.from.tokens, stored) {
                     Decision::Refresh { expected } => {
@@ -655,8 +647,10 @@ async fn attempt_once(inner: &Inner, current: &TokenSet) -> Result<TokenSet, Ref
     let timeout = inner.rt.sleep.sleep(inner.config.refresh_timeout);
     match select(call, timeout).await {
         Either::Left((Ok(result), _)) => result,
-        Either::Left((Err(_panic), _)) => Err(RefreshError::misconfigured(RefresherPanicked)),
-        Either::Right(((), _)) => Err(RefreshError::transient(TimedOut(
+        Either::Left((Err(_panic), _)) => Err(RefreshError::misconfigured(
+            AttemptFailure::RefresherPanicked,
+        )),
+        Either::Right(((), _)) => Err(RefreshError::transient(AttemptFailure::TimedOut(
             inner.config.refresh_timeout,
         ))),
     }
