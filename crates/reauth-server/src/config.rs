@@ -47,7 +47,9 @@ pub struct ServerConfig {
     /// it is `None`, the public demo secret is refused for every client,
     /// even one an earlier run stored.
     pub demo_client: Option<ClientCredentials>,
-    /// Failed-login budget per (client address, username).
+    /// Failed-login budget per account (username), whatever the client
+    /// address: attempts are reserved before the password check and given
+    /// back when it succeeds (DESIGN.md S11).
     pub login_rate_limit: RateLimit,
     /// Cost of argon2id password hashes created by this server.
     pub password_hashing: PasswordHashing,

@@ -12,7 +12,7 @@
 //! time of the read ([`FamilyRecord::read_at`]) for the rules the engine
 //! applies itself. PostgreSQL uses its `clock_timestamp()` (through the
 //! `reauth_now_ms()` function of the migrations); SQLite, an embedded
-//! database with one host, uses the [`Clock`](crate::Clock) it was opened
+//! database with one host, uses the [`Clock`] it was opened
 //! with (the system clock unless a test injects one).
 //!
 //! # Errors

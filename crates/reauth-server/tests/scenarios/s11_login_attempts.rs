@@ -22,17 +22,13 @@ async fn login_from(url: &str, from: IpAddr, password: &str) -> StatusCode {
         .status()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s11_parallel_wrong_passwords_from_many_addresses_check_at_most_the_budget() {
+/// 100 wrong guesses at once for one account, from `address(i)`.
+async fn parallel_guesses(address: impl Fn(u8) -> IpAddr) {
     let mut config = test_config();
     config.limits.password_hash_queue = 1_000; // S12's bound is not what this tests.
     let budget = config.login_rate_limit.burst;
     let server = TestServer::start_with(config).await;
-    // 100 guesses at once, each from its own loopback address.
-    let guesses = (0..100u8).map(|i| {
-        let from = IpAddr::V4(Ipv4Addr::new(127, 0, 1, i + 1));
-        login_from(&server.url, from, "guess")
-    });
+    let guesses = (0..100u8).map(|i| login_from(&server.url, address(i), "guess"));
     let statuses = futures::future::join_all(guesses).await;
     let refused = statuses
         .iter()
@@ -55,6 +51,16 @@ async fn s11_parallel_wrong_passwords_from_many_addresses_check_at_most_the_budg
         login_from(&server.url, fresh, PASSWORD).await,
         StatusCode::TOO_MANY_REQUESTS
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s11_parallel_wrong_passwords_from_many_addresses_check_at_most_the_budget() {
+    parallel_guesses(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 1, i + 1))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s11_parallel_wrong_passwords_from_one_address_check_at_most_the_budget() {
+    parallel_guesses(|_| IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
 }
 
 #[tokio::test]

@@ -56,6 +56,23 @@ async fn s13_half_sent_headers_are_closed_after_the_header_timeout() {
 }
 
 #[tokio::test]
+async fn s13_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+    let server = TestServer::start_with(config()).await;
+    tokio::time::pause();
+    let mut idle = TcpStream::connect(server.running.addr()).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // The answer comes at once; then the connection idles until closed.
+    let (received, after) = until_closed(&mut idle).await;
+    assert!(received.starts_with("HTTP/1.1 200"), "{received}");
+    assert!(
+        after >= Duration::from_secs(10) && after < Duration::from_secs(11),
+        "closed after {after:?}"
+    );
+}
+
+#[tokio::test]
 async fn s13_half_sent_body_is_cut_off_with_408() {
     let server = TestServer::start_with(config()).await;
     tokio::time::pause();
@@ -142,4 +159,35 @@ async fn s13_shutdown_ends_within_the_deadline_whatever_the_clients_do() {
         until_closed(stream).await;
     }
     assert!(start.elapsed() <= Duration::from_secs(11));
+}
+
+#[tokio::test]
+async fn s13_stalled_tls_handshake_is_dropped_after_the_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let tls = reauth_server::TlsConfig::from_pem_files(&cert, &key).unwrap();
+    let server = reauth_server::Server::new(config()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(async move {
+        server
+            .serve_tls(listener, &tls, async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tokio::time::pause();
+    // A client that opens TCP and never starts its TLS handshake.
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    let (_, after) = until_closed(&mut stalled).await;
+    assert!(
+        after >= Duration::from_secs(10) && after < Duration::from_secs(11),
+        "closed after {after:?}"
+    );
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
 }
