@@ -302,11 +302,6 @@ impl ServerKeys {
         &self.active().kid
     }
 
-    /// The public half of the active signing key.
-    pub fn verifying_key(&self) -> VerifyingKey {
-        self.active().key.verifying_key()
-    }
-
     /// Every signing key, active first (no secrets).
     pub fn signing_keys(&self) -> Vec<SigningKeyInfo> {
         self.inner
