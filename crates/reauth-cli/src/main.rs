@@ -10,6 +10,7 @@
 #[macro_use]
 mod style;
 mod burst;
+mod client;
 mod demo;
 mod duration;
 mod keys;
@@ -52,6 +53,9 @@ enum Command {
     /// Add, remove or list the server's users.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Add, list, remove OAuth clients, or rotate their secrets.
+    #[command(subcommand)]
+    Client(client::ClientCommand),
     /// List or rotate the server's signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -72,8 +76,9 @@ fn main() -> ExitCode {
     logging::init(
         cli.log_format,
         match &cli.command {
-            Command::Serve(_) => "info",
-            Command::User(_) | Command::Keys(_) => "warn,reauth::audit=info",
+            // sqlx reports Postgres notices ("already exists, skipping") at info.
+            Command::Serve(_) => "info,sqlx=warn",
+            Command::User(_) | Command::Client(_) | Command::Keys(_) => "warn,reauth::audit=info",
             Command::Demo(_) | Command::Lab(_) | Command::LabChild(_) => "error",
         },
     );
@@ -92,6 +97,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Serve(args) => serve::run(args).await,
             Command::User(cmd) => user::run(cmd).await,
+            Command::Client(cmd) => client::run(cmd).await,
             Command::Keys(cmd) => keys::run(cmd),
             Command::Lab(args) => lab::run(args).await,
             Command::LabChild(_) => Ok(ExitCode::SUCCESS), // handled above

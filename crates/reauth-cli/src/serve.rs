@@ -159,6 +159,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    let signalled = shutdown_signal()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!(
         "reauth: listening on {scheme}://{local} (issuer {}, database {}, grace window {:?}, access tokens {:?})",
@@ -173,7 +174,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // One signal stops every listener.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signalled.await;
         let _ = stop.send(true);
     });
     let until_stopped = move || {
@@ -216,10 +217,18 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 /// Starts a server, turning start-up failures into one clear sentence.
 pub(crate) async fn open(config: ServerConfig) -> anyhow::Result<Server> {
     let url = redacted(&config.database_url);
+    let key_file = match &config.keys {
+        KeySource::File(path) => Some(path.clone()),
+        _ => None,
+    };
     Server::new(config).await.map_err(|e| match e {
         ServerError::KeyFile { path, reason } => {
             anyhow::anyhow!("cannot use key file {}: {reason}", path.display())
         }
+        e @ ServerError::KeyMismatch { .. } => match &key_file {
+            Some(path) => anyhow::anyhow!("key file {}: {e}", path.display()),
+            None => anyhow::anyhow!("{e}"),
+        },
         ServerError::Config(_) | ServerError::Database(_) | ServerError::Migrate(_) => {
             anyhow::Error::new(e).context(format!("cannot open database {url}"))
         }
@@ -239,24 +248,29 @@ pub(crate) fn redacted(database_url: &str) -> String {
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled: a signal that arrives right after start-up (the address is
+/// printed) still shuts down gracefully instead of killing the process.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
+    let (mut term, mut int) = {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+        (
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
-    println!("reauth: shutting down");
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        println!("reauth: shutting down");
+    })
 }
 
 #[cfg(test)]

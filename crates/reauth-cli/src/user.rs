@@ -84,11 +84,11 @@ pub(crate) async fn run(command: UserCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Opens the database only: no demo client is registered, keys are throwaway.
+/// Opens the database only. Users need no keys: throwaway (`Ephemeral`)
+/// keys are neither stored nor checked against the database's.
 async fn open(db: &DbArgs) -> anyhow::Result<Server> {
     let mut config = ServerConfig::default();
     config.database_url = db.database_url.clone();
-    config.demo_client = None;
     serve::open(config).await
 }
 

@@ -321,6 +321,10 @@ fn o11_every_flag_has_an_environment_variable() {
         &["user", "list"],
         &["keys", "list"],
         &["keys", "rotate"],
+        &["client", "add"],
+        &["client", "list"],
+        &["client", "remove"],
+        &["client", "rotate-secret"],
     ];
     for command in commands {
         let help = ok(reauth().args(*command).arg("--help"));
@@ -351,6 +355,39 @@ fn o11_every_flag_has_an_environment_variable() {
                 command.join(" ")
             );
         }
+    }
+}
+
+#[test]
+fn o11_the_database_and_key_file_are_created_0600_at_the_documented_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    // No --db, no --key-file: the documented defaults, in the working directory.
+    let mut cmd = reauth();
+    cmd.args(["serve", "--addr", "127.0.0.1:0"])
+        .current_dir(dir.path());
+    let served = Served::spawn(cmd);
+    assert!(
+        served.banner.contains("database sqlite://reauth.db"),
+        "{}",
+        served.banner
+    );
+    // A write, so that SQLite's -wal and -shm files exist too.
+    assert_eq!(get(&served.addr, "/readyz").status, 200);
+    served.stop();
+    for name in [
+        "reauth.db",
+        "reauth.db-wal",
+        "reauth.db-shm",
+        "reauth-keys.json",
+    ] {
+        let path = dir.path().join(name);
+        if name.ends_with("-wal") || name.ends_with("-shm") {
+            // Checkpointed away at a clean shutdown, or still there: private if so.
+            if !path.exists() {
+                continue;
+            }
+        }
+        support::assert_private(&path);
     }
 }
 
@@ -413,4 +450,495 @@ fn o11_serve_is_configured_by_environment_alone() {
     let first = stderr.lines().next().expect("a log line");
     let line: Value = serde_json::from_str(first).expect("REAUTH_LOG_FORMAT=json");
     assert!(line["level"].is_string(), "{line}");
+}
+
+// ---------------------------------------------------------------- O1 clients
+
+/// A password grant at `/oauth/token` with HTTP Basic (or the public
+/// client's id in the form): the status and body.
+fn password_grant(served: &Served, client_id: &str, secret: Option<&str>) -> support::Response {
+    let body = format!("grant_type=password&username={USER}&password=correct%20horse%20battery");
+    match secret {
+        Some(secret) => post_form(
+            &served.addr,
+            "/oauth/token",
+            &[("Authorization", &support::basic(client_id, secret))],
+            &body,
+        ),
+        None => post_form(
+            &served.addr,
+            "/oauth/token",
+            &[],
+            &format!("{body}&client_id={client_id}"),
+        ),
+    }
+}
+
+/// O1 on one database: every `reauth client` command takes effect on the
+/// running server at once.
+fn clients_take_effect_without_restart(site: &Site) {
+    site.add_user(USER, PASSWORD);
+    let served = site.serve(&[]);
+
+    let app = site.add_client("app", &["--scope", "read write", "--default-scope", "read"]);
+    let secret = app["client_secret"]
+        .as_str()
+        .expect("a secret, once")
+        .to_owned();
+    assert_eq!(app["token_endpoint_auth_method"], "client_secret_basic");
+    assert_eq!(app["grant_types"], json!(["password", "refresh_token"]));
+    let granted = password_grant(&served, "app", Some(&secret));
+    assert_eq!(granted.status, 200, "{}", granted.body);
+    assert_eq!(granted.json()["scope"], "read");
+    let session = granted.json();
+
+    let spa = site.add_client(
+        "spa",
+        &["--public", "--redirect-uri", "http://127.0.0.1/callback"],
+    );
+    assert!(spa.get("client_secret").is_none(), "{spa}");
+    assert_eq!(spa["token_endpoint_auth_method"], "none");
+    let public = password_grant(&served, "spa", None);
+    assert_eq!(public.status, 200, "{}", public.body);
+
+    // Listed, never with a secret.
+    let listed = ok(&mut site.cmd(&["client", "list", "--json"]));
+    let list: Value = serde_json::from_str(&listed).unwrap();
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["client_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["app", "spa"]);
+    assert!(!listed.contains(&secret));
+    let text = ok(&mut site.cmd(&["client", "list"]));
+    assert!(text.starts_with("app\tconfidential\t"), "{text}");
+    assert!(!text.contains(&secret));
+    // A second `add` of the same id fails on one line.
+    let again = site.cmd(&["client", "add", "app"]).output().unwrap();
+    assert!(one_line_error(&again).contains("already exists"));
+
+    // A rotated secret replaces the old one at once.
+    let rotated: Value = serde_json::from_str(&ok(&mut site.cmd(&[
+        "client",
+        "rotate-secret",
+        "app",
+        "--json",
+    ])))
+    .unwrap();
+    let new_secret = rotated["client_secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, secret);
+    let old = password_grant(&served, "app", Some(&secret));
+    assert_eq!(old.status, 401, "{}", old.body);
+    assert_eq!(old.json()["error"], "invalid_client");
+    assert_eq!(
+        password_grant(&served, "app", Some(&new_secret)).status,
+        200
+    );
+    // A public client has no secret to rotate.
+    let refused = site
+        .cmd(&["client", "rotate-secret", "spa"])
+        .output()
+        .unwrap();
+    assert!(one_line_error(&refused).contains("no client"));
+
+    // Removal: no new tokens, the client's sessions revoked.
+    ok(&mut site.cmd(&["client", "remove", "app"]));
+    assert_eq!(
+        password_grant(&served, "app", Some(&new_secret)).status,
+        401
+    );
+    let refresh = post_form(
+        &served.addr,
+        "/oauth/token",
+        &[("Authorization", &support::basic("app", &new_secret))],
+        &format!(
+            "grant_type=refresh_token&refresh_token={}",
+            session["refresh_token"].as_str().unwrap()
+        ),
+    );
+    assert_eq!(refresh.status, 401, "{}", refresh.body);
+    // Its access tokens are refused once the server has polled the revocations.
+    let access = session["access_token"].as_str().unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while resource_status(&served, access) != 401 {
+        assert!(
+            std::time::Instant::now() < until,
+            "a removed client's access token is still accepted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let missing = site.cmd(&["client", "remove", "app"]).output().unwrap();
+    assert!(one_line_error(&missing).contains("no client"));
+    served.stop();
+}
+
+#[test]
+fn o1_reauth_client_commands_take_effect_on_a_running_server_sqlite() {
+    let site = Site::sqlite();
+    clients_take_effect_without_restart(&site);
+    // The secret is stored keyed-hashed: it is nowhere in the database files.
+    let app = site.add_client("stored", &[]);
+    let secret = app["client_secret"].as_str().unwrap();
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(site.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().contains("reauth.db") {
+            bytes.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    assert!(!bytes.is_empty());
+    assert!(
+        !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "the client secret is stored in clear"
+    );
+}
+
+#[test]
+fn o1_reauth_client_commands_take_effect_on_a_running_server_postgres() {
+    let Some(pg) =
+        support::pg::schema("o1_reauth_client_commands_take_effect_on_a_running_server_postgres")
+    else {
+        return;
+    };
+    clients_take_effect_without_restart(&Site::with_db(&pg.url));
+}
+
+// ---------------------------------------------------------------- O6 logs
+
+#[test]
+fn o6_logs_carry_audit_events_and_never_a_secret() {
+    let site = Site::sqlite();
+    site.add_user(USER, PASSWORD);
+    let add = site
+        .cmd(&["client", "add", "app", "--json", "--log-format", "json"])
+        .output()
+        .unwrap();
+    assert!(add.status.success(), "{}", support::text(&add.stderr));
+    let secret = serde_json::from_slice::<Value>(&add.stdout).unwrap()["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let admin_log = support::text(&add.stderr);
+
+    let mut cmd = site.cmd(&[
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--grace-window",
+        "0",
+        "--log-format",
+        "json",
+    ]);
+    cmd.env("RUST_LOG", "debug");
+    let served = Served::spawn(cmd);
+    let basic = support::basic("app", &secret);
+    let token = |body: &str| {
+        post_form(
+            &served.addr,
+            "/oauth/token",
+            &[("Authorization", &basic)],
+            body,
+        )
+    };
+    // A failed login, a failed client authentication, a reuse.
+    let wrong = token(&format!(
+        "grant_type=password&username={USER}&password=not-it"
+    ));
+    assert_eq!(wrong.status, 400);
+    let bad_client = post_form(
+        &served.addr,
+        "/oauth/token",
+        &[("Authorization", &support::basic("app", "wrong-secret"))],
+        "grant_type=password&username=alice&password=x",
+    );
+    assert_eq!(bad_client.status, 401);
+    let first = token(&format!(
+        "grant_type=password&username={USER}&password=correct%20horse%20battery"
+    ))
+    .json();
+    let t1 = first["refresh_token"].as_str().unwrap().to_owned();
+    let second = token(&format!("grant_type=refresh_token&refresh_token={t1}")).json();
+    let reuse = token(&format!("grant_type=refresh_token&refresh_token={t1}"));
+    assert_eq!(reuse.json()["error"], "invalid_grant");
+    let log = served.stop();
+
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let audit = |event: &str| {
+        lines
+            .iter()
+            .chain(
+                admin_log
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .collect::<Vec<_>>()
+                    .iter(),
+            )
+            .filter(|l| l["target"] == "reauth::audit" && l["event"] == event)
+            .cloned()
+            .collect::<Vec<Value>>()
+    };
+    let failed = audit("login_failed");
+    assert_eq!(failed.len(), 1, "{log}");
+    assert_eq!(failed[0]["username"], USER);
+    assert_eq!(failed[0]["client_id"], "app");
+    assert_eq!(audit("client_auth_failed").len(), 1, "{log}");
+    let reuse = audit("reuse_detected");
+    assert_eq!(reuse.len(), 1, "{log}");
+    assert_eq!(reuse[0]["level"], "WARN");
+    assert_eq!(
+        (reuse[0]["presented"].as_i64(), reuse[0]["current"].as_i64()),
+        (Some(1), Some(2))
+    );
+    let revoked = audit("family_revoked");
+    assert_eq!(revoked.len(), 1, "{log}");
+    assert_eq!(revoked[0]["reason"], "reuse_detected");
+    assert_eq!(audit("client_added").len(), 1, "{admin_log}");
+
+    // No secret anywhere: passwords, client secrets, tokens, keys.
+    let keys: Value = serde_json::from_slice(&std::fs::read(&site.keys).unwrap()).unwrap();
+    let mut secrets = vec![
+        PASSWORD.to_owned(),
+        "correct horse battery".to_owned(),
+        "not-it".to_owned(),
+        "wrong-secret".to_owned(),
+        secret.clone(),
+        keys["refresh_mac_key"].as_str().unwrap().to_owned(),
+        keys["client_pepper"].as_str().unwrap().to_owned(),
+        keys["signing_keys"][0]["ed25519_seed"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    ];
+    for body in [&first, &second] {
+        for field in ["access_token", "refresh_token"] {
+            secrets.push(body[field].as_str().unwrap().to_owned());
+        }
+    }
+    for s in &secrets {
+        assert!(
+            !log.contains(s.as_str()),
+            "a secret is in the server log: {s}"
+        );
+        assert!(
+            !admin_log.contains(s.as_str()),
+            "a secret is in the admin log"
+        );
+        // Nor a recognisable piece of a token (a signature, a MAC).
+        if s.len() > 40 {
+            assert!(
+                !log.contains(&s[s.len() - 32..]),
+                "part of a secret is logged"
+            );
+        }
+    }
+}
+
+#[test]
+fn o6_rust_log_filters_text_logs() {
+    let site = Site::sqlite();
+    site.add_user(USER, PASSWORD);
+    let app = site.add_client("app", &[]);
+    let secret = app["client_secret"].as_str().unwrap();
+    let mut cmd = site.cmd(&["serve", "--addr", "127.0.0.1:0"]);
+    cmd.env("RUST_LOG", "warn");
+    let served = Served::spawn(cmd);
+    let wrong = password_grant(&served, "app", Some("wrong"));
+    assert_eq!(wrong.status, 401);
+    // A burst of failed logins ends rate limited: a warning.
+    for _ in 0..20 {
+        let response = post_form(
+            &served.addr,
+            "/oauth/token",
+            &[("Authorization", &support::basic("app", secret))],
+            &format!("grant_type=password&username={USER}&password=nope"),
+        );
+        if response.status == 429 {
+            break;
+        }
+    }
+    let log = served.stop();
+    assert!(
+        !log.contains(" INFO "),
+        "RUST_LOG=warn shows no info: {log}"
+    );
+    assert!(log.contains("WARN"), "{log}");
+    assert!(log.contains("login rate limited"), "{log}");
+    assert!(
+        serde_json::from_str::<Value>(log.lines().next().unwrap()).is_err(),
+        "text, not JSON"
+    );
+}
+
+// ---------------------------------------------------------------- O7 readiness
+
+#[test]
+fn o7_readiness_follows_the_database_postgres() {
+    let Some(pg) = support::pg::schema("o7_readiness_follows_the_database_postgres") else {
+        return;
+    };
+    let site = Site::with_db(&pg.url);
+    let served = site.serve(&["--metrics-addr", "127.0.0.1:0"]);
+    let private = served.metrics_addr.clone().unwrap();
+    assert_eq!(get(&served.addr, "/readyz").status, 200);
+    assert_eq!(get(&private, "/readyz").status, 200);
+    {
+        // Another session locks the table readiness reads: the database
+        // does not answer within the server's wait.
+        let _lock = pg.hold("LOCK TABLE settings IN ACCESS EXCLUSIVE MODE");
+        let response = get(&served.addr, "/readyz");
+        assert_eq!(response.status, 503, "{}", response.body);
+        assert_eq!(response.json()["error"], "temporarily_unavailable");
+        assert!(response.header("retry-after").is_some());
+        // Liveness is not readiness.
+        assert_eq!(get(&served.addr, "/healthz").status, 200);
+    }
+    assert_eq!(get(&served.addr, "/readyz").status, 200);
+    served.stop();
+}
+
+// ---------------------------------------------------------------- O8 keys
+
+#[test]
+fn o8_a_server_with_another_key_file_refuses_to_start() {
+    let site = Site::sqlite();
+    site.serve(&[]).stop();
+    let other = site.path("other-keys.json");
+    let output = reauth()
+        .args(["serve", "--addr", "127.0.0.1:0", "--db", &site.db])
+        .arg("--key-file")
+        .arg(&other)
+        .output()
+        .unwrap();
+    let stderr = one_line_error(&output);
+    assert!(stderr.contains("other keys"), "{stderr}");
+    assert!(stderr.contains("same key file"), "{stderr}");
+    assert!(!other.exists(), "the refused key file is not left behind");
+    // A key file that cannot be created leaves nothing behind either.
+    let output = reauth()
+        .args(["serve", "--addr", "127.0.0.1:0", "--db", &site.db])
+        .arg("--key-file")
+        .arg(site.path("missing/keys.json"))
+        .output()
+        .unwrap();
+    assert!(one_line_error(&output).contains("cannot use key file"));
+    assert!(!site.path("missing").exists());
+}
+
+#[test]
+fn o8_a_replica_with_another_key_file_refuses_to_start_postgres() {
+    let Some(pg) =
+        support::pg::schema("o8_a_replica_with_another_key_file_refuses_to_start_postgres")
+    else {
+        return;
+    };
+    let site = Site::with_db(&pg.url);
+    site.add_user(USER, PASSWORD);
+    let app = site.add_client("app", &[]);
+    let secret = app["client_secret"].as_str().unwrap().to_owned();
+    let issuer = ["--issuer", "http://reauth.test"];
+    let first = site.serve(&issuer);
+    // A second replica started without the first one's key file is refused
+    // (before, it silently re-keyed the database: every client secret broke).
+    let output = reauth()
+        .args(["serve", "--addr", "127.0.0.1:0", "--db", &pg.url])
+        .arg("--key-file")
+        .arg(site.path("fresh-keys.json"))
+        .output()
+        .unwrap();
+    assert!(one_line_error(&output).contains("other keys"));
+    let granted = password_grant(&first, "app", Some(&secret));
+    assert_eq!(granted.status, 200, "{}", granted.body);
+    // With the same key file it serves the first one's tokens.
+    let second = site.serve(&issuer);
+    let access = granted.json()["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(resource_status(&second, &access), 200);
+    assert_eq!(password_grant(&second, "app", Some(&secret)).status, 200);
+    second.stop();
+    first.stop();
+}
+
+// ---------------------------------------------------------------- O10 strict validators
+
+/// The Python with authlib: `REAUTH_PYTHON`, else `python3`; `None` (test
+/// skipped) if authlib is not importable — a failure under
+/// `REAUTH_REQUIRE_SERVICES=1` (CI installs it: `.ci/run`).
+fn python_with_authlib() -> Option<String> {
+    let python = std::env::var("REAUTH_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let found = Command::new(&python)
+        .args(["-c", "import authlib"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some(python);
+    }
+    assert!(
+        !std::env::var("REAUTH_REQUIRE_SERVICES").is_ok_and(|v| v == "1"),
+        "REAUTH_REQUIRE_SERVICES=1 but {python} cannot import authlib \
+         (pip install authlib, or set REAUTH_PYTHON)"
+    );
+    eprintln!(
+        "SKIPPED: {python} cannot import authlib (pip install authlib, or set REAUTH_PYTHON)"
+    );
+    None
+}
+
+/// Fetches the discovery document over TLS (trusting only our certificate)
+/// and runs authlib's RFC 8414 validator on it.
+const VALIDATE: &str = r#"
+import json, ssl, sys, urllib.request
+from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+issuer, cafile = sys.argv[1], sys.argv[2]
+context = ssl.create_default_context(cafile=cafile)
+with urllib.request.urlopen(issuer + "/.well-known/oauth-authorization-server", context=context, timeout=30) as r:
+    metadata = AuthorizationServerMetadata(json.load(r))
+metadata.validate()
+assert metadata["issuer"] == issuer, metadata["issuer"]
+print("valid", ",".join(metadata["grant_types_supported"]))
+"#;
+
+#[test]
+fn o10_authlibs_rfc8414_validator_accepts_the_discovery_document() {
+    let Some(python) = python_with_authlib() else {
+        return;
+    };
+    let site = Site::sqlite();
+    let (cert, key, _) = support::self_signed(site.dir.path());
+    let served = site.serve(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    // The default issuer of a TLS listener: https://127.0.0.1:PORT (the
+    // certificate names 127.0.0.1 too).
+    let issuer = format!("https://{}", served.addr);
+    let mut child = Command::new(&python)
+        .arg("-c")
+        .arg(VALIDATE)
+        .arg(&issuer)
+        .arg(&cert)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < until, "the validator hangs");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "authlib refused the metadata: {}{}",
+        support::text(&output.stdout),
+        support::text(&output.stderr)
+    );
+    let stdout = support::text(&output.stdout);
+    assert!(stdout.starts_with("valid authorization_code,"), "{stdout}");
+    served.stop();
 }

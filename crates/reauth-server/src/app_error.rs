@@ -47,6 +47,10 @@ pub enum AppError {
     /// `400 unsupported_grant_type`.
     #[error("unsupported_grant_type")]
     UnsupportedGrantType,
+    /// `400 unauthorized_client`: the client may not use this grant type, or
+    /// asked to revoke a token issued to another client (RFC 7009 §2.1).
+    #[error("unauthorized_client: {0}")]
+    UnauthorizedClient(&'static str),
     /// `400 invalid_scope`.
     #[error("invalid_scope")]
     InvalidScope,
@@ -102,6 +106,7 @@ impl AppError {
             | Self::InvalidParameter { .. }
             | Self::InvalidGrant(_)
             | Self::UnsupportedGrantType
+            | Self::UnauthorizedClient(_)
             | Self::InvalidScope => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -126,6 +131,7 @@ impl AppError {
             Self::InvalidClient => "invalid_client",
             Self::InvalidGrant(_) => "invalid_grant",
             Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::UnauthorizedClient(_) => "unauthorized_client",
             Self::InvalidScope => "invalid_scope",
             Self::InvalidToken(_) | Self::MissingToken => "invalid_token",
             Self::RateLimited { .. } => "temporarily_unavailable",
@@ -144,13 +150,16 @@ impl AppError {
             Self::InvalidParameter { name, why } => {
                 return Some(Cow::Owned(format!("invalid {name}: {why}")));
             }
-            Self::InvalidRequest(d) | Self::InvalidGrant(d) | Self::InvalidToken(d) => Some(*d),
+            Self::InvalidRequest(d)
+            | Self::InvalidGrant(d)
+            | Self::InvalidToken(d)
+            | Self::UnauthorizedClient(d) => Some(*d),
             Self::PayloadTooLarge => Some("request body too large"),
             Self::RequestTimeout => Some("the request took too long to arrive"),
             Self::Unavailable { .. } => Some("temporarily unavailable; retry later"),
             Self::InvalidClient => Some("client authentication failed"),
             Self::UnsupportedGrantType => Some("unsupported grant_type"),
-            Self::InvalidScope => Some("scope exceeds the original grant"),
+            Self::InvalidScope => Some("a requested scope is not allowed here"),
             Self::MissingToken => Some("bearer token required"),
             Self::RateLimited { .. } => Some("too many failed attempts; retry later"),
             Self::Injected { .. } => Some("injected fault"),

@@ -35,6 +35,29 @@ pub enum ServerError {
     /// Schema migrations failed.
     #[error("database migration failed")]
     Migrate(#[source] StoreError),
+    /// The keys differ from the ones the database was set up with: this
+    /// replica would re-key the shared database (every client secret and
+    /// refresh token would stop working). Start every replica with the same
+    /// key file.
+    #[error(
+        "the database was set up with other keys (fingerprint {database}; these keys have {keys}): \
+         start every server on this database with the same key file"
+    )]
+    KeyMismatch {
+        /// The fingerprint the database remembers.
+        database: String,
+        /// The fingerprint of the keys given.
+        keys: String,
+    },
+    /// A client with this id already exists.
+    #[error("client {0:?} already exists")]
+    ClientExists(String),
+    /// No client with this id (or, to rotate a secret, no confidential one).
+    #[error("no client {0:?}")]
+    NoSuchClient(String),
+    /// The client registration is invalid.
+    #[error("invalid client: {0}")]
+    InvalidClient(String),
     /// A user with this name already exists.
     #[error("user {0:?} already exists")]
     UserExists(String),

@@ -140,14 +140,20 @@ impl ServerKeys {
     /// [`ServerError::KeyFile`] when the file exists but cannot be read or
     /// parsed, or cannot be created.
     pub fn load_or_create(path: &Path) -> Result<Self, ServerError> {
+        Self::load_or_create_reporting(path).map(|(keys, _)| keys)
+    }
+
+    /// [`load_or_create`](Self::load_or_create), and whether this call
+    /// created the file.
+    pub(crate) fn load_or_create_reporting(path: &Path) -> Result<(Self, bool), ServerError> {
         match Self::load_if_exists(path)? {
-            Some(keys) => Ok(keys),
+            Some(keys) => Ok((keys, false)),
             None => {
                 let keys = Self::generate();
                 match keys.create_file(path) {
-                    Ok(true) => Ok(keys),
+                    Ok(true) => Ok((keys, true)),
                     // Someone else created it first: theirs wins.
-                    Ok(false) => Self::load(path),
+                    Ok(false) => Self::load(path).map(|keys| (keys, false)),
                     Err(e) => Err(key_file_error(path, e.to_string())),
                 }
             }
@@ -294,11 +300,6 @@ impl ServerKeys {
     /// The key id (`kid`) of the active signing key.
     pub fn kid(&self) -> &str {
         &self.active().kid
-    }
-
-    /// The public half of the active signing key.
-    pub fn verifying_key(&self) -> VerifyingKey {
-        self.active().key.verifying_key()
     }
 
     /// Every signing key, active first (no secrets).

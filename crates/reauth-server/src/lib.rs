@@ -25,7 +25,9 @@
 //! rotation algorithm.
 
 mod app_error;
+mod audit;
 mod client_auth;
+mod clients;
 mod clock;
 mod config;
 mod engine;
@@ -47,6 +49,7 @@ mod util;
 mod web;
 
 pub use app_error::AppError;
+pub use clients::{ClientInfo, ClientSpec, GrantType};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     ClientCredentials, KeySource, Limits, PasswordHashing, RateLimit, ServerConfig,

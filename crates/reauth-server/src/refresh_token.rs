@@ -28,6 +28,18 @@ impl FamilyId {
     pub(crate) fn to_hex(self) -> String {
         crate::util::hex(&self.0)
     }
+
+    /// Parses 32 lowercase hex digits.
+    pub(crate) fn from_hex(hex: &str) -> Option<Self> {
+        if hex.len() != 32 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Self(out))
+    }
 }
 
 /// A verified refresh token: which family, which generation.

@@ -11,8 +11,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::clients::{ClientInfo, ClientSpec, GrantType};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{KeySource, ServerConfig};
+use crate::config::{ClientCredentials, KeySource, ServerConfig};
 use crate::engine::Engine;
 use crate::error::ServerError;
 use crate::faults::Faults;
@@ -20,7 +21,8 @@ use crate::jwt::JwtCodec;
 use crate::keys::ServerKeys;
 use crate::password::Hashing;
 use crate::rate_limit::LoginLimiter;
-use crate::store::{Repository, UserInfo};
+use crate::secret::Secret;
+use crate::store::{NewClient, Repository, UserInfo};
 use crate::tls::TlsConfig;
 
 /// The auth server: state plus the axum [`Router`] that serves it.
@@ -73,20 +75,34 @@ impl Server {
         config: ServerConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ServerError> {
-        let keys = match &config.keys {
-            KeySource::Ephemeral => ServerKeys::generate(),
-            KeySource::File(path) => ServerKeys::load_or_create(path)?,
-            KeySource::Provided(keys) => keys.clone(),
+        let (keys, created) = match &config.keys {
+            KeySource::Ephemeral => (ServerKeys::generate(), None),
+            KeySource::File(path) => {
+                let (keys, created) = ServerKeys::load_or_create_reporting(path)?;
+                (keys, created.then(|| path.clone()))
+            }
+            KeySource::Provided(keys) => (keys.clone(), None),
         };
         let repo = crate::store::connect(&config, clock.clone()).await?;
-        Self::from_parts(config, repo, keys, clock).await
+        let built = Self::from_parts(config, repo, keys, clock).await;
+        if let (Err(ServerError::KeyMismatch { .. }), Some(path)) = (&built, created) {
+            // A key file this call just created for a database that belongs
+            // to other keys would only be in the way of the right one.
+            let _ = std::fs::remove_file(path);
+        }
+        built
     }
 
     /// Builds a server on an existing repository.
     ///
+    /// Unless the keys are [`KeySource::Ephemeral`], the database remembers
+    /// the [fingerprint](ServerKeys::fingerprint) of the first keys it was
+    /// used with and refuses any other.
+    ///
     /// # Errors
     ///
-    /// [`ServerError::Database`] when registering the demo client fails.
+    /// [`ServerError::KeyMismatch`]; [`ServerError::Database`] when the
+    /// database fails.
     pub async fn from_parts(
         config: ServerConfig,
         repo: Arc<dyn Repository>,
@@ -94,10 +110,14 @@ impl Server {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ServerError> {
         crate::metrics::install();
+        if !matches!(config.keys, KeySource::Ephemeral) {
+            check_key_fingerprint(repo.as_ref(), &keys).await?;
+        }
         if let Some(demo) = &config.demo_client {
-            let mac =
+            let mut client = demo_client_record(demo);
+            client.secret_mac =
                 crate::client_auth::secret_mac(keys.client_pepper(), demo.client_secret.expose());
-            repo.upsert_client(&demo.client_id, &mac).await?;
+            repo.upsert_client(&client).await?;
         }
         let cost = config.password_hashing;
         let dummy_hash = tokio::task::spawn_blocking(move || crate::password::dummy_hash(cost))
@@ -326,10 +346,15 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// [`ServerError::UserExists`], [`ServerError::InvalidUsername`],
-    /// [`ServerError::Database`].
+    /// [`ServerError::UserExists`], [`ServerError::InvalidUsername`] (empty,
+    /// over 128 bytes, control characters, or starting with `client:`, the
+    /// subjects of `client_credentials` tokens), [`ServerError::Database`].
     pub async fn add_user(&self, username: &str, password: &str) -> Result<(), ServerError> {
-        if username.is_empty() || username.len() > 128 || username.chars().any(char::is_control) {
+        if username.is_empty()
+            || username.len() > 128
+            || username.chars().any(char::is_control)
+            || username.starts_with(crate::engine::CLIENT_SUBJECT_PREFIX)
+        {
             return Err(ServerError::InvalidUsername);
         }
         let hash = self
@@ -339,7 +364,7 @@ impl Server {
             .await
             .map_err(ServerError::PasswordHash)?;
         if self.state.repo.add_user(username, &hash).await? {
-            tracing::info!(username, "user added");
+            crate::audit::user_changed("user_added", username);
             Ok(())
         } else {
             Err(ServerError::UserExists(username.to_owned()))
@@ -358,7 +383,7 @@ impl Server {
                 for id in &families {
                     self.state.deny(id);
                 }
-                tracing::info!(username, revoked = families.len(), "user removed");
+                crate::audit::user_changed("user_removed", username);
                 Ok(true)
             }
             None => Ok(false),
@@ -374,19 +399,96 @@ impl Server {
         Ok(self.state.repo.list_users().await?)
     }
 
-    /// Registers an OAuth client (or replaces its secret).
+    /// Registers an OAuth client. A confidential client gets a fresh
+    /// random secret, returned here once: only its keyed hash is stored. A
+    /// running server (every replica) sees the client at its next request.
+    ///
+    /// ```no_run
+    /// # async fn f(server: reauth_server::Server) -> Result<(), reauth_server::ServerError> {
+    /// let mut spec = reauth_server::ClientSpec::confidential("billing");
+    /// spec.scopes = vec!["invoices:read".into()];
+    /// let secret = server.register_client(&spec).await?.expect("a confidential client");
+    /// println!("client_secret: {}", secret.expose());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::InvalidClient`] (see [`ClientSpec`] for the rules),
+    /// [`ServerError::ClientExists`], [`ServerError::Database`].
+    pub async fn register_client(&self, spec: &ClientSpec) -> Result<Option<Secret>, ServerError> {
+        let mut client = spec.validate().map_err(ServerError::InvalidClient)?;
+        let secret = (!client.public).then(new_client_secret);
+        if let Some(secret) = &secret {
+            client.secret_mac =
+                crate::client_auth::secret_mac(self.state.keys.client_pepper(), secret.expose());
+        }
+        if !self.state.repo.add_client(&client).await? {
+            return Err(ServerError::ClientExists(client.client_id));
+        }
+        crate::audit::client_changed(
+            "client_added",
+            &client.client_id,
+            &crate::store::client_detail(&client),
+        );
+        Ok(secret)
+    }
+
+    /// Gives a confidential client a fresh secret (returned once); the old
+    /// one stops working at once. Its sessions are kept.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::NoSuchClient`] (also for a public client),
+    /// [`ServerError::Database`].
+    pub async fn rotate_client_secret(&self, client_id: &str) -> Result<Secret, ServerError> {
+        let secret = new_client_secret();
+        let mac = crate::client_auth::secret_mac(self.state.keys.client_pepper(), secret.expose());
+        if !self.state.repo.set_client_secret(client_id, &mac).await? {
+            return Err(ServerError::NoSuchClient(client_id.to_owned()));
+        }
+        crate::audit::client_changed("client_secret_rotated", client_id, "");
+        Ok(secret)
+    }
+
+    /// Removes a client and revokes every session issued to it (their
+    /// refresh tokens at once; their access tokens on every replica within
+    /// `revocation_poll_interval`). `false` if there was no such client.
     ///
     /// # Errors
     ///
     /// [`ServerError::Database`].
-    pub async fn add_client(
-        &self,
-        client_id: &str,
-        client_secret: &str,
-    ) -> Result<(), ServerError> {
-        let mac = crate::client_auth::secret_mac(self.state.keys.client_pepper(), client_secret);
-        self.state.repo.upsert_client(client_id, &mac).await?;
-        Ok(())
+    pub async fn remove_client(&self, client_id: &str) -> Result<bool, ServerError> {
+        match self.state.repo.remove_client(client_id).await? {
+            Some(families) => {
+                for id in &families {
+                    self.state.deny(id);
+                }
+                let detail = format!("{} sessions revoked", families.len());
+                crate::audit::client_changed("client_removed", client_id, &detail);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Every registered client, by id.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Database`].
+    pub async fn list_clients(&self) -> Result<Vec<ClientInfo>, ServerError> {
+        let clients = self.state.repo.list_clients().await?;
+        Ok(clients.into_iter().map(ClientInfo::from).collect())
+    }
+
+    /// Whether the database answers (what `/readyz` reports).
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Database`] when it does not.
+    pub async fn check_ready(&self) -> Result<(), ServerError> {
+        Ok(self.state.repo.ping().await?)
     }
 
     /// Revokes the session family a refresh (or access) token belongs to, as
@@ -398,7 +500,7 @@ impl Server {
     /// [`ServerError::Database`].
     pub async fn revoke_family_by_token(&self, token: &str) -> Result<bool, ServerError> {
         self.state
-            .revoke_token(token, "revoked_by_operator")
+            .revoke_token(token, "revoked_by_operator", None)
             .await
             .map_err(|e| ServerError::Task(e.to_string()))
     }
@@ -412,6 +514,54 @@ impl Server {
     pub async fn sync_revocations(&self) -> Result<(), ServerError> {
         self.state.sync_revocations().await
     }
+}
+
+/// The setting under which a database remembers its keys.
+const KEY_FINGERPRINT: &str = "key_fingerprint";
+
+/// Refuses keys other than the ones the database was set up with (and sets
+/// a new database up with these).
+async fn check_key_fingerprint(
+    repo: &dyn Repository,
+    keys: &ServerKeys,
+) -> Result<(), ServerError> {
+    let ours = keys.fingerprint();
+    let stored = repo.claim_setting(KEY_FINGERPRINT, &ours).await?;
+    if stored == ours {
+        Ok(())
+    } else {
+        Err(ServerError::KeyMismatch {
+            database: stored,
+            keys: ours,
+        })
+    }
+}
+
+/// The demo client: every grant, scopes `read` and `write`, loopback
+/// redirect URIs, and introspection (the lab introspects first-party
+/// tokens). Its secret MAC is filled in by the caller.
+fn demo_client_record(demo: &ClientCredentials) -> NewClient {
+    let mut client = NewClient::new(demo.client_id.clone());
+    client.grant_types = GrantType::ALL
+        .iter()
+        .map(|g| g.as_str().to_owned())
+        .collect();
+    client.scopes = vec!["read".to_owned(), "write".to_owned()];
+    client.default_scope = client.scopes.clone();
+    client.redirect_uris = vec![
+        "http://127.0.0.1/callback".to_owned(),
+        "http://localhost/callback".to_owned(),
+    ];
+    client.introspection = true;
+    client
+}
+
+/// 256 random bits, base64url: a client secret.
+fn new_client_secret() -> Secret {
+    use base64::Engine as _;
+    Secret::new(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::keys::random_bytes::<32>()),
+    )
 }
 
 /// A server serving on a loopback port in a background task

@@ -5,6 +5,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod pg;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -129,6 +131,13 @@ impl Site {
         cmd.args(["user", "add", name, "--password-stdin", "--db", &self.db]);
         let output = run_with_stdin(&mut cmd, &format!("{password}\n"));
         assert!(output.status.success(), "{}", text(&output.stderr));
+    }
+
+    /// `reauth client add NAME ARGS… --json`: the registered client (with
+    /// its `client_secret` if confidential).
+    pub fn add_client(&self, name: &str, args: &[&str]) -> serde_json::Value {
+        let out = ok(self.cmd(&["client", "add", name, "--json"]).args(args));
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
     }
 
     /// `reauth serve` on 127.0.0.1:0 with `extra` flags.

@@ -22,7 +22,8 @@ impl Engine {
     ) -> Result<TokenResponse, AppError> {
         let family = FamilyId::random();
         let id = family.to_hex();
-        self.repo
+        let created = self
+            .repo
             .create_family(&NewFamily {
                 id: &id,
                 subject,
@@ -31,6 +32,10 @@ impl Engine {
                 generation: 1,
             })
             .await?;
+        if !created {
+            // 128 random bits collided: never in practice.
+            return Err(AppError::Internal("family id collision".into()));
+        }
         tracing::info!(family = short(&id), subject, "session started");
         Ok(self.token_response(&family, subject, 1, scope, client_id))
     }
@@ -38,21 +43,30 @@ impl Engine {
     /// Checks username and password: one attempt is reserved from the
     /// account's failed-login budget first (S11), the argon2id check runs in
     /// the bounded hashing pool (S12), and the attempt is given back if the
-    /// password was right or never checked.
+    /// password was right or never checked. `client_id`: the OAuth client
+    /// asking (for the audit log).
     pub(crate) async fn check_password(
         &self,
         username: &str,
         password: String,
+        client_id: Option<&str>,
     ) -> Result<(), AppError> {
         let attempt = match self.limiter.reserve(username, self.now_ms()) {
             Ok(attempt) => attempt,
             Err(retry_after) => {
                 crate::metrics::login("rate_limited");
-                tracing::warn!(username, "login rate limited");
+                crate::audit::login_rate_limited(username);
                 return Err(AppError::RateLimited { retry_after });
             }
         };
-        let user = match self.repo.find_user(username).await {
+        // A name in the clients' namespace is never a user (such a name can
+        // no longer be added; one stored earlier cannot log in).
+        let found = if username.starts_with(super::CLIENT_SUBJECT_PREFIX) {
+            Ok(None)
+        } else {
+            self.repo.find_user(username).await
+        };
+        let user = match found {
             Ok(user) => user,
             Err(e) => {
                 attempt.refund();
@@ -80,7 +94,12 @@ impl Engine {
         } else {
             drop(attempt); // Spent.
             crate::metrics::login("failure");
-            tracing::info!(username, "login failed");
+            let reason = if known {
+                "wrong password"
+            } else {
+                "unknown user"
+            };
+            crate::audit::login_failed(username, client_id, reason);
             Err(AppError::InvalidGrant("invalid username or password"))
         }
     }

@@ -4,6 +4,8 @@
 //!
 //! | file | holds |
 //! |---|---|
+//! | `clients.rs` | client authentication, grant types and scopes per client |
+//! | `authorization.rs` | the authorization-code grant with PKCE: codes, redirect URIs, redemption |
 //! | `login.rs` | password checks (limiter, hashing) and new session families |
 //! | `rotation.rs` | the rotation algorithm: compare-and-set, grace window, reuse detection |
 //! | `revocation.rs` | revocation, the access-token denylist and its poller |
@@ -21,11 +23,15 @@ use crate::password::Hashing;
 use crate::rate_limit::LoginLimiter;
 use crate::store::Repository;
 
+mod authorization;
+mod clients;
 mod login;
 mod revocation;
 mod rotation;
 mod tokens;
 
+pub(crate) use authorization::{AuthorizationRequest, AuthorizeError};
+pub(crate) use clients::{CLIENT_SUBJECT_PREFIX, check_grant, grant_scope};
 pub(crate) use revocation::spawn_revocation_poller;
 pub(crate) use tokens::TokenResponse;
 

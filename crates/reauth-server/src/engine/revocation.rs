@@ -4,10 +4,12 @@
 use std::sync::Weak;
 use std::time::Duration;
 
-use super::{Engine, short};
+use super::Engine;
 use crate::app_error::AppError;
 use crate::error::ServerError;
+use crate::jwt::AccessClaims;
 use crate::refresh_token;
+use crate::store::{ClientRecord, RevokedSession};
 
 impl Engine {
     /// Revokes a family (idempotent): database, local denylist, metrics.
@@ -23,7 +25,33 @@ impl Engine {
         self.deny(family_id);
         if revoked {
             crate::metrics::revocation(kind);
-            tracing::info!(family = short(family_id), kind, "family revoked");
+            crate::audit::family_revoked(family_id, kind);
+        }
+        Ok(revoked)
+    }
+
+    /// Revokes the session of an access token: its family, or — for a
+    /// token with no family (`client_credentials`) — a revoked row made for
+    /// it, so the revocation survives restarts and reaches every replica.
+    pub(crate) async fn revoke_access(
+        &self,
+        claims: &AccessClaims,
+        kind: &'static str,
+    ) -> Result<bool, AppError> {
+        let revoked = self
+            .repo
+            .revoke_session(&RevokedSession {
+                id: &claims.sid,
+                subject: &claims.sub,
+                client_id: claims.client_id.as_deref(),
+                kind,
+                detail: Some("access token revoked"),
+            })
+            .await?;
+        self.deny(&claims.sid);
+        if revoked {
+            crate::metrics::revocation(kind);
+            crate::audit::family_revoked(&claims.sid, kind);
         }
         Ok(revoked)
     }
@@ -36,18 +64,42 @@ impl Engine {
         }
     }
 
-    /// Revokes the family of a refresh token or an access token. Unknown or
-    /// invalid tokens are ignored (RFC 7009 §2.2).
+    /// Revokes the session of a refresh token or an access token. Unknown
+    /// or invalid tokens are ignored (RFC 7009 §2.2). With `by` (an OAuth
+    /// client at `/oauth/revoke`), only a token issued to that client:
+    /// another's is `unauthorized_client` (RFC 7009 §2.1).
     pub(crate) async fn revoke_token(
         &self,
         token: &str,
         kind: &'static str,
+        by: Option<&ClientRecord>,
     ) -> Result<bool, AppError> {
+        let issued_to_caller = |client_id: Option<&str>| match by {
+            None => Ok(()),
+            Some(c) if client_id == Some(c.client_id.as_str()) => Ok(()),
+            Some(c) => {
+                crate::audit::client_auth_failed(
+                    &c.client_id,
+                    "asked to revoke a token issued to another client",
+                );
+                Err(AppError::UnauthorizedClient(
+                    "the token was not issued to this client",
+                ))
+            }
+        };
         if let Some(claims) = refresh_token::verify(self.keys.refresh_mac_key(), token) {
-            return self.revoke(&claims.family.to_hex(), kind, None).await;
+            let family_id = claims.family.to_hex();
+            if by.is_some() {
+                let Some(row) = self.repo.load_family(&family_id).await? else {
+                    return Ok(false);
+                };
+                issued_to_caller(row.client_id.as_deref())?;
+            }
+            return self.revoke(&family_id, kind, None).await;
         }
         if let Ok(claims) = self.verify_jwt(token) {
-            return self.revoke(&claims.sid, kind, None).await;
+            issued_to_caller(claims.client_id.as_deref())?;
+            return self.revoke_access(&claims, kind).await;
         }
         Ok(false)
     }

@@ -24,7 +24,7 @@ use super::{Engine, TokenResponse, short};
 use crate::app_error::AppError;
 use crate::clock::duration_millis;
 use crate::refresh_token::{self, RefreshClaims};
-use crate::store::{RotateOutcome, Rotation};
+use crate::store::{ClientRecord, RotateOutcome, Rotation};
 
 const REUSE_DETECTED: &str = "refresh token reuse detected; session revoked";
 
@@ -43,22 +43,22 @@ fn scope_is_subset(requested: &str, granted: Option<&str>) -> bool {
 impl Engine {
     /// Rotates a refresh token (see the module docs).
     ///
-    /// `client_id`: the family must have been issued to exactly that client —
+    /// `client`: the family must have been issued to exactly that client —
     /// `Some` for `/oauth/token` (the authenticated client), `None` for
     /// `/auth/refresh` (first-party families from `/auth/login` only).
+    /// `requested_scope` may narrow the granted scope, never widen it
+    /// (`invalid_scope`); scopes the client may no longer have are dropped.
     pub(crate) async fn refresh(
         &self,
         presented: &str,
-        client_id: Option<&str>,
+        client: Option<&ClientRecord>,
         requested_scope: Option<&str>,
     ) -> Result<TokenResponse, AppError> {
         let Some(claims) = refresh_token::verify(self.keys.refresh_mac_key(), presented) else {
             crate::metrics::refresh("rejected");
             return Err(AppError::InvalidGrant("invalid refresh token"));
         };
-        let result = self
-            .refresh_verified(claims, client_id, requested_scope)
-            .await;
+        let result = self.refresh_verified(claims, client, requested_scope).await;
         match &result {
             Ok((_, RefreshOutcome::Rotated)) => {
                 self.faults.count_rotation();
@@ -80,9 +80,10 @@ impl Engine {
     async fn refresh_verified(
         &self,
         claims: RefreshClaims,
-        client_id: Option<&str>,
+        client: Option<&ClientRecord>,
         requested_scope: Option<&str>,
     ) -> Result<(TokenResponse, RefreshOutcome), AppError> {
+        let client_id = client.map(|c| c.client_id.as_str());
         let family_id = claims.family.to_hex();
         let g = claims.generation;
         let config = &self.config;
@@ -112,8 +113,13 @@ impl Engine {
                         generation = row.generation,
                         "rotated"
                     );
-                    let response =
-                        self.respond(&claims.family, &row, row.generation, requested_scope);
+                    let response = self.respond(
+                        &claims.family,
+                        &row,
+                        row.generation,
+                        requested_scope,
+                        client,
+                    );
                     return Ok((response, RefreshOutcome::Rotated));
                 }
                 // The compare-and-set failed: find out why.
@@ -146,7 +152,7 @@ impl Engine {
             let grace = duration_millis(config.grace_window);
             if g == n - 1 && grace > 0 && row.rotated_at.is_some_and(|t| now - t <= grace) {
                 tracing::debug!(family = short(&family_id), generation = n, "grace replay");
-                let response = self.respond(&claims.family, &row, n, requested_scope);
+                let response = self.respond(&claims.family, &row, n, requested_scope, client);
                 return Ok((response, RefreshOutcome::GraceReplay));
             }
             if g < n {
@@ -154,12 +160,12 @@ impl Engine {
                 self.revoke(&family_id, "reuse_detected", Some(&detail))
                     .await?;
                 self.faults.count_reuse();
-                tracing::warn!(
-                    family = short(&family_id),
-                    subject = row.subject,
-                    presented = g,
-                    current = n,
-                    "refresh token reuse detected; family revoked"
+                crate::audit::reuse_detected(
+                    &family_id,
+                    &row.subject,
+                    row.client_id.as_deref(),
+                    g,
+                    n,
                 );
                 return Err(AppError::InvalidGrant(REUSE_DETECTED));
             }

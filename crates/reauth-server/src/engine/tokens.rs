@@ -5,11 +5,12 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::Engine;
+use super::clients::{CLIENT_SUBJECT_PREFIX, still_allowed};
 use crate::app_error::AppError;
 use crate::clock::duration_millis;
 use crate::jwt::{AccessClaims, Audience};
 use crate::refresh_token::{self, FamilyId};
-use crate::store::FamilyRecord;
+use crate::store::{ClientRecord, FamilyRecord};
 
 /// The success body of every token-issuing endpoint.
 #[derive(Debug, Serialize)]
@@ -72,22 +73,42 @@ impl Engine {
     }
 
     /// The answer for `row` at `generation`, with the requested (narrowed)
-    /// scope or the granted one.
+    /// scope or the granted one, less what `client` may no longer have.
     pub(super) fn respond(
         &self,
         family: &FamilyId,
         row: &FamilyRecord,
         generation: i64,
         requested_scope: Option<&str>,
+        client: Option<&ClientRecord>,
     ) -> TokenResponse {
-        let scope = requested_scope.or(row.scope.as_deref());
+        let scope = still_allowed(requested_scope.or(row.scope.as_deref()), client);
         self.token_response(
             family,
             &row.subject,
             generation,
-            scope,
+            scope.as_deref(),
             row.client_id.as_deref(),
         )
+    }
+
+    /// A `client_credentials` access token: `sub` is `client:{id}` (never a
+    /// user's), `sid` a fresh id that becomes a (revoked) family row only
+    /// if the token is revoked. No refresh token (RFC 6749 §4.4.3).
+    pub(crate) fn client_credentials(
+        &self,
+        client: &ClientRecord,
+        scope: Option<&str>,
+    ) -> TokenResponse {
+        let subject = format!("{CLIENT_SUBJECT_PREFIX}{}", client.client_id);
+        let sid = crate::util::random_id();
+        TokenResponse {
+            access_token: self.access_token(&subject, &sid, scope, Some(&client.client_id)),
+            token_type: "Bearer",
+            expires_in: self.config.access_token_ttl.as_secs(),
+            refresh_token: None,
+            scope: scope.map(str::to_owned),
+        }
     }
 
     /// Verifies an access token's signature and claims (not revocation).
@@ -117,13 +138,25 @@ impl Engine {
         Ok(claims)
     }
 
-    /// RFC 7662 introspection of a refresh or access token.
-    pub(crate) async fn introspect(&self, token: &str) -> Result<serde_json::Value, AppError> {
+    /// RFC 7662 introspection of a refresh or access token, for `caller`:
+    /// only a token issued to `caller` itself, or any token if `caller` is a
+    /// resource server; `{"active": false}` for anything else.
+    pub(crate) async fn introspect(
+        &self,
+        token: &str,
+        caller: &ClientRecord,
+    ) -> Result<serde_json::Value, AppError> {
         let inactive = serde_json::json!({ "active": false });
+        let may_see = |client_id: Option<&str>| {
+            caller.introspection || client_id == Some(caller.client_id.as_str())
+        };
         if let Some(claims) = refresh_token::verify(self.keys.refresh_mac_key(), token) {
             let Some(row) = self.repo.load_family(&claims.family.to_hex()).await? else {
                 return Ok(inactive);
             };
+            if !may_see(row.client_id.as_deref()) {
+                return Ok(inactive);
+            }
             // Judged on the database's clock, like the rotation itself.
             let now = row.read_at;
             let grace = duration_millis(self.config.grace_window);
@@ -155,13 +188,13 @@ impl Engine {
             return Ok(body);
         }
         match self.verify_access(token) {
-            Ok(claims) => {
+            Ok(claims) if may_see(claims.client_id.as_deref()) => {
                 let mut body = serde_json::to_value(&*claims).map_err(AppError::internal)?;
                 body["active"] = true.into();
                 body["token_type"] = "Bearer".into();
                 Ok(body)
             }
-            Err(_) => Ok(inactive),
+            Ok(_) | Err(_) => Ok(inactive),
         }
     }
 }

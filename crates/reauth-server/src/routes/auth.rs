@@ -30,7 +30,7 @@ pub(super) async fn login(
     validate::param("username", &login.username)?;
     validate::param("password", &login.password)?;
     state
-        .check_password(&login.username, login.password)
+        .check_password(&login.username, login.password, None)
         .await?;
     let tokens = state.start_session(&login.username, None, None).await?;
     Ok(token_json(&tokens))
@@ -64,7 +64,7 @@ pub(super) async fn logout(
     if let Some(token) = extract::bearer(&parts.headers)? {
         // A token of an already revoked family still logs out (idempotent).
         let claims = state.verify_jwt(token)?;
-        state.revoke(&claims.sid, "logout", None).await?;
+        state.revoke_access(&claims, "logout").await?;
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     if !extract::has_body(&parts.headers) {
@@ -73,6 +73,8 @@ pub(super) async fn logout(
     let body: RefreshBody =
         extract::json(&parts.headers, body, state.config.max_body_bytes).await?;
     validate::param("refresh_token", &body.refresh_token)?;
-    state.revoke_token(&body.refresh_token, "logout").await?;
+    state
+        .revoke_token(&body.refresh_token, "logout", None)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

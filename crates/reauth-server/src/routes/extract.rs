@@ -68,6 +68,24 @@ pub(crate) async fn form(
         ));
     }
     let bytes = read_body(body, limit).await?;
+    parameters(&bytes)
+}
+
+/// Parses the query string of a `GET` with the same rules as [`form`].
+pub(crate) fn query(
+    uri: &axum::http::Uri,
+    limit: usize,
+) -> Result<HashMap<String, String>, AppError> {
+    let query = uri.query().unwrap_or("");
+    if query.len() > limit {
+        return Err(AppError::PayloadTooLarge);
+    }
+    parameters(query.as_bytes())
+}
+
+/// `key=value&…`, URL-decoded; empty values count as absent, a repeated
+/// parameter is refused (RFC 6749 §3.1, §3.2).
+fn parameters(bytes: &[u8]) -> Result<HashMap<String, String>, AppError> {
     let mut params = HashMap::new();
     for pair in bytes.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
         let (key, value) = match pair.iter().position(|&b| b == b'=') {

@@ -12,6 +12,7 @@ use crate::engine::Engine;
 use crate::engine::TokenResponse;
 
 mod auth;
+mod authorize;
 mod extract;
 mod oauth;
 mod resources;
@@ -32,6 +33,10 @@ pub(crate) fn router(state: AppStateRef) -> Router {
         .route("/auth/login", post(auth::login))
         .route("/auth/refresh", post(auth::refresh))
         .route("/auth/logout", post(auth::logout))
+        .route(
+            "/oauth/authorize",
+            get(authorize::show).post(authorize::submit),
+        )
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/revoke", post(oauth::revoke))
         .route("/oauth/introspect", post(oauth::introspect))
@@ -42,6 +47,7 @@ pub(crate) fn router(state: AppStateRef) -> Router {
         .route("/.well-known/jwks.json", get(well_known::jwks))
         .route("/api/resources", get(resources::resources))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .fallback(|| async { rfc6749_error(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             rfc6749_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
@@ -55,6 +61,7 @@ pub(crate) fn metrics_router(state: AppStateRef) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .fallback(|| async { rfc6749_error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(state)
 }
@@ -62,6 +69,22 @@ pub(crate) fn metrics_router(state: AppStateRef) -> Router {
 /// Liveness: the process serves HTTP.
 async fn healthz() -> &'static str {
     "ok\n"
+}
+
+/// Readiness: the database answers (within the configured wait). `503
+/// temporarily_unavailable` otherwise, so a load balancer sends no traffic
+/// to a replica that cannot serve it.
+async fn readyz(axum::extract::State(state): axum::extract::State<AppStateRef>) -> Response {
+    match state.repo.ping().await {
+        Ok(()) => "ready\n".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed: the database does not answer");
+            crate::app_error::AppError::Unavailable {
+                retry_after: std::time::Duration::from_secs(1),
+            }
+            .into_response()
+        }
+    }
 }
 
 async fn metrics() -> Response {

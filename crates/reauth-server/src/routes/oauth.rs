@@ -9,17 +9,20 @@ use axum::response::{IntoResponse, Response};
 
 use super::{AppStateRef, extract, token_json, validate};
 use crate::app_error::AppError;
-use crate::client_auth::{presented_client, secret_matches};
-use crate::engine::Engine;
-use crate::engine::TokenResponse;
+use crate::client_auth::presented_client;
+use crate::clients::GrantType;
+use crate::engine::{Engine, check_grant, grant_scope};
 use crate::faults::RefreshFault;
+use crate::store::ClientRecord;
 
-/// Authenticates the client (Basic or form); `401 invalid_client` otherwise.
-async fn authenticate_client(
+/// The authenticated client of a request: credentials from HTTP Basic or
+/// the form (RFC 6749 §2.3.1), checked like every parameter, then by the
+/// engine. `401 invalid_client` otherwise.
+async fn authenticated(
     state: &Engine,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
-) -> Result<String, AppError> {
+) -> Result<ClientRecord, AppError> {
     let presented = presented_client(
         headers,
         params.get("client_id").map(String::as_str),
@@ -28,40 +31,10 @@ async fn authenticate_client(
     .ok_or(AppError::InvalidClient)?;
     // Credentials from the Basic header have not been through the form checks.
     validate::param("client_id", &presented.client_id)?;
-    let secret = presented.client_secret.ok_or(AppError::InvalidClient)?;
-    validate::param("client_secret", secret.expose())?;
-    if is_disabled_demo_secret(state, secret.expose()) {
-        tracing::info!(
-            client_id = presented.client_id,
-            "the public demo secret was presented but the demo client is off"
-        );
-        return Err(AppError::InvalidClient);
+    if let Some(secret) = &presented.client_secret {
+        validate::param("client_secret", secret.expose())?;
     }
-    let stored = state.repo.client_secret_mac(&presented.client_id).await?;
-    match stored {
-        Some(mac) if secret_matches(state.keys.client_pepper(), secret.expose(), &mac) => {
-            Ok(presented.client_id)
-        }
-        _ => {
-            tracing::info!(
-                client_id = presented.client_id,
-                "client authentication failed"
-            );
-            Err(AppError::InvalidClient)
-        }
-    }
-}
-
-/// The demo client's secret is public: it authenticates nobody unless the
-/// demo client is switched on (an earlier run may have stored it).
-fn is_disabled_demo_secret(state: &Engine, secret: &str) -> bool {
-    let demo = crate::config::ClientCredentials::demo();
-    let enabled = state
-        .config
-        .demo_client
-        .as_ref()
-        .is_some_and(|c| c.client_secret == demo.client_secret);
-    !enabled && secret == demo.client_secret.expose()
+    state.authenticate_client(presented).await
 }
 
 fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a str, AppError> {
@@ -74,11 +47,16 @@ fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a s
             "username" => "missing username",
             "password" => "missing password",
             "token" => "missing token",
+            "code" => "missing code",
+            "redirect_uri" => "missing redirect_uri",
+            "code_verifier" => "missing code_verifier (PKCE is required)",
             _ => "missing parameter",
         }))
 }
 
-/// `POST /oauth/token`: `password`, `refresh_token` and `client_credentials` grants.
+/// `POST /oauth/token`: the `authorization_code`, `refresh_token`,
+/// `password` and `client_credentials` grants, each only for clients
+/// registered with it.
 pub(super) async fn token(
     State(state): State<AppStateRef>,
     request: Request,
@@ -93,61 +71,74 @@ pub(super) async fn token(
             None => {}
         }
     }
-    let client_id = authenticate_client(&state, &parts.headers, &params).await?;
+    let client = authenticated(&state, &parts.headers, &params).await?;
+    let grant = GrantType::parse(grant_type).ok_or(AppError::UnsupportedGrantType)?;
+    check_grant(&client, grant)?;
     let scope = params.get("scope").map(String::as_str);
-    let tokens = match grant_type {
-        "refresh_token" => {
+    let tokens = match grant {
+        GrantType::RefreshToken => {
             let refresh_token = required(&params, "refresh_token")?;
-            state
-                .refresh(refresh_token, Some(&client_id), scope)
-                .await?
+            state.refresh(refresh_token, Some(&client), scope).await?
         }
-        "password" => {
+        GrantType::Password => {
+            let scope = grant_scope(&client, scope)?;
             let username = required(&params, "username")?;
             let password = required(&params, "password")?;
-            state.check_password(username, password.to_owned()).await?;
             state
-                .start_session(username, Some(&client_id), scope)
+                .check_password(username, password.to_owned(), Some(&client.client_id))
+                .await?;
+            state
+                .start_session(username, Some(&client.client_id), scope.as_deref())
                 .await?
         }
-        "client_credentials" => {
-            let sid = crate::util::random_id();
-            TokenResponse {
-                access_token: state.access_token(&client_id, &sid, scope, Some(&client_id)),
-                token_type: "Bearer",
-                expires_in: state.config.access_token_ttl.as_secs(),
-                refresh_token: None,
-                scope: scope.map(str::to_owned),
-            }
+        GrantType::ClientCredentials => {
+            let scope = grant_scope(&client, scope)?;
+            state.client_credentials(&client, scope.as_deref())
         }
-        _ => return Err(AppError::UnsupportedGrantType),
+        GrantType::AuthorizationCode => {
+            let code = required(&params, "code")?;
+            let redirect_uri = params.get("redirect_uri").map(String::as_str);
+            let verifier = required(&params, "code_verifier")?;
+            state
+                .redeem_code(&client, code, redirect_uri, verifier)
+                .await?
+        }
     };
     Ok(token_json(&tokens))
 }
 
-/// `POST /oauth/revoke`: revokes the session of a refresh or access token.
-/// `200` for unknown tokens too (RFC 7009 §2.2).
+/// `POST /oauth/revoke`: revokes the session of a refresh or access token
+/// issued to the authenticated client — durably, on every replica. `200`
+/// for unknown tokens too (RFC 7009 §2.2); `400 unauthorized_client` for a
+/// token issued to another client (§2.1).
 pub(super) async fn revoke(
     State(state): State<AppStateRef>,
     request: Request,
 ) -> Result<Response, AppError> {
     let (parts, body) = request.into_parts();
     let params = extract::form(&parts.headers, body, state.config.max_body_bytes).await?;
-    authenticate_client(&state, &parts.headers, &params).await?;
+    let client = authenticated(&state, &parts.headers, &params).await?;
     let token = required(&params, "token")?;
-    state.revoke_token(token, "revoked").await?;
+    state.revoke_token(token, "revoked", Some(&client)).await?;
     Ok(StatusCode::OK.into_response())
 }
 
-/// `POST /oauth/introspect`: `{"active": false}` for anything not live.
+/// `POST /oauth/introspect`: for the token's own client or a resource
+/// server; `{"active": false}` for anything else or anything not live.
 pub(super) async fn introspect(
     State(state): State<AppStateRef>,
     request: Request,
 ) -> Result<Response, AppError> {
     let (parts, body) = request.into_parts();
     let params = extract::form(&parts.headers, body, state.config.max_body_bytes).await?;
-    authenticate_client(&state, &parts.headers, &params).await?;
+    let client = authenticated(&state, &parts.headers, &params).await?;
+    if client.public {
+        // RFC 7662 §2.1: the caller must be authorized; a public client is
+        // not authenticated at all.
+        crate::audit::client_auth_failed(&client.client_id, "a public client cannot introspect");
+        return Err(AppError::InvalidClient);
+    }
     let token = required(&params, "token")?;
-    let body = state.introspect(token).await?;
+    let body = state.introspect(token, &client).await?;
     Ok(axum::Json(body).into_response())
 }

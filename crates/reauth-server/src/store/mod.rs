@@ -148,6 +148,136 @@ pub struct UserInfo {
     pub created_at: i64,
 }
 
+/// An OAuth client as stored (lists are in the order they were given).
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientRecord {
+    /// The `client_id`.
+    pub client_id: String,
+    /// HMAC-SHA256 of the secret under the server's pepper (hex); empty for
+    /// a public client.
+    pub secret_mac: String,
+    /// A public client (`token_endpoint_auth_method=none`): no secret.
+    pub public: bool,
+    /// The grant types it may use (`authorization_code`, `refresh_token`,
+    /// `password`, `client_credentials`).
+    pub grant_types: Vec<String>,
+    /// The scopes it may ask for.
+    pub scopes: Vec<String>,
+    /// The scope granted when it asks for none.
+    pub default_scope: Vec<String>,
+    /// Its registered redirect URIs (authorization-code grant).
+    pub redirect_uris: Vec<String>,
+    /// A resource server: may introspect any token, not only its own.
+    pub introspection: bool,
+    /// Registration time (ms, database clock).
+    pub created_at: i64,
+}
+
+impl fmt::Debug for ClientRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientRecord")
+            .field("client_id", &self.client_id)
+            .field("secret_mac", &"[redacted]")
+            .field("public", &self.public)
+            .field("grant_types", &self.grant_types)
+            .field("scopes", &self.scopes)
+            .field("default_scope", &self.default_scope)
+            .field("redirect_uris", &self.redirect_uris)
+            .field("introspection", &self.introspection)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// A client to register (its registration time comes from the database's
+/// clock). Lists are stored space separated: no element may contain a space.
+#[derive(Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NewClient {
+    /// The `client_id`.
+    pub client_id: String,
+    /// HMAC of the secret (hex); empty for a public client.
+    pub secret_mac: String,
+    /// A public client.
+    pub public: bool,
+    /// Allowed grant types.
+    pub grant_types: Vec<String>,
+    /// Allowed scopes.
+    pub scopes: Vec<String>,
+    /// Scope granted when none is asked for.
+    pub default_scope: Vec<String>,
+    /// Redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// May introspect any token.
+    pub introspection: bool,
+}
+
+impl NewClient {
+    /// A client with only an id (public, no grants, no scopes); fill in the
+    /// rest field by field.
+    pub fn new(client_id: impl Into<String>) -> Self {
+        Self {
+            client_id: client_id.into(),
+            ..Self::default()
+        }
+    }
+}
+
+impl fmt::Debug for NewClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewClient")
+            .field("client_id", &self.client_id)
+            .field("public", &self.public)
+            .field("grant_types", &self.grant_types)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Joins a list for a space-separated column.
+pub(crate) fn join(list: &[String]) -> String {
+    list.join(" ")
+}
+
+/// The audit detail of a registered client (no secret).
+pub(crate) fn client_detail(c: &NewClient) -> String {
+    format!(
+        "{}; grant_types={}; scopes={}; redirect_uris={}{}",
+        if c.public { "public" } else { "confidential" },
+        join(&c.grant_types),
+        join(&c.scopes),
+        join(&c.redirect_uris),
+        if c.introspection {
+            "; introspection"
+        } else {
+            ""
+        }
+    )
+}
+
+/// Splits a space-separated column.
+pub(crate) fn split(column: &str) -> Vec<String> {
+    column.split_whitespace().map(str::to_owned).collect()
+}
+
+/// A session to mark revoked whether or not it has a family row: the
+/// "family" of a `client_credentials` access token is that one token, and
+/// exists in the database only once revoked.
+#[derive(Debug, Clone, Copy)]
+pub struct RevokedSession<'a> {
+    /// The `sid` of the tokens.
+    pub id: &'a str,
+    /// Their subject.
+    pub subject: &'a str,
+    /// The client they were issued to.
+    pub client_id: Option<&'a str>,
+    /// Why (also the audit event's kind).
+    pub kind: &'a str,
+    /// Free text for the audit event (never a secret).
+    pub detail: Option<&'a str>,
+}
+
 /// An audit event as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -213,12 +343,31 @@ pub trait Repository: Send + Sync + fmt::Debug + 'static {
     async fn remove_user(&self, username: &str) -> Result<Option<Vec<String>>, StoreError>;
     /// All users, by name.
     async fn list_users(&self) -> Result<Vec<UserInfo>, StoreError>;
-    /// Registers a client or replaces its secret MAC.
-    async fn upsert_client(&self, client_id: &str, secret_mac: &str) -> Result<(), StoreError>;
-    /// The stored secret MAC of a client.
-    async fn client_secret_mac(&self, client_id: &str) -> Result<Option<String>, StoreError>;
-    /// Creates a session family.
-    async fn create_family(&self, family: &NewFamily<'_>) -> Result<(), StoreError>;
+    /// Registers a client and records a `client_added` audit event (one
+    /// transaction); `false` if the id is taken.
+    async fn add_client(&self, client: &NewClient) -> Result<bool, StoreError>;
+    /// Registers a client or replaces every field of it but its
+    /// registration time (the demo client at start-up); no audit event.
+    async fn upsert_client(&self, client: &NewClient) -> Result<(), StoreError>;
+    /// Looks a client up.
+    async fn find_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError>;
+    /// All clients, by id.
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError>;
+    /// Deletes a client, revokes every family issued to it and records a
+    /// `client_removed` audit event (one transaction). `None` if there was
+    /// no such client, else the ids of the families revoked.
+    async fn remove_client(&self, client_id: &str) -> Result<Option<Vec<String>>, StoreError>;
+    /// Replaces a confidential client's secret MAC and records a
+    /// `client_secret_rotated` audit event (one transaction). `false` if
+    /// there is no such confidential client.
+    async fn set_client_secret(
+        &self,
+        client_id: &str,
+        secret_mac: &str,
+    ) -> Result<bool, StoreError>;
+    /// Creates a session family; `false` (nothing written) if a family with
+    /// this id exists already.
+    async fn create_family(&self, family: &NewFamily<'_>) -> Result<bool, StoreError>;
     /// Loads a family.
     async fn load_family(&self, id: &str) -> Result<Option<FamilyRecord>, StoreError>;
     /// The rotation compare-and-set: advances the family one generation iff it
@@ -234,6 +383,12 @@ pub trait Repository: Send + Sync + fmt::Debug + 'static {
         kind: &str,
         detail: Option<&str>,
     ) -> Result<bool, StoreError>;
+    /// Revokes the session `id` and records an audit event (one
+    /// transaction), creating a revoked family row if there is none, so that
+    /// the revocation of any token — a `client_credentials` one included —
+    /// is durable and seen by every replica. `false` if it was already
+    /// revoked.
+    async fn revoke_session(&self, session: &RevokedSession<'_>) -> Result<bool, StoreError>;
     /// Families revoked within `window` before the database's now:
     /// `(id, revoked_at)`.
     async fn revoked_within(&self, window: Duration) -> Result<Vec<(String, i64)>, StoreError>;
@@ -243,6 +398,11 @@ pub trait Repository: Send + Sync + fmt::Debug + 'static {
     async fn audit_events(&self, family_id: Option<&str>) -> Result<Vec<AuditEvent>, StoreError>;
     /// Row counts.
     async fn counts(&self) -> Result<StoreCounts, StoreError>;
+    /// Stores `value` under `name` unless a value is stored already; the
+    /// value stored now (ours, or the one that was there).
+    async fn claim_setting(&self, name: &str, value: &str) -> Result<String, StoreError>;
+    /// A cheap read that proves the database answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
 }
 
 /// A [`Duration`] in whole milliseconds for SQL, saturating.

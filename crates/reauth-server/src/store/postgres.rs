@@ -13,8 +13,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection as _, Row};
 
 use super::{
-    AuditEvent, Backend, FamilyRecord, NewAuditEvent, NewFamily, Repository, RotateOutcome,
-    Rotation, StoreCounts, StoreError, UserInfo, UserRecord, millis,
+    AuditEvent, Backend, ClientRecord, FamilyRecord, NewAuditEvent, NewClient, NewFamily,
+    Repository, RevokedSession, RotateOutcome, Rotation, StoreCounts, StoreError, UserInfo,
+    UserRecord, client_detail, join, millis, split,
 };
 use crate::error::ServerError;
 
@@ -79,6 +80,42 @@ fn family_from_row(row: &PgRow) -> Result<FamilyRecord, sqlx::Error> {
         revoked_reason: row.try_get("revoked_reason")?,
         read_at: row.try_get("read_at")?,
     })
+}
+
+const CLIENT_COLUMNS: &str = "client_id, secret_mac, public, grant_types, scopes, default_scope, redirect_uris, introspection, created_at";
+
+fn client_from_row(row: &PgRow) -> Result<ClientRecord, sqlx::Error> {
+    Ok(ClientRecord {
+        client_id: row.try_get("client_id")?,
+        secret_mac: row.try_get("secret_mac")?,
+        public: row.try_get("public")?,
+        grant_types: split(row.try_get("grant_types")?),
+        scopes: split(row.try_get("scopes")?),
+        default_scope: split(row.try_get("default_scope")?),
+        redirect_uris: split(row.try_get("redirect_uris")?),
+        introspection: row.try_get("introspection")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// `$1` id, `$2` secret MAC, `$3` public, `$4` grant types, `$5` scopes,
+/// `$6` default scope, `$7` redirect URIs, `$8` introspection.
+const INSERT_CLIENT: &str = "INSERT INTO clients (client_id, secret_mac, created_at, public, grant_types, scopes, default_scope, redirect_uris, introspection) \
+     VALUES ($1, $2, reauth_now_ms(), $3, $4, $5, $6, $7, $8) ON CONFLICT (client_id) ";
+
+fn bind_client<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    c: &'q NewClient,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(&c.client_id)
+        .bind(&c.secret_mac)
+        .bind(c.public)
+        .bind(join(&c.grant_types))
+        .bind(join(&c.scopes))
+        .bind(join(&c.default_scope))
+        .bind(join(&c.redirect_uris))
+        .bind(c.introspection)
 }
 
 fn audit_from_row(row: &PgRow) -> Result<AuditEvent, sqlx::Error> {
@@ -224,26 +261,130 @@ impl Repository for PostgresRepository {
             .map_err(classify)
     }
 
-    async fn upsert_client(&self, client_id: &str, secret_mac: &str) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO clients (client_id, secret_mac, created_at) VALUES ($1, $2, reauth_now_ms()) ON CONFLICT (client_id) DO UPDATE SET secret_mac = excluded.secret_mac")
-            .bind(client_id)
-            .bind(secret_mac)
+    async fn add_client(&self, client: &NewClient) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let sql = format!("{INSERT_CLIENT}DO NOTHING");
+        let done = bind_client(sqlx::query(&sql), client)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await.map_err(classify)?;
+            return Ok(false);
+        }
+        sqlx::query(INSERT_AUDIT)
+            .bind("client_added")
+            .bind(Option::<&str>::None)
+            .bind(&client.client_id)
+            .bind(client_detail(client))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(true)
+    }
+
+    async fn upsert_client(&self, client: &NewClient) -> Result<(), StoreError> {
+        let sql = format!(
+            "{INSERT_CLIENT}DO UPDATE SET secret_mac = excluded.secret_mac, public = excluded.public, \
+             grant_types = excluded.grant_types, scopes = excluded.scopes, \
+             default_scope = excluded.default_scope, redirect_uris = excluded.redirect_uris, \
+             introspection = excluded.introspection"
+        );
+        bind_client(sqlx::query(&sql), client)
             .execute(&self.pool)
             .await
             .map_err(classify)?;
         Ok(())
     }
 
-    async fn client_secret_mac(&self, client_id: &str) -> Result<Option<String>, StoreError> {
-        sqlx::query_scalar("SELECT secret_mac FROM clients WHERE client_id = $1")
-            .bind(client_id)
-            .fetch_optional(&self.pool)
-            .await
+    async fn find_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id = $1"
+        ))
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        row.as_ref()
+            .map(client_from_row)
+            .transpose()
             .map_err(classify)
     }
 
-    async fn create_family(&self, f: &NewFamily<'_>) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO families (id, subject, client_id, scope, generation, created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, reauth_now_ms(), reauth_now_ms())")
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CLIENT_COLUMNS} FROM clients ORDER BY client_id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter()
+            .map(client_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(classify)
+    }
+
+    async fn remove_client(&self, client_id: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let deleted = sqlx::query("DELETE FROM clients WHERE client_id = $1")
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if deleted.rows_affected() == 0 {
+            tx.rollback().await.map_err(classify)?;
+            return Ok(None);
+        }
+        let ids: Vec<String> = sqlx::query_scalar("UPDATE families SET revoked_at = reauth_now_ms(), revoked_reason = 'client_removed' WHERE client_id = $1 AND revoked_at IS NULL RETURNING id")
+            .bind(client_id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+        sqlx::query(INSERT_AUDIT)
+            .bind("client_removed")
+            .bind(Option::<&str>::None)
+            .bind(client_id)
+            .bind(format!("{} families revoked", ids.len()))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(Some(ids))
+    }
+
+    async fn set_client_secret(
+        &self,
+        client_id: &str,
+        secret_mac: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let changed = sqlx::query(
+            "UPDATE clients SET secret_mac = $2 WHERE client_id = $1 AND public = FALSE",
+        )
+        .bind(client_id)
+        .bind(secret_mac)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        if changed.rows_affected() == 0 {
+            tx.rollback().await.map_err(classify)?;
+            return Ok(false);
+        }
+        sqlx::query(INSERT_AUDIT)
+            .bind("client_secret_rotated")
+            .bind(Option::<&str>::None)
+            .bind(client_id)
+            .bind(Option::<&str>::None)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(true)
+    }
+
+    async fn create_family(&self, f: &NewFamily<'_>) -> Result<bool, StoreError> {
+        let done = sqlx::query("INSERT INTO families (id, subject, client_id, scope, generation, created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, reauth_now_ms(), reauth_now_ms()) ON CONFLICT (id) DO NOTHING")
             .bind(f.id)
             .bind(f.subject)
             .bind(f.client_id)
@@ -252,7 +393,7 @@ impl Repository for PostgresRepository {
             .execute(&self.pool)
             .await
             .map_err(classify)?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn load_family(&self, id: &str) -> Result<Option<FamilyRecord>, StoreError> {
@@ -329,6 +470,37 @@ impl Repository for PostgresRepository {
         Ok(true)
     }
 
+    async fn revoke_session(&self, r: &RevokedSession<'_>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let subject: Option<String> = sqlx::query_scalar(
+            "INSERT INTO families (id, subject, client_id, scope, generation, created_at, last_used_at, revoked_at, revoked_reason) \
+             VALUES ($1, $2, $3, NULL, 0, reauth_now_ms(), reauth_now_ms(), reauth_now_ms(), $4) \
+             ON CONFLICT (id) DO UPDATE SET revoked_at = excluded.revoked_at, revoked_reason = excluded.revoked_reason \
+             WHERE families.revoked_at IS NULL RETURNING subject",
+        )
+        .bind(r.id)
+        .bind(r.subject)
+        .bind(r.client_id)
+        .bind(r.kind)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let Some(subject) = subject else {
+            tx.rollback().await.map_err(classify)?;
+            return Ok(false);
+        };
+        sqlx::query(INSERT_AUDIT)
+            .bind(r.kind)
+            .bind(r.id)
+            .bind(subject)
+            .bind(r.detail)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(true)
+    }
+
     async fn revoked_within(&self, window: Duration) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, revoked_at FROM families WHERE revoked_at >= reauth_now_ms() - $1",
@@ -389,5 +561,27 @@ impl Repository for PostgresRepository {
             families: get("families")?,
             audit_events: get("audit_events")?,
         })
+    }
+
+    async fn claim_setting(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        // One statement: the insert's row, or the row that was there.
+        sqlx::query_scalar(
+            "WITH claimed AS (INSERT INTO settings (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO NOTHING RETURNING value) \
+             SELECT value FROM claimed UNION ALL SELECT value FROM settings WHERE name = $1 LIMIT 1",
+        )
+        .bind(name)
+        .bind(value)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM settings")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)
+            .map(drop)
     }
 }

@@ -1,5 +1,6 @@
-//! Scenario tests of DESIGN.md §4.4, one or more per row S1–S9, plus the
-//! storage conformance suite and an off-the-shelf OAuth2 client.
+//! Scenario tests of DESIGN.md §4.4, one or more per row S1–S9, the rows of
+//! §4.7 the library owns (O2–O4, O7–O10, in `ops`), plus the storage
+//! conformance suite and an off-the-shelf OAuth2 client.
 //!
 //! Time is injected: the server reads a `ManualClock`, so grace windows, idle
 //! timeouts and expiries are crossed by advancing the clock, never by
@@ -13,6 +14,7 @@ mod jwt_attacks;
 mod malformed;
 mod metrics_faults;
 mod oauth2_client;
+mod ops;
 mod pg;
 mod rate_limit;
 mod replicas;

@@ -118,12 +118,19 @@ async fn s6_malformed_requests_get_rfc6749_errors_and_write_nothing() {
         )
         .status(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
         case(
-            "token: authorization_code unsupported",
+            "token: authorization_code without its PKCE verifier",
             "/oauth/token",
             FORM,
             "grant_type=authorization_code&code=x",
         )
-        .status(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
+        .status(StatusCode::BAD_REQUEST, "invalid_request"),
+        case(
+            "token: authorization_code with a forged code",
+            "/oauth/token",
+            FORM,
+            "grant_type=authorization_code&code=ac1.e30.AAAA&code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+        )
+        .status(StatusCode::BAD_REQUEST, "invalid_grant"),
         case(
             "token: missing password",
             "/oauth/token",

@@ -122,7 +122,8 @@ async fn s4_oauth_revoke_takes_effect_at_once_without_grace() {
 #[tokio::test]
 async fn s4_revoking_an_access_token_ends_its_session() {
     let server = TestServer::start().await;
-    let tokens = server.login().await;
+    // A client revokes tokens issued to it (RFC 7009 §2.1).
+    let tokens = server.oauth_login().await;
     let (status, _) = server
         .oauth_form(
             "/oauth/revoke",

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reauth_server::store::{
-    NewAuditEvent, NewFamily, PostgresRepository, Repository, RotateOutcome, Rotation,
-    SqliteRepository,
+    NewAuditEvent, NewClient, NewFamily, PostgresRepository, Repository, RevokedSession,
+    RotateOutcome, Rotation, SqliteRepository,
 };
 use reauth_server::{ManualClock, SqliteSynchronous};
 
@@ -80,26 +80,88 @@ async fn storage_suite(repo: Arc<dyn Repository>, clock: DbClock<'_>) {
         .collect();
     assert_eq!(names, ["u0", "u1"]);
 
-    // Clients.
-    repo.upsert_client("c1", "mac-1").await.unwrap();
-    repo.upsert_client("c1", "mac-2").await.unwrap();
+    // Clients (O1): registration with its audit event, secret rotation,
+    // the demo client's upsert.
+    let strings = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let mut c1 = NewClient::new("c1");
+    c1.secret_mac = "mac-1".into();
+    c1.grant_types = strings(&["password", "refresh_token"]);
+    c1.scopes = strings(&["read", "write"]);
+    c1.default_scope = strings(&["read"]);
+    c1.redirect_uris = strings(&["https://app.example/cb"]);
+    assert!(repo.add_client(&c1).await.unwrap());
+    assert!(!repo.add_client(&c1).await.unwrap(), "duplicate refused");
+    let stored = repo.find_client("c1").await.unwrap().unwrap();
     assert_eq!(
-        repo.client_secret_mac("c1").await.unwrap().as_deref(),
-        Some("mac-2")
+        (
+            stored.secret_mac.as_str(),
+            stored.public,
+            stored.introspection,
+            stored.created_at
+        ),
+        ("mac-1", false, false, 12)
     );
-    assert_eq!(repo.client_secret_mac("c2").await.unwrap(), None);
+    assert_eq!(
+        (
+            stored.grant_types,
+            stored.scopes,
+            stored.default_scope,
+            stored.redirect_uris
+        ),
+        (
+            c1.grant_types,
+            c1.scopes,
+            c1.default_scope,
+            c1.redirect_uris
+        )
+    );
+    assert!(repo.set_client_secret("c1", "mac-2").await.unwrap());
+    assert_eq!(
+        repo.find_client("c1").await.unwrap().unwrap().secret_mac,
+        "mac-2"
+    );
+    assert!(!repo.set_client_secret("c9", "mac").await.unwrap());
+    let mut p1 = NewClient::new("p1");
+    p1.public = true;
+    p1.grant_types = strings(&["authorization_code"]);
+    repo.upsert_client(&p1).await.unwrap();
+    clock.set(13).await;
+    p1.introspection = true;
+    repo.upsert_client(&p1).await.unwrap();
+    let stored = repo.find_client("p1").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.public, stored.introspection, stored.created_at),
+        (true, true, 12),
+        "an upsert replaces the fields, keeps the registration time"
+    );
+    assert!(
+        !repo.set_client_secret("p1", "mac").await.unwrap(),
+        "a public client has no secret"
+    );
+    let ids: Vec<String> = repo
+        .list_clients()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.client_id)
+        .collect();
+    assert_eq!(ids, ["c1", "p1"]);
+    assert_eq!(repo.find_client("c2").await.unwrap(), None);
 
     // Families and the rotation compare-and-set.
     clock.set(1_000).await;
-    repo.create_family(&NewFamily {
+    let f1 = NewFamily {
         id: "f1",
         subject: "u1",
         client_id: Some("c1"),
         scope: Some("read"),
         generation: 1,
-    })
-    .await
-    .unwrap();
+    };
+    assert!(repo.create_family(&f1).await.unwrap());
+    assert!(
+        !repo.create_family(&f1).await.unwrap(),
+        "an existing family is not created again"
+    );
     clock.set(1_500).await;
     let f = repo.load_family("f1").await.unwrap().unwrap();
     assert_eq!(
@@ -317,6 +379,88 @@ async fn storage_suite(repo: Arc<dyn Repository>, clock: DbClock<'_>) {
             .is_none()
     );
 
+    // Revoking a session with no family (a client_credentials token) leaves
+    // a revoked row; one with a live family revokes it.
+    clock.set(7_500).await;
+    let cc = RevokedSession {
+        id: "s-cc",
+        subject: "client:c1",
+        client_id: Some("c1"),
+        kind: "revoked",
+        detail: Some("access token revoked"),
+    };
+    assert!(repo.revoke_session(&cc).await.unwrap());
+    assert!(!repo.revoke_session(&cc).await.unwrap(), "already revoked");
+    let row = repo.load_family("s-cc").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            row.subject.as_str(),
+            row.generation,
+            row.revoked_at,
+            row.revoked_reason.as_deref()
+        ),
+        ("client:c1", 0, Some(7_500), Some("revoked"))
+    );
+    assert!(advanced(repo.rotate(&rotation("s-cc", 0)).await.unwrap()).is_none());
+    let logout = RevokedSession {
+        id: "f3",
+        subject: "u0",
+        client_id: None,
+        kind: "logout",
+        detail: None,
+    };
+    assert!(repo.revoke_session(&logout).await.unwrap());
+    let f3 = repo.load_family("f3").await.unwrap().unwrap();
+    assert_eq!(
+        (f3.subject.as_str(), f3.generation, f3.revoked_at),
+        ("u0", 1, Some(7_500))
+    );
+    let mut recent: Vec<String> = repo
+        .revoked_within(Duration::from_millis(1_000))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    recent.sort();
+    assert_eq!(recent, ["f2", "f3", "s-cc"]);
+
+    // Removing a client revokes its live families.
+    clock.set(7_600).await;
+    assert!(
+        repo.create_family(&NewFamily {
+            id: "f4",
+            subject: "u0",
+            client_id: Some("c1"),
+            scope: None,
+            generation: 1,
+        })
+        .await
+        .unwrap()
+    );
+    assert_eq!(
+        repo.remove_client("c1").await.unwrap(),
+        Some(vec!["f4".to_owned()])
+    );
+    assert_eq!(repo.remove_client("c1").await.unwrap(), None);
+    assert_eq!(repo.find_client("c1").await.unwrap(), None);
+    let f4 = repo.load_family("f4").await.unwrap().unwrap();
+    assert_eq!(
+        (f4.revoked_at, f4.revoked_reason.as_deref()),
+        (Some(7_600), Some("client_removed"))
+    );
+
+    // Settings: the first value claimed stays.
+    assert_eq!(
+        repo.claim_setting("key_fingerprint", "aaa").await.unwrap(),
+        "aaa"
+    );
+    assert_eq!(
+        repo.claim_setting("key_fingerprint", "bbb").await.unwrap(),
+        "aaa"
+    );
+    repo.ping().await.expect("ping");
+
     clock.set(8_000).await;
     repo.record_audit(&NewAuditEvent {
         kind: "custom",
@@ -332,14 +476,19 @@ async fn storage_suite(repo: Arc<dyn Repository>, clock: DbClock<'_>) {
             .map(|e| (e.kind.as_str(), e.at))
             .collect::<Vec<_>>(),
         [
+            ("client_added", 12),
+            ("client_secret_rotated", 12),
             ("reuse_detected", 5_000),
             ("user_removed", 7_000),
+            ("revoked", 7_500),
+            ("logout", 7_500),
+            ("client_removed", 7_600),
             ("custom", 8_000)
         ]
     );
     let counts = repo.counts().await.unwrap();
-    assert_eq!((counts.users, counts.clients, counts.families), (1, 1, 23));
-    assert_eq!(counts.audit_events, 3);
+    assert_eq!((counts.users, counts.clients, counts.families), (1, 1, 25));
+    assert_eq!(counts.audit_events, 8);
 }
 
 async fn sqlite(url: &str, sync: SqliteSynchronous, clock: &ManualClock) -> SqliteRepository {
@@ -366,7 +515,7 @@ async fn storage_suite_sqlite_file() {
     let again = SqliteRepository::connect(&url, SqliteSynchronous::Normal)
         .await
         .unwrap();
-    assert_eq!(again.counts().await.unwrap().families, 23);
+    assert_eq!(again.counts().await.unwrap().families, 25);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,8 +25,9 @@ mod worker;
 use self::error::classify;
 use self::worker::{Envelope, Job};
 use super::{
-    AuditEvent, Backend, FamilyRecord, NewAuditEvent, NewFamily, Repository, RotateOutcome,
-    Rotation, StoreCounts, StoreError, UserInfo, UserRecord, millis,
+    AuditEvent, Backend, ClientRecord, FamilyRecord, NewAuditEvent, NewClient, NewFamily,
+    Repository, RevokedSession, RotateOutcome, Rotation, StoreCounts, StoreError, UserInfo,
+    UserRecord, client_detail, join, millis, split,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::config::SqliteSynchronous;
@@ -72,6 +73,41 @@ fn family_from_row(row: &rusqlite::Row<'_>, read_at: i64) -> rusqlite::Result<Fa
     })
 }
 
+fn client_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ClientRecord> {
+    // Column order of sql::client_columns!.
+    Ok(ClientRecord {
+        client_id: row.get(0)?,
+        secret_mac: row.get(1)?,
+        public: row.get(2)?,
+        grant_types: split(&row.get::<_, String>(3)?),
+        scopes: split(&row.get::<_, String>(4)?),
+        default_scope: split(&row.get::<_, String>(5)?),
+        redirect_uris: split(&row.get::<_, String>(6)?),
+        introspection: row.get(7)?,
+        created_at: row.get(8)?,
+    })
+}
+
+/// Inserts (`sql::ADD_CLIENT`) or upserts (`sql::UPSERT_CLIENT`) a client.
+fn put_client(
+    conn: &Connection,
+    statement: &str,
+    c: &NewClient,
+    now: i64,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(statement)?.execute(rusqlite::params![
+        c.client_id,
+        c.secret_mac,
+        now,
+        c.public,
+        join(&c.grant_types),
+        join(&c.scopes),
+        join(&c.default_scope),
+        join(&c.redirect_uris),
+        c.introspection,
+    ])
+}
+
 fn audit_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEvent> {
     Ok(AuditEvent {
         at: row.get(0)?,
@@ -92,6 +128,40 @@ fn insert_audit(conn: &Connection, at: i64, e: &NewAuditEvent<'_>) -> rusqlite::
             e.detail
         ])?;
     Ok(())
+}
+
+/// Creates the database file with mode `0600` before SQLite opens it (SQLite
+/// creates its `-wal` and `-shm` files with the database file's mode). An
+/// existing file keeps its mode, with a warning if others may read it.
+fn create_private(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+        match created {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if let Ok(meta) = std::fs::metadata(path) {
+                    let mode = meta.permissions().mode() & 0o777;
+                    if mode & 0o077 != 0 {
+                        tracing::warn!(
+                            path = %path.display(),
+                            mode = format!("{mode:o}"),
+                            "the database file is readable by other users; chmod 600 it"
+                        );
+                    }
+                }
+            }
+            // Let SQLite report a missing directory and the like.
+            Err(_) => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// Where a `sqlite:` URL points.
@@ -120,15 +190,18 @@ fn location(url: &str) -> Result<Location, ServerError> {
 
 fn open(location: &Location, synchronous: SqliteSynchronous) -> Result<Connection, StoreError> {
     let mut conn = match location {
-        Location::Memory => Connection::open_in_memory(),
-        Location::File(path) => Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        ),
-    }
-    .map_err(classify)?;
+        Location::Memory => Connection::open_in_memory().map_err(classify)?,
+        Location::File(path) => {
+            create_private(path);
+            Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | OpenFlags::SQLITE_OPEN_CREATE
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(classify)?
+        }
+    };
     conn.busy_timeout(DEFAULT_WAIT).map_err(classify)?;
     let _mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
@@ -318,40 +391,135 @@ impl Repository for SqliteRepository {
         .await
     }
 
-    async fn upsert_client(&self, client_id: &str, secret_mac: &str) -> Result<(), StoreError> {
-        let (client_id, mac) = (client_id.to_owned(), secret_mac.to_owned());
+    async fn add_client(&self, client: &NewClient) -> Result<bool, StoreError> {
+        let client = client.clone();
         self.call(move |conn, now| {
-            conn.prepare_cached(sql::UPSERT_CLIENT)
-                .and_then(|mut s| s.execute(rusqlite::params![client_id, mac, now]))
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(classify)?;
+            if put_client(&tx, sql::ADD_CLIENT, &client, now).map_err(classify)? == 0 {
+                return Ok(false);
+            }
+            let detail = client_detail(&client);
+            let event = NewAuditEvent {
+                kind: "client_added",
+                family_id: None,
+                subject: Some(&client.client_id),
+                detail: Some(&detail),
+            };
+            insert_audit(&tx, now, &event).map_err(classify)?;
+            tx.commit().map_err(classify)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn upsert_client(&self, client: &NewClient) -> Result<(), StoreError> {
+        let client = client.clone();
+        self.call(move |conn, now| {
+            put_client(conn, sql::UPSERT_CLIENT, &client, now).map_err(classify)?;
             Ok(())
         })
         .await
     }
 
-    async fn client_secret_mac(&self, client_id: &str) -> Result<Option<String>, StoreError> {
+    async fn find_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
         let client_id = client_id.to_owned();
         self.call(move |conn, _| {
-            conn.prepare_cached(sql::CLIENT_SECRET)
-                .and_then(|mut s| s.query_row([&client_id], |row| row.get(0)).optional())
+            conn.prepare_cached(sql::FIND_CLIENT)
+                .and_then(|mut s| s.query_row([&client_id], client_from_row).optional())
                 .map_err(classify)
         })
         .await
     }
 
-    async fn create_family(&self, f: &NewFamily<'_>) -> Result<(), StoreError> {
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        self.call(|conn, _| {
+            conn.prepare_cached(sql::LIST_CLIENTS)
+                .and_then(|mut s| s.query_map([], client_from_row)?.collect())
+                .map_err(classify)
+        })
+        .await
+    }
+
+    async fn remove_client(&self, client_id: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let client_id = client_id.to_owned();
+        self.call(move |conn, now| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(classify)?;
+            let deleted = tx
+                .prepare_cached(sql::DELETE_CLIENT)
+                .and_then(|mut s| s.execute([&client_id]))
+                .map_err(classify)?;
+            if deleted == 0 {
+                return Ok(None);
+            }
+            let ids = tx
+                .prepare_cached(sql::REVOKE_CLIENT_FAMILIES)
+                .and_then(|mut s| {
+                    s.query_map(rusqlite::params![client_id, now], |row| row.get(0))?
+                        .collect::<rusqlite::Result<Vec<String>>>()
+                })
+                .map_err(classify)?;
+            let detail = format!("{} families revoked", ids.len());
+            let event = NewAuditEvent {
+                kind: "client_removed",
+                family_id: None,
+                subject: Some(&client_id),
+                detail: Some(&detail),
+            };
+            insert_audit(&tx, now, &event).map_err(classify)?;
+            tx.commit().map_err(classify)?;
+            Ok(Some(ids))
+        })
+        .await
+    }
+
+    async fn set_client_secret(
+        &self,
+        client_id: &str,
+        secret_mac: &str,
+    ) -> Result<bool, StoreError> {
+        let (client_id, mac) = (client_id.to_owned(), secret_mac.to_owned());
+        self.call(move |conn, now| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(classify)?;
+            let changed = tx
+                .prepare_cached(sql::SET_CLIENT_SECRET)
+                .and_then(|mut s| s.execute(rusqlite::params![client_id, mac]))
+                .map_err(classify)?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            let event = NewAuditEvent {
+                kind: "client_secret_rotated",
+                family_id: None,
+                subject: Some(&client_id),
+                detail: None,
+            };
+            insert_audit(&tx, now, &event).map_err(classify)?;
+            tx.commit().map_err(classify)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn create_family(&self, f: &NewFamily<'_>) -> Result<bool, StoreError> {
         let (id, subject) = (f.id.to_owned(), f.subject.to_owned());
         let (client_id, scope) = (f.client_id.map(str::to_owned), f.scope.map(str::to_owned));
         let generation = f.generation;
         self.call(move |conn, now| {
-            conn.prepare_cached(sql::CREATE_FAMILY)
+            let inserted = conn
+                .prepare_cached(sql::CREATE_FAMILY)
                 .and_then(|mut s| {
                     s.execute(rusqlite::params![
                         id, subject, client_id, scope, generation, now
                     ])
                 })
                 .map_err(classify)?;
-            Ok(())
+            Ok(inserted == 1)
         })
         .await
     }
@@ -405,6 +573,40 @@ impl Repository for SqliteRepository {
                 })
                 .map_err(classify)?;
             let Some(subject) = subject else {
+                return Ok(false);
+            };
+            let event = NewAuditEvent {
+                kind: &kind,
+                family_id: Some(&id),
+                subject: Some(&subject),
+                detail: detail.as_deref(),
+            };
+            insert_audit(&tx, now, &event).map_err(classify)?;
+            tx.commit().map_err(classify)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn revoke_session(&self, r: &RevokedSession<'_>) -> Result<bool, StoreError> {
+        let (id, subject) = (r.id.to_owned(), r.subject.to_owned());
+        let client_id = r.client_id.map(str::to_owned);
+        let (kind, detail) = (r.kind.to_owned(), r.detail.map(str::to_owned));
+        self.call(move |conn, now| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(classify)?;
+            let revoked: Option<String> = tx
+                .prepare_cached(sql::REVOKE_SESSION)
+                .and_then(|mut s| {
+                    s.query_row(
+                        rusqlite::params![id, subject, client_id, now, kind],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                })
+                .map_err(classify)?;
+            let Some(subject) = revoked else {
                 return Ok(false);
             };
             let event = NewAuditEvent {
@@ -479,6 +681,29 @@ impl Repository for SqliteRepository {
                 })
             })
             .map_err(classify)
+        })
+        .await
+    }
+
+    async fn claim_setting(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        let (name, value) = (name.to_owned(), value.to_owned());
+        self.call(move |conn, _| {
+            conn.prepare_cached(sql::CLAIM_SETTING)
+                .and_then(|mut s| s.execute([&name, &value]))
+                .and_then(|_| {
+                    conn.prepare_cached(sql::GET_SETTING)?
+                        .query_row([&name], |row| row.get(0))
+                })
+                .map_err(classify)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.call(|conn, _| {
+            conn.query_row(sql::PING, [], |row| row.get::<_, i64>(0))
+                .map(drop)
+                .map_err(classify)
         })
         .await
     }
