@@ -136,6 +136,14 @@ pub struct Limits {
     /// Longest a whole request may take, its body included (`408` beyond).
     /// Default 30 s.
     pub request_timeout: Duration,
+    /// Longest a response write may make no progress (a client that stops
+    /// reading): the connection is closed. Default 10 s.
+    pub write_timeout: Duration,
+    /// A connection this old is closed after its request in flight (and
+    /// dropped `shutdown_deadline` later if that request does not end), so
+    /// no client holds a connection forever, however busy it keeps it.
+    /// Default 10 min.
+    pub max_connection_age: Duration,
     /// Open connections at most; more clients wait in the listen backlog
     /// until one closes. Default 1024.
     pub max_connections: usize,
@@ -158,6 +166,8 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(10),
+            max_connection_age: Duration::from_secs(600),
             max_connections: 1024,
             shutdown_deadline: Duration::from_secs(10),
             clock_leeway: Duration::from_secs(60),

@@ -9,8 +9,10 @@
 //! | header read timeout (also closes idle and idle keep-alive connections) | hyper `http1::Builder::header_read_timeout` with hyper-util's `TokioTimer` (HTTP/1.1; see below) |
 //! | body read timeout (longest pause between two chunks) | tower-http `RequestBodyTimeoutLayer` |
 //! | whole-request timeout → `408` | tower-http `TimeoutLayer` |
+//! | write timeout (a client that stops reading its response) | `tokio-io-timeout`'s `TimeoutStream`: a write that makes no progress for `write_timeout` closes the connection |
+//! | maximum connection age | at `max_connection_age` hyper's per-connection graceful shutdown (the request in flight finishes, then the connection closes); one still open `shutdown_deadline` later is dropped |
 //! | connection cap | a semaphore permit per accepted connection: at the cap the accept loop waits, new clients queue in the listen backlog |
-//! | graceful shutdown with a deadline | hyper-util `GracefulShutdown` (idle connections close at once, in-flight requests finish), then every connection still open is aborted |
+//! | graceful shutdown with a deadline | the same per-connection graceful shutdown for every connection (idle ones close at once, in-flight requests finish), then every connection still open is aborted |
 //!
 //! A handshake (TLS) runs inside the connection's task, under the cap and
 //! the header read timeout, so a slow handshake holds neither the accept
@@ -27,7 +29,6 @@ use axum::response::{IntoResponse, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -47,6 +48,49 @@ fn render_timeout(response: Response) -> Response {
         return AppError::RequestTimeout.into_response();
     }
     response
+}
+
+/// Runs one connection until it ends, it reaches `max_age`, or `stopped`
+/// turns true; in the latter two cases it is asked to close after its
+/// request in flight (hyper's graceful shutdown) and dropped if it has not
+/// within `grace`.
+async fn drive<C>(
+    connection: C,
+    max_age: Duration,
+    grace: Duration,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), hyper::Error>
+where
+    C: Future<Output = Result<(), hyper::Error>> + GracefulConnection,
+{
+    tokio::pin!(connection);
+    tokio::select! {
+        done = connection.as_mut() => return done,
+        () = tokio::time::sleep(max_age) => {}
+        _ = stopped.wait_for(|stop| *stop) => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    tokio::time::timeout(grace, connection)
+        .await
+        .unwrap_or(Ok(()))
+}
+
+/// A hyper connection that can be asked to close after its request in flight.
+trait GracefulConnection {
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S> GracefulConnection for http1::Connection<I, S>
+where
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S::ResBody: hyper::body::Body + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        http1::Connection::graceful_shutdown(self);
+    }
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then drains
@@ -80,9 +124,14 @@ pub(crate) async fn serve<H, Fut, Io>(
         .header_read_timeout(limits.header_read_timeout);
     let builder = Arc::new(builder);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut connections = JoinSet::new();
     let handshake_timeout = limits.header_read_timeout;
+    let (write_timeout, max_age, grace) = (
+        limits.write_timeout,
+        limits.max_connection_age,
+        limits.shutdown_deadline,
+    );
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -114,7 +163,7 @@ pub(crate) async fn serve<H, Fut, Io>(
                     .insert(ConnectInfo::<SocketAddr>(peer));
                 request
             });
-        let watcher = graceful.watcher();
+        let stopped = stopped.clone();
         let (builder, handshake) = (builder.clone(), handshake.clone());
         connections.spawn(async move {
             let _slot = slot;
@@ -129,16 +178,22 @@ pub(crate) async fn serve<H, Fut, Io>(
                     return;
                 }
             };
-            let connection =
-                builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
-            if let Err(e) = watcher.watch(connection).await {
+            let mut io = tokio_io_timeout::TimeoutStream::new(io);
+            io.set_write_timeout(Some(write_timeout));
+            let connection = builder.serve_connection(
+                TokioIo::new(Box::pin(io)),
+                TowerToHyperService::new(service),
+            );
+            if let Err(e) = drive(connection, max_age, grace, stopped).await {
                 tracing::debug!(%peer, error = %e, "connection closed");
             }
         });
     }
     drop(listener);
     let open = connections.len();
-    if tokio::time::timeout(limits.shutdown_deadline, graceful.shutdown())
+    let _ = stop.send(true);
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(limits.shutdown_deadline, drained)
         .await
         .is_err()
     {
