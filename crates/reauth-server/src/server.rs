@@ -146,12 +146,15 @@ impl Server {
         Ok(server)
     }
 
-    /// The axum router of every endpoint (DESIGN.md §4.1).
+    /// The axum router of every endpoint (DESIGN.md §4.1). A request body
+    /// over [`ServerConfig::max_body_bytes`] is answered `413` on every
+    /// route — before any of it is read when its `Content-Length` says so.
     pub fn router(&self) -> Router {
-        crate::web::with_page(
+        let router = crate::web::with_page(
             crate::routes::router(self.state.clone()),
             self.state.config.web_dir.as_deref(),
-        )
+        );
+        crate::routes::with_body_limit(router, self.state.config.max_body_bytes)
     }
 
     /// The operator's router: `/metrics`, `/healthz` and `/readyz`, for a
