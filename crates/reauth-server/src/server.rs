@@ -65,8 +65,8 @@ impl Server {
         Self::with_clock(config, Arc::new(SystemClock)).await
     }
 
-    /// Like [`Server::new`] with an injected clock (tests use
-    /// [`ManualClock`](crate::ManualClock)).
+    /// Like [`Server::new`] with an injected clock (tests use `ManualClock`,
+    /// feature `test-util`).
     ///
     /// # Errors
     ///
