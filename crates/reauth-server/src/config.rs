@@ -47,10 +47,19 @@ pub struct ServerConfig {
     /// it is `None`, the public demo secret is refused for every client,
     /// even one an earlier run stored.
     pub demo_client: Option<ClientCredentials>,
-    /// Failed-login budget per account (username), whatever the client
-    /// address: attempts are reserved before the password check and given
-    /// back when it succeeds (DESIGN.md S11).
+    /// Failed-login budget of one client address against one account
+    /// (username); an IPv6 client counts by its /64. Attempts are reserved
+    /// before the password check and given back when it succeeds (DESIGN.md
+    /// S11). An address that spends it is refused; the account's owner,
+    /// elsewhere, is not. Default 10, then one every 6 s.
     pub login_rate_limit: RateLimit,
+    /// Ceiling of failed logins against one account from all addresses
+    /// together (S11): what many addresses can try is bounded too. Reserved
+    /// together with [`login_rate_limit`](Self::login_rate_limit), only when
+    /// both have an attempt left. Default 50, then one every 2 s (three
+    /// addresses trickling at their own budget's pace cannot empty it).
+    /// A `burst` of 0 turns either limit off.
+    pub login_account_limit: RateLimit,
     /// Cost of argon2id password hashes created by this server.
     pub password_hashing: PasswordHashing,
     /// SQLite durability (ignored for Postgres). Default [`SqliteSynchronous::Normal`].
@@ -91,6 +100,10 @@ impl Default for ServerConfig {
             absolute_lifetime: Duration::from_secs(30 * 24 * 3600),
             demo_client: None,
             login_rate_limit: RateLimit::default(),
+            login_account_limit: RateLimit {
+                burst: 50,
+                refill_every: Duration::from_secs(2),
+            },
             password_hashing: PasswordHashing::Default,
             sqlite_synchronous: SqliteSynchronous::Normal,
             max_body_bytes: 16 * 1024,
@@ -125,8 +138,9 @@ pub struct Limits {
     /// Logins that may wait for a hashing slot; beyond, `503` with
     /// `Retry-After`. Default 32.
     pub password_hash_queue: usize,
-    /// Accounts the failed-login limiter remembers at most (the ones that
-    /// matter least are forgotten first). Default 100 000.
+    /// Buckets the failed-login limiter remembers at most, for (account,
+    /// address) pairs and for accounts each (the ones that matter least are
+    /// forgotten first). Default 100 000.
     pub login_limiter_max_keys: usize,
     /// Time a client has to send a request's headers; an idle keep-alive
     /// connection is closed after it too. Default 10 s.

@@ -128,6 +128,7 @@ impl Server {
             jwt: JwtCodec::new(keys.clone()),
             limiter: LoginLimiter::new(
                 config.login_rate_limit,
+                config.login_account_limit,
                 config.limits.login_limiter_max_keys,
             ),
             hashing: Hashing::new(config.password_hashing, &config.limits, faults.clone()),

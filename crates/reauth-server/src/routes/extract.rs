@@ -132,6 +132,14 @@ pub(crate) fn has_body(headers: &HeaderMap) -> bool {
             .is_some_and(|v| v.trim() != "0")
 }
 
+/// The client's IP address (known when served by this crate's listener).
+pub(crate) fn peer(parts: &axum::http::request::Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
+}
+
 /// The bearer token of the `Authorization` header, if any.
 pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
