@@ -24,9 +24,11 @@
 //! Memory is bounded whatever the usernames and addresses: a bucket is keyed
 //! by a keyed 64-bit SipHash (a random key per process, so nobody can choose
 //! names that collide) of the account and address (a 10 KiB username costs
-//! 8 bytes), and each kind keeps at most `max_keys` buckets. A full bucket is
-//! the same as none, so those are dropped first; if that is not enough, the
-//! half least recently touched goes.
+//! 8 bytes), and each kind keeps at most `max_keys` buckets. When a map is
+//! full it is cut down to a low-water mark of half its size: full buckets
+//! (the same as none) go first, then the ones that matter least (fullest,
+//! then least recently touched) — so an eviction, which scans the map,
+//! happens at most once per `max_keys / 2` new keys.
 //!
 //! [`ServerConfig::login_rate_limit`]: crate::ServerConfig::login_rate_limit
 //! [`ServerConfig::login_account_limit`]: crate::ServerConfig::login_account_limit
@@ -53,6 +55,8 @@ struct Buckets {
     limit: RateLimit,
     max_keys: usize,
     map: HashMap<u64, Bucket>,
+    /// Times the map was scanned to make room.
+    evictions: u64,
 }
 
 impl Buckets {
@@ -61,6 +65,7 @@ impl Buckets {
             limit,
             max_keys: max_keys.max(2),
             map: HashMap::new(),
+            evictions: 0,
         }
     }
 
@@ -127,10 +132,13 @@ impl Buckets {
         }
     }
 
-    /// Makes room: full buckets go first (they are the same as none); if
-    /// that is not enough, only the half that matters most is kept — the
-    /// emptiest buckets (accounts under attack), then the most recent.
+    /// Cuts the map down to the low-water mark (half of `max_keys`): full
+    /// buckets go first (they are the same as none); if that is not enough,
+    /// only the ones that matter most are kept — the emptiest (accounts
+    /// under attack), then the most recent.
     fn evict(&mut self, now_ms: i64) {
+        self.evictions += 1;
+        let low_water = self.max_keys / 2;
         let capacity = self.capacity();
         let mut entries: Vec<(u64, Bucket, i64)> = self
             .map
@@ -138,10 +146,11 @@ impl Buckets {
             .map(|(k, b)| (*k, *b, self.refilled(*b, now_ms).milli_tokens))
             .filter(|(_, _, tokens)| *tokens < capacity)
             .collect();
-        if entries.len() >= self.max_keys {
-            entries
-                .sort_unstable_by_key(|(_, b, tokens)| (*tokens, std::cmp::Reverse(b.updated_ms)));
-            entries.truncate(self.max_keys / 2);
+        if entries.len() > low_water {
+            entries.select_nth_unstable_by_key(low_water, |(_, b, tokens)| {
+                (*tokens, std::cmp::Reverse(b.updated_ms))
+            });
+            entries.truncate(low_water);
         }
         self.map = entries.into_iter().map(|(k, b, _)| (k, b)).collect();
     }
@@ -257,6 +266,12 @@ impl LoginLimiter {
     fn len(&self) -> (usize, usize) {
         let state = self.lock();
         (state.pairs.map.len(), state.accounts.map.len())
+    }
+
+    #[cfg(test)]
+    fn evictions(&self) -> u64 {
+        let state = self.lock();
+        state.pairs.evictions + state.accounts.evictions
     }
 }
 
@@ -389,5 +404,23 @@ mod tests {
             drop(limiter.reserve(&format!("spray{i}"), HOME, 30_001));
         }
         assert!(limiter.reserve("victim", HOME, 30_002).is_err());
+    }
+
+    #[test]
+    fn s12_eviction_scans_at_most_once_per_half_a_map_of_new_keys() {
+        // A steady spray: one new key per millisecond, each full again a
+        // second later. At every eviction only the oldest few are full;
+        // without a low-water mark the map would be scanned at every insert.
+        let limiter = LoginLimiter::new(rate(1, 1), rate(0, 1), 1_000);
+        let inserts = 20_000;
+        for i in 0..inserts {
+            drop(limiter.reserve(&format!("spray{i}"), HOME, i64::from(i)));
+            assert!(limiter.len().0 <= 1_000);
+        }
+        let evictions = limiter.evictions();
+        assert!(
+            evictions <= u64::from(inserts as u32) / 500 + 1,
+            "{evictions} scans of the map for {inserts} new keys"
+        );
     }
 }
