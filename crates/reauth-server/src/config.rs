@@ -17,7 +17,9 @@ use crate::secret::Secret;
 /// config.database_url = "sqlite://reauth.db".into();
 /// config.grace_window = Duration::from_secs(5);
 /// ```
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` output hides the password of [`database_url`](Self::database_url).
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
     /// The `iss` of issued tokens and the RFC 8414 `issuer`. When `None`, the
@@ -116,6 +118,71 @@ impl Default for ServerConfig {
     }
 }
 
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("bind_addr", &self.bind_addr)
+            .field("database_url", &redacted_url(&self.database_url))
+            .field("keys", &self.keys)
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("grace_window", &self.grace_window)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("absolute_lifetime", &self.absolute_lifetime)
+            .field("demo_client", &self.demo_client)
+            .field("login_rate_limit", &self.login_rate_limit)
+            .field("login_account_limit", &self.login_account_limit)
+            .field("password_hashing", &self.password_hashing)
+            .field("sqlite_synchronous", &self.sqlite_synchronous)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("revocation_poll_interval", &self.revocation_poll_interval)
+            .field("public_metrics", &self.public_metrics)
+            .field("max_db_connections", &self.max_db_connections)
+            .field("limits", &self.limits)
+            .field("web_dir", &self.web_dir)
+            .finish()
+    }
+}
+
+/// A database URL fit for logs: the password (in the authority or a
+/// `password` query parameter) is replaced by `***` (a URL that cannot be
+/// taken apart and might hold one, by `[redacted]`).
+pub(crate) fn redacted_url(database_url: &str) -> String {
+    const REDACTED: &str = "***";
+    let Ok(mut url) = url::Url::parse(database_url) else {
+        // Not a URL we can take apart: shown only if it cannot hold a password.
+        let may_hold_secret =
+            database_url.contains('@') || database_url.to_ascii_lowercase().contains("password");
+        return if may_hold_secret {
+            "[redacted]".to_owned()
+        } else {
+            database_url.to_owned()
+        };
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(Some(REDACTED));
+    }
+    if url
+        .query_pairs()
+        .any(|(k, _)| k.eq_ignore_ascii_case("password"))
+    {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k.eq_ignore_ascii_case("password") {
+                    REDACTED.to_owned()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
+}
+
 /// How much the server waits for, holds and accepts: the bounds that keep it
 /// serving under faults, slow clients and floods (DESIGN.md S11–S16).
 ///
@@ -202,7 +269,7 @@ pub enum KeySource {
     Provided(ServerKeys),
 }
 
-/// An OAuth client id and secret.
+/// An OAuth client id and secret (its `Debug` output hides the secret).
 #[derive(Debug, Clone)]
 pub struct ClientCredentials {
     /// The `client_id`.
@@ -264,4 +331,30 @@ pub enum SqliteSynchronous {
     Normal,
     /// Survives power loss: one fsync per commit.
     Full,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn o6_debug_of_the_config_hides_the_database_password() {
+        let config = ServerConfig {
+            database_url: "postgres://app:hunter2@db.local:5432/reauth".to_owned(),
+            demo_client: Some(ClientCredentials::demo()),
+            ..ServerConfig::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("reauth-demo-secret"), "{shown}");
+        assert!(
+            shown.contains("postgres://app:***@db.local:5432/reauth"),
+            "{shown}"
+        );
+        let query = redacted_url("postgres://db.local/reauth?user=app&password=hunter2");
+        assert_eq!(query, "postgres://db.local/reauth?user=app&password=***");
+        assert_eq!(redacted_url("sqlite://reauth.db"), "sqlite://reauth.db");
+        assert_eq!(redacted_url("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(redacted_url("not a url with password=x"), "[redacted]");
+    }
 }

@@ -178,3 +178,15 @@ async fn logs_and_debug_output_never_contain_secrets() {
     assert!(!debug.contains(crate::common::CLIENT_SECRET), "{debug}");
     assert!(debug.contains("[redacted]"));
 }
+
+#[test]
+fn o6_debug_of_a_config_hides_the_database_password() {
+    let mut config = test_config();
+    config.database_url = "postgres://app:hunter2@db.local/reauth".to_owned();
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(
+        shown.contains("postgres://app:***@db.local/reauth"),
+        "{shown}"
+    );
+}
