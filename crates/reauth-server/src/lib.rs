@@ -35,6 +35,7 @@ mod error;
 mod faults;
 mod jwt;
 mod keys;
+mod log_budget;
 mod metrics;
 mod password;
 mod rate_limit;

@@ -101,7 +101,14 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppStateRef>) 
     match state.repo.ping().await {
         Ok(()) => "ready\n".into_response(),
         Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed: the database does not answer");
+            crate::log_budget::limited!(
+                crate::log_budget::LogBudget::per_request(),
+                |suppressed| tracing::warn!(
+                    error = %e,
+                    suppressed,
+                    "readiness check failed: the database does not answer"
+                )
+            );
             crate::app_error::AppError::Unavailable {
                 retry_after: std::time::Duration::from_secs(1),
             }
