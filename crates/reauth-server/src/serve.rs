@@ -12,6 +12,7 @@
 //! | write timeout (a client that stops reading its response) | `tokio-io-timeout`'s `TimeoutStream`: a write that makes no progress for `write_timeout` closes the connection |
 //! | maximum connection age | at `max_connection_age` hyper's per-connection graceful shutdown (the request in flight finishes, then the connection closes); one still open `shutdown_deadline` later is dropped |
 //! | connection cap | a semaphore permit per accepted connection: at the cap the accept loop waits, new clients queue in the listen backlog |
+//! | file descriptors | the `RLIMIT_NOFILE` soft limit is raised to the hard limit (the `rlimit` crate) and the connection cap kept below it, with headroom for the database, the listener and the runtime; an accept error (`EMFILE`, …) is logged at most 10 times a second and the loop backs off and keeps serving |
 //! | graceful shutdown with a deadline | the same per-connection graceful shutdown for every connection (idle ones close at once, in-flight requests finish), then every connection still open is aborted |
 //!
 //! A handshake (TLS) runs inside the connection's task, under the cap and
@@ -48,6 +49,33 @@ fn render_timeout(response: Response) -> Response {
         return AppError::RequestTimeout.into_response();
     }
     response
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit; answers the soft limit
+/// in force afterwards (`None` where it cannot be read).
+pub(crate) fn raise_fd_limit() -> Option<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => Some(limit),
+        Err(e) => {
+            tracing::debug!(error = %e, "could not raise the file-descriptor limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE)
+                .ok()
+                .map(|(soft, _)| soft)
+        }
+    }
+}
+
+/// The connection cap: the configured one, but below the file-descriptor
+/// limit by a headroom (a quarter of it, between 16 and 256) for the
+/// database, the listeners, the runtime and files. At least 1.
+pub(crate) fn connection_cap(configured: usize, fd_limit: Option<u64>) -> usize {
+    let configured = configured.max(1);
+    let Some(limit) = fd_limit else {
+        return configured;
+    };
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let headroom = (limit / 4).clamp(16, 256);
+    configured.min(limit.saturating_sub(headroom)).max(1)
 }
 
 /// Runs one connection until it ends, it reaches `max_age`, or `stopped`
@@ -123,7 +151,17 @@ pub(crate) async fn serve<H, Fut, Io>(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     let builder = Arc::new(builder);
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let fd_limit = raise_fd_limit();
+    let cap = connection_cap(limits.max_connections, fd_limit);
+    if cap < limits.max_connections {
+        tracing::info!(
+            configured = limits.max_connections,
+            cap,
+            fd_limit,
+            "connection cap lowered below the file-descriptor limit"
+        );
+    }
+    let slots = Arc::new(Semaphore::new(cap));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut connections = JoinSet::new();
     let handshake_timeout = limits.header_read_timeout;
@@ -145,8 +183,13 @@ pub(crate) async fn serve<H, Fut, Io>(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    // Out of file descriptors and the like: back off a little.
-                    tracing::warn!(error = %e, "accept failed");
+                    // Out of file descriptors and the like: back off a
+                    // little and keep serving.
+                    crate::log_budget::limited!(
+                        crate::log_budget::LogBudget::per_request(),
+                        |suppressed| tracing::warn!(error = %e, suppressed, "accept failed")
+                    );
+                    crate::metrics::accept_failed();
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -206,4 +249,34 @@ pub(crate) async fn serve<H, Fut, Io>(
     }
     connections.abort_all();
     while connections.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s13_the_connection_cap_stays_below_the_descriptor_limit() {
+        assert_eq!(connection_cap(1024, Some(1_048_576)), 1024);
+        assert_eq!(connection_cap(1024, Some(1024)), 768);
+        assert_eq!(connection_cap(1024, Some(4096)), 1024);
+        assert_eq!(connection_cap(100, Some(64)), 48);
+        assert_eq!(connection_cap(100, Some(8)), 1);
+        assert_eq!(connection_cap(0, None), 1);
+        assert_eq!(connection_cap(100, None), 100);
+    }
+
+    #[test]
+    fn s13_the_descriptor_soft_limit_is_raised_to_the_hard_limit() {
+        let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+        // Lower the soft limit a little (this test binary needs few files),
+        // then raise it as serving does.
+        let lowered = soft.min(hard).min(512);
+        rlimit::setrlimit(rlimit::Resource::NOFILE, lowered, hard).unwrap();
+        assert_eq!(raise_fd_limit(), Some(hard));
+        assert_eq!(
+            rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap(),
+            (hard, hard)
+        );
+    }
 }
