@@ -92,9 +92,14 @@ where
     C: Future<Output = Result<(), hyper::Error>> + GracefulConnection,
 {
     tokio::pin!(connection);
+    let aged = tokio::time::sleep(max_age);
+    tokio::pin!(aged);
+    // Biased, the connection first: each wake of a busy connection polls
+    // it alone until it is pending, with no random branch order to draw.
     tokio::select! {
+        biased;
         done = connection.as_mut() => return done,
-        () = tokio::time::sleep(max_age) => {}
+        () = &mut aged => {}
         _ = stopped.wait_for(|stop| *stop) => {}
     }
     connection.as_mut().graceful_shutdown();
