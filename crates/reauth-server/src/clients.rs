@@ -211,26 +211,41 @@ pub(crate) fn is_loopback_host(host: &url::Host<&str>) -> bool {
 
 /// A redirect URI: absolute, no fragment (RFC 6749 §3.1.2), and `https`, a
 /// loopback `http`, or a private-use scheme with a dot (RFC 8252 §7.1).
+///
+/// It must be written exactly as a URL parser writes it back (no space or
+/// control character, a lower-case host, no default port, no `..`, a `/`
+/// path for `https://host`): requests are compared with it as strings
+/// (RFC 9700 §4.1), so what is registered is what will be matched.
 fn check_redirect_uri(uri: &str) -> Result<(), String> {
     if uri.len() > 512 {
         return Err(format!("redirect URI {uri:?} is longer than 512 bytes"));
     }
-    let url = url::Url::parse(uri).map_err(|e| format!("redirect URI {uri:?}: {e}"))?;
-    if url.fragment().is_some() {
+    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "redirect URI {uri:?} must not contain spaces or control characters"
+        ));
+    }
+    if uri.contains('#') {
         return Err(format!("redirect URI {uri:?} must have no fragment"));
     }
+    let url = url::Url::parse(uri).map_err(|e| format!("redirect URI {uri:?}: {e}"))?;
     let ok = match url.scheme() {
         "https" => url.host().is_some(),
         "http" => url.host().as_ref().is_some_and(is_loopback_host),
         scheme => scheme.contains('.'),
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
+    if !ok {
+        return Err(format!(
             "redirect URI {uri:?} must be https, http on a loopback address, or a private-use scheme such as com.example.app:/callback"
-        ))
+        ));
     }
+    if url.as_str() != uri {
+        return Err(format!(
+            "redirect URI {uri:?} must be written in normal form: {:?}",
+            url.as_str()
+        ));
+    }
+    Ok(())
 }
 
 /// A registered client as listed (no secret).
@@ -323,6 +338,14 @@ mod tests {
         for bad in [
             "http://app.example/cb",
             "https://app.example/cb#x",
+            "https://app.example/cb#",
+            "https://app.example/cb x",
+            " https://app.example/cb",
+            "https://app.example/cb\t",
+            "https://App.example/cb",
+            "https://app.example:443/cb",
+            "https://app.example/a/../cb",
+            "https://app.example",
             "nodot:/cb",
             "not a uri",
         ] {

@@ -98,8 +98,12 @@ impl From<AppError> for AuthorizeError {
     }
 }
 
-/// `redirect_uri` is one of `client`'s, compared exactly — except that a
-/// loopback `http` URI matches on any port (RFC 8252 §7.3).
+/// `redirect_uri` is one of `client`'s, compared as strings, exactly
+/// (RFC 9700 §4.1) — except that a loopback `http` URI may name any port
+/// (RFC 8252 §7.3). Even then the rest must match character for character:
+/// the presented URI must already be in the parser's normal form, so no
+/// case, encoding, `..`, or address-spelling trick (`http://2130706433/`)
+/// reaches a registered URI it does not spell.
 fn registered_redirect(client: &ClientRecord, redirect_uri: &str) -> bool {
     client.redirect_uris.iter().any(|registered| {
         if registered == redirect_uri {
@@ -110,7 +114,12 @@ fn registered_redirect(client: &ClientRecord, redirect_uri: &str) -> bool {
             return false;
         };
         let loopback = a.scheme() == "http" && a.host().as_ref().is_some_and(is_loopback_host);
-        loopback && a.set_port(None).is_ok() && b.set_port(None).is_ok() && a == b
+        loopback
+            && a.as_str() == registered
+            && b.as_str() == redirect_uri
+            && a.set_port(None).is_ok()
+            && b.set_port(None).is_ok()
+            && a.as_str() == b.as_str()
     })
 }
 
@@ -366,6 +375,23 @@ mod tests {
             &client,
             "http://evil.example/callback"
         ));
+        // RFC 9700 §4.1: exact match — no normalisation trick matches.
+        for trick in [
+            " https://app.example/cb",
+            "https://app.example/cb ",
+            "https://APP.example/cb",
+            "https://app.example/c%62",
+            "https://app.example/x/../cb",
+            " http://127.0.0.1:5000/callback",
+            "http://127.0.0.1:5000/callback\t",
+            "http://127.0.0.1:5000/x/../callback",
+            "http://127.0.0.1:5000/%63allback",
+            "http://2130706433:5000/callback",
+            "http://0x7f.1:5000/callback",
+            "HTTP://127.0.0.1:5000/callback",
+        ] {
+            assert!(!registered_redirect(&client, trick), "{trick:?}");
+        }
         client.redirect_uris.clear();
         assert!(!registered_redirect(&client, "https://app.example/cb"));
     }

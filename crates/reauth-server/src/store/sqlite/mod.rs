@@ -27,7 +27,7 @@ use self::worker::{Envelope, Job};
 use super::{
     AuditEvent, Backend, ClientRecord, FamilyRecord, NewAuditEvent, NewClient, NewFamily,
     Repository, RevokedSession, RotateOutcome, Rotation, StoreCounts, StoreError, UserInfo,
-    UserRecord, client_detail, join, millis, split,
+    UserRecord, client_detail, join, join_uris, millis, split, split_uris,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::config::SqliteSynchronous;
@@ -82,7 +82,7 @@ fn client_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ClientRecord> {
         grant_types: split(&row.get::<_, String>(3)?),
         scopes: split(&row.get::<_, String>(4)?),
         default_scope: split(&row.get::<_, String>(5)?),
-        redirect_uris: split(&row.get::<_, String>(6)?),
+        redirect_uris: split_uris(&row.get::<_, String>(6)?),
         introspection: row.get(7)?,
         created_at: row.get(8)?,
     })
@@ -103,7 +103,7 @@ fn put_client(
         join(&c.grant_types),
         join(&c.scopes),
         join(&c.default_scope),
-        join(&c.redirect_uris),
+        join_uris(&c.redirect_uris),
         c.introspection,
     ])
 }
