@@ -153,6 +153,56 @@ async fn o2_each_client_has_allowed_scopes_and_a_default() {
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_scope");
 }
 
+/// RFC 6749 §6 / RFC 9700 §4.14: a refresh token is bound to the client it
+/// was issued to. Another client presenting it learns nothing — not whether
+/// it is live, revoked, or what scope it carries — and changes nothing;
+/// reuse detection still protects the rightful client.
+#[tokio::test]
+async fn o2_a_refresh_checks_the_client_before_anything_and_reveals_nothing() {
+    let server = TestServer::start().await;
+    let grants = [GrantType::Password, GrantType::RefreshToken];
+    let a = register(
+        &server,
+        confidential("client-a", &grants, &["read", "write"]),
+    )
+    .await;
+    let b = register(
+        &server,
+        confidential("client-b", &grants, &["read", "write"]),
+    )
+    .await;
+    let (status, body) = password_grant(&server, &a, Some("read")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let stolen = Tokens::from_json(&body);
+    let forged = format!(
+        "{}x",
+        &stolen.refresh_token[..stolen.refresh_token.len() - 1]
+    );
+    let (status, unknown) = refresh(&server, &b, &forged, None).await;
+    assert_error(status, &unknown, StatusCode::BAD_REQUEST, "invalid_grant");
+    for scope in [None, Some("read"), Some("write"), Some("admin")] {
+        let (status, body) = refresh(&server, &b, &stolen.refresh_token, scope).await;
+        assert_eq!(
+            (status, &body),
+            (StatusCode::BAD_REQUEST, &unknown),
+            "scope {scope:?}"
+        );
+    }
+    // Client B changed nothing: A rotates the token as if B never tried.
+    let (status, body) = refresh(&server, &a, &stolen.refresh_token, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let current = Tokens::from_json(&body);
+    // Reuse detection still applies for the rightful client.
+    server.clock.advance(Duration::from_secs(11));
+    let (status, body) = refresh(&server, &a, &stolen.refresh_token, None).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    let (status, body) = refresh(&server, &a, &current.refresh_token, None).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    // A revoked family looks, to another client, like any unknown token.
+    let (status, body) = refresh(&server, &b, &current.refresh_token, None).await;
+    assert_eq!((status, &body), (StatusCode::BAD_REQUEST, &unknown));
+}
+
 #[tokio::test]
 async fn o3_each_client_has_allowed_grant_types_and_client_credentials_is_opt_in() {
     let server = TestServer::start().await;
