@@ -67,8 +67,10 @@ pub(crate) enum ClientCommand {
         #[arg(long, env = "REAUTH_CLIENT_PUBLIC")]
         public: bool,
         /// A grant type it may use (repeat, or separate with commas).
-        /// Default: password and refresh_token, plus authorization_code when
-        /// it has a redirect URI. client_credentials only when listed.
+        /// Default: password (confidential clients only; a public client
+        /// gets it only when listed) and refresh_token, plus
+        /// authorization_code when it has a redirect URI.
+        /// client_credentials only when listed.
         #[arg(
             long = "grant-type",
             value_enum,

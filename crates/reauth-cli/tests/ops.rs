@@ -498,8 +498,15 @@ fn clients_take_effect_without_restart(site: &Site) {
     );
     assert!(spa.get("client_secret").is_none(), "{spa}");
     assert_eq!(spa["token_endpoint_auth_method"], "none");
+    // A public client gets the password grant only when listed (anyone
+    // can pose as it).
+    assert_eq!(
+        spa["grant_types"],
+        json!(["authorization_code", "refresh_token"])
+    );
     let public = password_grant(&served, "spa", None);
-    assert_eq!(public.status, 200, "{}", public.body);
+    assert_eq!(public.status, 400, "{}", public.body);
+    assert_eq!(public.json()["error"], "unauthorized_client");
 
     // Listed, never with a secret.
     let listed = ok(&mut site.cmd(&["client", "list", "--json"]));

@@ -4,7 +4,7 @@
 //! | field | meaning | default |
 //! |---|---|---|
 //! | `public` | no secret, `token_endpoint_auth_method=none` (a browser or native app) | confidential |
-//! | `grant_types` | grants it may use; `client_credentials` only when listed (and never for a public client) | `password`, `refresh_token`, plus `authorization_code` when it has redirect URIs |
+//! | `grant_types` | grants it may use; `client_credentials` only when listed (and never for a public client); `password` only when listed for a public client (RFC 9700 §2.4) | confidential: `password`, `refresh_token`; public: `refresh_token`; both plus `authorization_code` when it has redirect URIs |
 //! | `scopes` | scopes it may ask for; anything else is `invalid_scope` | none |
 //! | `default_scope` | granted when it asks for none | all its scopes |
 //! | `redirect_uris` | exact redirect URIs of the authorization-code grant (`https`, loopback `http` with any port, or a private-use scheme) | none |
@@ -76,7 +76,8 @@ pub struct ClientSpec {
     pub client_id: String,
     /// No secret (`token_endpoint_auth_method=none`).
     pub public: bool,
-    /// Allowed grant types; empty means the defaults (see the module docs).
+    /// Allowed grant types; empty means the defaults (see the module docs:
+    /// a public client gets no `password` grant unless it is listed here).
     pub grant_types: Vec<GrantType>,
     /// Allowed scopes.
     pub scopes: Vec<String>,
@@ -122,7 +123,14 @@ impl ClientSpec {
         }
         let mut grants = self.grant_types.clone();
         if grants.is_empty() {
-            grants = vec![GrantType::Password, GrantType::RefreshToken];
+            // A public client cannot keep a secret, so anyone may pose as
+            // it: it gets the password grant only when it asks for it
+            // (RFC 9700 §2.4 says not at all; old native apps still do).
+            grants = if self.public {
+                vec![GrantType::RefreshToken]
+            } else {
+                vec![GrantType::Password, GrantType::RefreshToken]
+            };
             if !self.redirect_uris.is_empty() {
                 grants.insert(0, GrantType::AuthorizationCode);
             }
@@ -321,10 +329,7 @@ mod tests {
         ];
         spec.scopes = vec!["read".into(), "write".into(), "read".into()];
         let c = spec.validate().unwrap();
-        assert_eq!(
-            c.grant_types,
-            ["authorization_code", "password", "refresh_token"]
-        );
+        assert_eq!(c.grant_types, ["authorization_code", "refresh_token"]);
         assert_eq!(c.scopes, ["read", "write"]);
         assert_eq!(c.default_scope, ["read", "write"]);
 

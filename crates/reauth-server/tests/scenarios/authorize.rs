@@ -4,11 +4,12 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use reauth_server::ClientSpec;
+use reauth_server::{ClientSpec, GrantType};
 use reqwest::StatusCode;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::common::{TestServer, test_config};
+use crate::common::{PASSWORD, TestServer, USER, assert_error, test_config};
 
 const SPA: &str = "spa";
 const WEB_CB: &str = "https://app.example/cb";
@@ -60,6 +61,28 @@ async fn show(server: &TestServer, params: &[(String, String)]) -> reqwest::Resp
         .unwrap()
 }
 
+/// The query parameters of a redirect's `Location`.
+fn location_params(response: &reqwest::Response) -> Vec<(String, String)> {
+    let location = response
+        .headers()
+        .get("location")
+        .expect("a redirect")
+        .to_str()
+        .unwrap();
+    url::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
 #[tokio::test]
 async fn o1_redirect_uris_match_exactly_rfc9700() {
     let server = start().await;
@@ -103,4 +126,72 @@ async fn o1_redirect_uris_match_exactly_rfc9700() {
         let refused = server.server().register_client(&spec).await;
         assert!(refused.is_err(), "{bad:?} registered");
     }
+}
+
+#[tokio::test]
+async fn o3_a_public_client_has_no_password_grant_unless_it_opts_in() {
+    let server = start().await;
+    let grant = |client: &'static str| {
+        let server = &server;
+        async move {
+            let response = server
+                .http
+                .post(format!("{}/oauth/token", server.url))
+                .form(&[
+                    ("grant_type", "password"),
+                    ("client_id", client),
+                    ("username", USER),
+                    ("password", PASSWORD),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    // Registered with the defaults: no password grant.
+    let (status, body) = grant(SPA).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "unauthorized_client",
+    );
+    server
+        .server()
+        .register_client(&ClientSpec::public("plain-public"))
+        .await
+        .unwrap();
+    let (status, body) = grant("plain-public").await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "unauthorized_client",
+    );
+    // Opting in by listing it works.
+    let mut spec = ClientSpec::public("legacy-app");
+    spec.grant_types = vec![GrantType::Password, GrantType::RefreshToken];
+    server.server().register_client(&spec).await.unwrap();
+    let (status, body) = grant("legacy-app").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // PKCE: `plain`, or no method (which means `plain`), is refused.
+    let mut plain = request(WEB_CB);
+    plain.retain(|(k, _)| k != "code_challenge_method");
+    let refused = show(&server, &plain).await;
+    assert_eq!(refused.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        param(&location_params(&refused), "error"),
+        Some("invalid_request")
+    );
+    plain.push(("code_challenge_method".into(), "plain".into()));
+    let refused = show(&server, &plain).await;
+    assert_eq!(
+        param(&location_params(&refused), "error"),
+        Some("invalid_request")
+    );
 }

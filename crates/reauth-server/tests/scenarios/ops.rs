@@ -287,7 +287,11 @@ async fn o3_each_client_has_allowed_grant_types_and_client_credentials_is_opt_in
         server.server().register_client(&spec).await,
         Err(ServerError::InvalidClient(_))
     ));
-    let spa = register(&server, ClientSpec::public("spa")).await;
+    // (The password grant only when listed: a public client cannot keep a
+    // secret, see `authorize::o3_a_public_client_has_no_password_grant…`.)
+    let mut spec = ClientSpec::public("spa");
+    spec.grant_types = vec![GrantType::Password];
+    let spa = register(&server, spec).await;
     assert!(spa.secret.is_none());
     let (status, body) = password_grant(&server, &spa, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
