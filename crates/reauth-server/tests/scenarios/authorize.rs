@@ -61,6 +61,24 @@ async fn show(server: &TestServer, params: &[(String, String)]) -> reqwest::Resp
         .unwrap()
 }
 
+/// Submits the sign-in form with `headers` (what a browser adds).
+async fn sign_in(
+    server: &TestServer,
+    params: &[(String, String)],
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut form = params.to_vec();
+    form.push(("username".into(), USER.into()));
+    form.push(("password".into(), PASSWORD.into()));
+    let mut request = no_redirects()
+        .post(format!("{}/oauth/authorize", server.url))
+        .form(&form);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
 /// The query parameters of a redirect's `Location`.
 fn location_params(response: &reqwest::Response) -> Vec<(String, String)> {
     let location = response
@@ -81,6 +99,24 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
+}
+
+async fn redeem(server: &TestServer, code: &str, redirect_uri: &str) -> (StatusCode, Value) {
+    let response = server
+        .http
+        .post(format!("{}/oauth/token", server.url))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", SPA),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]
@@ -194,4 +230,54 @@ async fn o3_a_public_client_has_no_password_grant_unless_it_opts_in() {
         param(&location_params(&refused), "error"),
         Some("invalid_request")
     );
+}
+
+#[tokio::test]
+async fn o10_authorization_codes_are_opaque_single_use_and_short_lived() {
+    let server = start().await;
+    let answer = sign_in(&server, &request(WEB_CB), &[]).await;
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    let code = param(&location_params(&answer), "code")
+        .expect("a code")
+        .to_owned();
+    // Nothing in the code decodes to what it stands for: not the user,
+    // the redirect URI nor the PKCE challenge.
+    for part in code.split(['.', '~', '_', '-']) {
+        for decoded in [
+            URL_SAFE_NO_PAD.decode(part).unwrap_or_default(),
+            part.as_bytes().to_vec(),
+        ] {
+            let text = String::from_utf8_lossy(&decoded);
+            for secret in [USER, "app.example", &challenge()[..16]] {
+                assert!(
+                    !text.contains(secret),
+                    "the code reveals {secret:?}: {text}"
+                );
+            }
+        }
+    }
+    // Altered by one character: refused.
+    let mut altered = code.clone().into_bytes();
+    let last = altered.len() - 5;
+    altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
+    let altered = String::from_utf8(altered).unwrap();
+    let (status, body) = redeem(&server, &altered, WEB_CB).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    // Used once; a second use is refused and revokes what the first got.
+    let (status, first) = redeem(&server, &code, WEB_CB).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let (status, body) = redeem(&server, &code, WEB_CB).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    let access = first["access_token"].as_str().unwrap();
+    assert_eq!(
+        server.resource(access).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the access token of the first redemption is revoked"
+    );
+    // Short-lived: a code older than its lifetime is refused.
+    let answer = sign_in(&server, &request(WEB_CB), &[]).await;
+    let code = param(&location_params(&answer), "code").unwrap().to_owned();
+    server.clock.advance(std::time::Duration::from_secs(61));
+    let (status, body) = redeem(&server, &code, WEB_CB).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
 }
