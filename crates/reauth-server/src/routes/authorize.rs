@@ -4,7 +4,8 @@
 //! `GET` checks the request and shows a sign-in form; `POST` (the form)
 //! checks it again with the user's credentials — under the same failed-login
 //! limiter as every login — and redirects to the client with a one-time
-//! code, the `state` and the `iss` (RFC 9207). No browser session is kept:
+//! code, the `state` and the `iss` (RFC 9207; errors redirected to the
+//! client carry `iss` too). No browser session is kept:
 //! every authorization asks for the password. Errors about the client or
 //! its redirect URI are shown on the page and never redirected (RFC 6749
 //! §4.1.2.1); every other error is redirected to the client.
@@ -41,7 +42,7 @@ pub(super) async fn show(State(state): State<AppStateRef>, request: Request) -> 
     };
     match state.check_authorization_request(&params).await {
         Ok(checked) => sign_in_page(StatusCode::OK, &checked, &params, None),
-        Err(e) => refusal(e),
+        Err(e) => refusal(state.issuer(), e),
     }
 }
 
@@ -54,7 +55,7 @@ pub(super) async fn submit(State(state): State<AppStateRef>, request: Request) -
     };
     let checked = match state.check_authorization_request(&params).await {
         Ok(checked) => checked,
-        Err(e) => return refusal(e),
+        Err(e) => return refusal(state.issuer(), e),
     };
     let (Some(username), Some(password)) = (params.get("username"), params.get("password")) else {
         let note = "Enter your username and password.";
@@ -93,8 +94,11 @@ pub(super) async fn submit(State(state): State<AppStateRef>, request: Request) -
     redirect(&checked.redirect_uri, &answer)
 }
 
-/// The response to a refused authorization request.
-fn refusal(e: AuthorizeError) -> Response {
+/// The response to a refused authorization request. A redirected error
+/// carries `iss` like a success does (RFC 9207 §2: "in all authorization
+/// responses, including error responses"), so a client talking to several
+/// servers can tell who answered.
+fn refusal(issuer: &str, e: AuthorizeError) -> Response {
     match e {
         AuthorizeError::Show(why) => page(
             StatusCode::BAD_REQUEST,
@@ -107,7 +111,11 @@ fn refusal(e: AuthorizeError) -> Response {
             error,
             description,
         } => {
-            let mut answer = vec![("error", error), ("error_description", description)];
+            let mut answer = vec![
+                ("error", error),
+                ("error_description", description),
+                ("iss", issuer),
+            ];
             if let Some(s) = &state {
                 answer.push(("state", s));
             }

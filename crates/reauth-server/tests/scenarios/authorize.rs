@@ -281,3 +281,43 @@ async fn o10_authorization_codes_are_opaque_single_use_and_short_lived() {
     let (status, body) = redeem(&server, &code, WEB_CB).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
 }
+
+#[tokio::test]
+async fn o10_every_authorization_response_carries_iss_rfc9207() {
+    let server = start().await;
+    let issuer = server.url.clone();
+    // Success.
+    let answer = sign_in(&server, &request(WEB_CB), &[]).await;
+    let params = location_params(&answer);
+    assert!(param(&params, "code").is_some());
+    assert_eq!(param(&params, "iss"), Some(issuer.as_str()));
+    // Errors redirected to the client: no PKCE, a scope it may not have.
+    let mut no_pkce = request(WEB_CB);
+    no_pkce.retain(|(k, _)| k != "code_challenge");
+    let mut bad_scope = request(WEB_CB);
+    bad_scope.push(("scope".into(), "admin".into()));
+    for (params, error) in [(no_pkce, "invalid_request"), (bad_scope, "invalid_scope")] {
+        let answer = show(&server, &params).await;
+        assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+        let params = location_params(&answer);
+        assert_eq!(param(&params, "error"), Some(error));
+        assert_eq!(param(&params, "state"), Some("xyz"));
+        assert_eq!(param(&params, "iss"), Some(issuer.as_str()), "{params:?}");
+    }
+    let metadata: Value = server
+        .http
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            server.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        metadata["authorization_response_iss_parameter_supported"],
+        true
+    );
+}
