@@ -321,3 +321,47 @@ async fn o10_every_authorization_response_carries_iss_rfc9207() {
         true
     );
 }
+
+#[tokio::test]
+async fn o10_the_sign_in_form_refuses_cross_site_posts() {
+    let server = start().await;
+    let params = request(WEB_CB);
+    // The page forbids posting its form anywhere else and being framed.
+    let page = show(&server, &params).await;
+    let csp = page
+        .headers()
+        .get("content-security-policy")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("form-action 'self'"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    // A cross-site POST (login CSRF) is refused before any password check.
+    let origin = server.url.clone();
+    for headers in [
+        vec![("origin", "https://evil.example")],
+        vec![("origin", "null")],
+        vec![
+            ("sec-fetch-site", "cross-site"),
+            ("origin", origin.as_str()),
+        ],
+        vec![("sec-fetch-site", "same-site")],
+    ] {
+        let answer = sign_in(&server, &params, &headers).await;
+        assert_eq!(answer.status(), StatusCode::FORBIDDEN, "{headers:?}");
+        assert!(answer.headers().get("location").is_none(), "{headers:?}");
+    }
+    // The form posted from the page itself, and a non-browser client.
+    for headers in [
+        vec![
+            ("origin", origin.as_str()),
+            ("sec-fetch-site", "same-origin"),
+        ],
+        vec![("origin", origin.as_str())],
+        vec![],
+    ] {
+        let answer = sign_in(&server, &params, &headers).await;
+        assert_eq!(answer.status(), StatusCode::SEE_OTHER, "{headers:?}");
+    }
+}
