@@ -548,7 +548,8 @@ fn clients_take_effect_without_restart(site: &Site) {
         .cmd(&["client", "rotate-secret", "spa"])
         .output()
         .unwrap();
-    assert!(one_line_error(&refused).contains("no client"));
+    let why = one_line_error(&refused);
+    assert!(why.contains("public") && why.contains("no secret"), "{why}");
 
     // Removal: no new tokens, the client's sessions revoked.
     ok(&mut site.cmd(&["client", "remove", "app"]));

@@ -72,7 +72,8 @@ impl fmt::Display for GrantType {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ClientSpec {
-    /// The `client_id`: 1–128 visible ASCII characters.
+    /// The `client_id`: 1–128 RFC 3986 unreserved characters (letters,
+    /// digits, `-`, `.`, `_`, `~`).
     pub client_id: String,
     /// No secret (`token_endpoint_auth_method=none`).
     pub public: bool,
@@ -116,9 +117,9 @@ impl ClientSpec {
     /// (without a secret MAC).
     pub(crate) fn validate(&self) -> Result<NewClient, String> {
         let id = &self.client_id;
-        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        if id.is_empty() || id.len() > 128 || !id.bytes().all(is_unreserved) {
             return Err(format!(
-                "client id {id:?} must be 1 to 128 visible ASCII characters"
+                "client id {id:?} must be 1 to 128 letters, digits, '-', '.', '_' or '~' (RFC 3986 unreserved)"
             ));
         }
         let mut grants = self.grant_types.clone();
@@ -176,6 +177,13 @@ impl ClientSpec {
             introspection: self.introspection,
         })
     }
+}
+
+/// RFC 3986 §2.3 `unreserved`: a client id made of these reads the same
+/// in a URL, a form, HTTP Basic (which URL-decodes it, RFC 6749 §2.3.1),
+/// a log line and a shell, with no escaping to get wrong.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
 /// Drops repeated elements, keeping the first of each in order.
@@ -369,6 +377,15 @@ mod tests {
         spec.default_scope = Some(vec!["b".into()]);
         assert!(refused(spec).contains("default scope"));
         assert!(refused(ClientSpec::confidential("has space")).contains("client id"));
+        for bad in ["a:b", "a%41", "a+b", "a/b", "a@b", "a?b", "a&b", "é"] {
+            assert!(
+                refused(ClientSpec::confidential(bad)).contains("client id"),
+                "{bad:?}"
+            );
+        }
+        for good in ["my-app", "app.v2", "a_b~c", "Z9"] {
+            assert!(ClientSpec::confidential(good).validate().is_ok(), "{good}");
+        }
         assert!(refused(ClientSpec::confidential("")).contains("client id"));
     }
 }

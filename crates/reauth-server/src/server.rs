@@ -439,13 +439,19 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// [`ServerError::NoSuchClient`] (also for a public client),
-    /// [`ServerError::Database`].
+    /// [`ServerError::NoSuchClient`], [`ServerError::InvalidClient`] for a
+    /// public client (it has no secret), [`ServerError::Database`].
     pub async fn rotate_client_secret(&self, client_id: &str) -> Result<Secret, ServerError> {
         let secret = new_client_secret();
         let mac = crate::client_auth::secret_mac(self.state.keys.client_pepper(), secret.expose());
         if !self.state.repo.set_client_secret(client_id, &mac).await? {
-            return Err(ServerError::NoSuchClient(client_id.to_owned()));
+            // Nothing was changed: say why.
+            return Err(match self.state.repo.find_client(client_id).await? {
+                Some(c) if c.public => ServerError::InvalidClient(format!(
+                    "client {client_id:?} is public: it has no secret to rotate"
+                )),
+                _ => ServerError::NoSuchClient(client_id.to_owned()),
+            });
         }
         crate::audit::client_changed("client_secret_rotated", client_id, "");
         Ok(secret)

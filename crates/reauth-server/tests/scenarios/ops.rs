@@ -573,6 +573,42 @@ async fn o7_readiness_reports_the_database() {
     assert_eq!(readyz().await.0, StatusCode::OK);
 }
 
+/// Client ids are RFC 3986 unreserved characters (they travel in URLs,
+/// forms and HTTP Basic, which URL-decodes them); rotating the secret of a
+/// public client is a clear error, not "no such client".
+#[tokio::test]
+async fn o1_client_ids_are_unreserved_and_a_public_client_has_no_secret_to_rotate() {
+    let server = TestServer::start().await;
+    for bad in ["a:b", "a%41b", "a+b", "a/b", "a@b", "a&b=c", "caf\u{e9}"] {
+        let refused = server
+            .server()
+            .register_client(&ClientSpec::confidential(bad))
+            .await;
+        assert!(
+            matches!(refused, Err(ServerError::InvalidClient(_))),
+            "{bad:?}: {refused:?}"
+        );
+    }
+    register(&server, ClientSpec::confidential("my-app.v2_x~y")).await;
+    register(&server, ClientSpec::public("spa")).await;
+    let refused = server.server().rotate_client_secret("spa").await;
+    match refused {
+        Err(ServerError::InvalidClient(why)) => assert!(why.contains("public"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        server.server().rotate_client_secret("nobody").await,
+        Err(ServerError::NoSuchClient(_))
+    ));
+    assert!(
+        server
+            .server()
+            .rotate_client_secret("my-app.v2_x~y")
+            .await
+            .is_ok()
+    );
+}
+
 #[tokio::test]
 async fn o8_a_database_refuses_keys_other_than_its_own() {
     let dir = tempfile::tempdir().unwrap();
