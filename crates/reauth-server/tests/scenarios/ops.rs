@@ -573,6 +573,44 @@ async fn o7_readiness_reports_the_database() {
     assert_eq!(readyz().await.0, StatusCode::OK);
 }
 
+/// A SQLite file deleted or replaced under a running server (a restore
+/// copied over it, a stray `rm`): the open connection keeps answering from
+/// the unlinked file, so only the file's identity tells — readiness fails.
+#[tokio::test]
+async fn o7_readiness_fails_when_the_sqlite_file_is_replaced_or_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reauth.db");
+    let mut config = test_config();
+    config.database_url = format!("sqlite://{}", path.display());
+    let server = TestServer::start_with(config).await;
+    let readyz = || async {
+        server
+            .http
+            .get(format!("{}/readyz", server.url))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(readyz().await, StatusCode::OK);
+    // Replaced: another file now has the name.
+    let moved = dir.path().join("old.db");
+    std::fs::rename(&path, &moved).unwrap();
+    std::fs::copy(&moved, &path).unwrap();
+    assert_eq!(readyz().await, StatusCode::SERVICE_UNAVAILABLE);
+    // Deleted.
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(readyz().await, StatusCode::SERVICE_UNAVAILABLE);
+    // Liveness does not depend on it.
+    let live = server
+        .http
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+}
+
 /// Client ids are RFC 3986 unreserved characters (they travel in URLs,
 /// forms and HTTP Basic, which URL-decodes them); rotating the secret of a
 /// public client is a clear error, not "no such client".
