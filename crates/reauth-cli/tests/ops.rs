@@ -281,6 +281,72 @@ fn o8_key_rotation_keeps_old_tokens_verifying_and_nobody_logged_out() {
     served.stop();
 }
 
+/// Two-phase rotation for several replicas: `keys stage` publishes a key
+/// that signs nothing; `keys rotate` then activates that very key.
+#[test]
+fn o8_keys_stage_publishes_a_key_that_rotate_then_activates() {
+    let site = Site::sqlite();
+    site.add_user(USER, PASSWORD);
+    let issuer = ["--issuer", "http://reauth.test"];
+    let served = site.serve(&issuer);
+    let old_kid = kid_of(login(&served)["access_token"].as_str().unwrap());
+    served.stop();
+    let list = || -> Value {
+        serde_json::from_str(&ok(reauth()
+            .args(["keys", "list", "--json", "--key-file"])
+            .arg(&site.keys)))
+        .unwrap()
+    };
+
+    ok(reauth()
+        .args(["keys", "stage", "--key-file"])
+        .arg(&site.keys));
+    support::assert_private(&site.keys);
+    let listed = list();
+    let keys = listed["signing_keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{listed}");
+    assert_eq!(keys[0]["kid"], old_kid.as_str());
+    assert_eq!(keys[0]["active"], true);
+    assert_eq!(keys[1]["staged"], true);
+    let next = keys[1]["kid"].as_str().unwrap().to_owned();
+    // Published and verifying, but the old key still signs.
+    let served = site.serve(&issuer);
+    let jwks = get(&served.addr, "/.well-known/jwks.json").json();
+    assert!(jwks.to_string().contains(&next), "{jwks}");
+    assert_eq!(
+        kid_of(login(&served)["access_token"].as_str().unwrap()),
+        old_kid
+    );
+    served.stop();
+
+    let rotated = ok(reauth()
+        .args(["keys", "rotate", "--key-file"])
+        .arg(&site.keys));
+    assert!(rotated.contains(&next), "{rotated}");
+    let served = site.serve(&issuer);
+    assert_eq!(
+        kid_of(login(&served)["access_token"].as_str().unwrap()),
+        next
+    );
+    served.stop();
+}
+
+/// A key file that group or others may read is refused, on one line.
+#[cfg(unix)]
+#[test]
+fn o8_a_key_file_others_may_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let site = Site::sqlite();
+    site.serve(&[]).stop();
+    std::fs::set_permissions(&site.keys, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let output = site
+        .cmd(&["serve", "--addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = one_line_error(&output);
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+}
+
 // ---------------------------------------------------------------- O9 demo client
 
 #[test]

@@ -687,6 +687,89 @@ async fn o8_a_database_refuses_keys_other_than_its_own() {
         .unwrap();
 }
 
+/// Key rotation across replicas (two phases): while one replica already
+/// signs with the new key, a replica that has only the *staged* file
+/// accepts its tokens and publishes the key. Rotating in one phase, the
+/// lagging replica refuses them — the failure staging exists to prevent.
+#[tokio::test]
+async fn o8_two_phase_rotation_never_refuses_a_token_across_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config();
+    config.database_url = format!("sqlite://{}", dir.path().join("reauth.db").display());
+    // Replicas behind one name: one issuer.
+    config.issuer = Some("https://auth.example.test".into());
+    let day = Duration::from_secs(86_400);
+    let old = ServerKeys::generate();
+    let staged = old.staged(1_000);
+    let next = staged.staged_kid().unwrap().to_owned();
+    let rotated = staged.rotated(2_000, day);
+    assert_eq!(rotated.kid(), next);
+    let replica = |keys: ServerKeys| {
+        let mut config = config.clone();
+        config.keys = KeySource::Provided(keys);
+        async move {
+            let clock = ManualClock::new();
+            let server = Server::with_clock(config, Arc::new(clock.clone()))
+                .await
+                .unwrap();
+            let _ = server.add_user(USER, PASSWORD).await;
+            TestServer::serve(server, clock).await
+        }
+    };
+    let lagging = replica(old.clone()).await;
+    let ready = replica(staged.clone()).await;
+    let ahead = replica(rotated).await;
+    let token = ahead.login().await;
+    let header: Value = {
+        use base64::Engine as _;
+        let head = token.access_token.split('.').next().unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(head)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        header["kid"],
+        next.as_str(),
+        "the rotated replica signs with the staged key"
+    );
+    // The replica with the staged file accepts the token and publishes the key.
+    assert_eq!(
+        ready.resource(&token.access_token).await.status(),
+        StatusCode::OK
+    );
+    let jwks: Value = ready
+        .http
+        .get(format!("{}/.well-known/jwks.json", ready.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
+    assert!(kids.contains(&next.as_str()), "{kids:?}");
+    // The staged replica still signs with the old key, which the rotated
+    // replica verifies (retired, not dropped).
+    let before = ready.login().await;
+    assert_eq!(
+        ahead.resource(&before.access_token).await.status(),
+        StatusCode::OK
+    );
+    // One phase: a replica that never saw the new key refuses its tokens.
+    assert_eq!(
+        lagging.resource(&token.access_token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
 #[tokio::test]
 async fn o9_the_library_registers_no_demo_client_by_default() {
     let config = reauth_server::ServerConfig::default();
