@@ -74,6 +74,11 @@ fn o5_tls_serves_https_and_the_metadata_names_https_endpoints() {
     )
     .expect("a TLS connection trusting the certificate");
     assert_eq!(response.status, 200, "{}", response.body);
+    // HSTS with TLS (RFC 6797): no later visit over plain HTTP.
+    assert_eq!(
+        response.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
     let metadata = response.json();
     assert_eq!(metadata["issuer"], issuer.as_str());
     for endpoint in [
@@ -134,7 +139,10 @@ fn o5_a_wildcard_address_needs_an_explicit_issuer() {
     }
     // An explicit issuer is what clients and tokens see.
     let served = site.serve(&["--issuer", "https://auth.example.test/"]);
-    let metadata = get(&served.addr, "/.well-known/oauth-authorization-server").json();
+    let response = get(&served.addr, "/.well-known/oauth-authorization-server");
+    // No HSTS over plain HTTP (it would be ignored, and TLS is a proxy's).
+    assert_eq!(response.header("strict-transport-security"), None);
+    let metadata = response.json();
     assert_eq!(metadata["issuer"], "https://auth.example.test");
     assert_eq!(
         metadata["token_endpoint"],

@@ -226,6 +226,7 @@ impl Server {
     /// [`Server::serve`] apply after it.
     ///
     /// If no issuer was configured, the issuer becomes `https://{local address}`.
+    /// Every response carries `Strict-Transport-Security: max-age=31536000`.
     ///
     /// # Errors
     ///
@@ -240,15 +241,29 @@ impl Server {
         self.bind_issuer("https", addr)?;
         tracing::info!(%addr, issuer = self.state.issuer(), "reauth server listening (TLS)");
         let acceptor = tls.acceptor();
-        self.serve_with_handshake(
+        // Browsers that reached this server over TLS never use plain HTTP
+        // for it again (RFC 6797): no downgrade of the sign-in page.
+        let router = self.router().layer(axum::middleware::map_response(
+            |mut response: axum::response::Response| async move {
+                response
+                    .headers_mut()
+                    .entry(http::header::STRICT_TRANSPORT_SECURITY)
+                    .or_insert(http::HeaderValue::from_static("max-age=31536000"));
+                response
+            },
+        ));
+        crate::serve::serve(
+            router,
             listener,
+            &self.state.config.limits,
             move |tcp| {
                 let acceptor = acceptor.clone();
                 async move { acceptor.accept(tcp).await }
             },
             shutdown,
         )
-        .await
+        .await;
+        Ok(())
     }
 
     /// Serves [`Server::metrics_router`] (`/metrics`, `/healthz`, `/readyz`)

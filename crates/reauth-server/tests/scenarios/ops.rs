@@ -523,6 +523,26 @@ struct Flaky {
     down: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// Introspection answers say whether a token is live: never from a cache.
+#[tokio::test]
+async fn o4_introspection_answers_are_not_cached() {
+    let server = TestServer::start().await;
+    let tokens = server.oauth_login().await;
+    for token in [tokens.access_token.as_str(), "unknown"] {
+        let response = server
+            .http
+            .post(format!("{}/oauth/introspect", server.url))
+            .basic_auth(crate::common::CLIENT_ID, Some(crate::common::CLIENT_SECRET))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        assert_eq!(response.headers()["pragma"], "no-cache");
+    }
+}
+
 #[tokio::test]
 async fn o7_readiness_reports_the_database() {
     let config = test_config();
