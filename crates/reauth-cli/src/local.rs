@@ -25,6 +25,8 @@ pub(crate) async fn spawn_server(grace_window: Duration) -> anyhow::Result<Runni
     config.grace_window = grace_window;
     // In process, on loopback, for the demo and the lab only.
     config.demo_client = Some(ClientCredentials::demo());
+    // The demo logs in as a first-party app.
+    config.first_party_endpoints = true;
     let server = Server::new(config)
         .await
         .context("starting the in-process server")?;

@@ -84,6 +84,12 @@ pub(crate) struct ServeArgs {
     /// the rest under `/web/` (the browser demo: `crates/reauth-web-demo/run`).
     #[arg(long, env = "REAUTH_WEB_DIR")]
     web_dir: Option<PathBuf>,
+    /// Also serve the first-party JSON endpoints /auth/login, /auth/refresh
+    /// and /auth/logout (a password login without an OAuth client, for an
+    /// app on the API's own origin such as the --web-dir page). Off by
+    /// default: OAuth clients use /oauth/token.
+    #[arg(long, env = "REAUTH_FIRST_PARTY_ENDPOINTS")]
+    first_party_endpoints: bool,
     #[command(flatten)]
     limits: crate::serve_limits::LimitArgs,
 }
@@ -145,6 +151,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.demo_client = Some(ClientCredentials::demo());
     }
     config.web_dir = args.web_dir.clone();
+    config.first_party_endpoints = args.first_party_endpoints;
     args.limits.apply(&mut config.limits);
     let server = open(config).await?;
     let listener = tokio::net::TcpListener::bind(args.addr)

@@ -357,6 +357,24 @@ fn o8_a_key_file_others_may_read_is_refused() {
 
 // ---------------------------------------------------------------- O9 demo client
 
+/// `reauth serve` has no /auth/* unless --first-party-endpoints is given.
+#[test]
+fn o9_first_party_endpoints_need_their_flag() {
+    let site = Site::sqlite();
+    site.add_user(USER, PASSWORD);
+    let served = Served::spawn(site.cmd(&["serve", "--addr", "127.0.0.1:0"]));
+    let response = post_json(
+        &served.addr,
+        "/auth/login",
+        &json!({"username": USER, "password": PASSWORD}),
+    );
+    assert_eq!(response.status, 404, "{}", response.body);
+    served.stop();
+    let served = site.serve(&[]);
+    login(&served);
+    served.stop();
+}
+
 #[test]
 fn o9_the_demo_client_works_only_with_demo_client() {
     let site = Site::sqlite();

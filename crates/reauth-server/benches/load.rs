@@ -221,6 +221,7 @@ fn config(db: &str) -> ServerConfig {
     config.password_hashing = PasswordHashing::InsecureFast;
     config.login_rate_limit.burst = 0;
     config.keys = KeySource::Provided(ServerKeys::generate());
+    config.first_party_endpoints = true;
     config
 }
 

@@ -29,10 +29,17 @@ pub(crate) fn router(state: AppStateRef) -> Router {
     } else {
         router
     };
+    // The first-party endpoints exist only when asked for: without them,
+    // `/auth/*` is the 404 of any unknown path.
+    let router = if state.config.first_party_endpoints {
+        router
+            .route("/auth/login", post(auth::login))
+            .route("/auth/refresh", post(auth::refresh))
+            .route("/auth/logout", post(auth::logout))
+    } else {
+        router
+    };
     router
-        .route("/auth/login", post(auth::login))
-        .route("/auth/refresh", post(auth::refresh))
-        .route("/auth/logout", post(auth::logout))
         .route(
             "/oauth/authorize",
             get(authorize::show).post(authorize::submit),

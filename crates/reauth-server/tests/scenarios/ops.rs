@@ -790,6 +790,36 @@ async fn o8_two_phase_rotation_never_refuses_a_token_across_replicas() {
     );
 }
 
+/// The first-party `/auth/*` endpoints (a password login with no OAuth
+/// client) are off unless configured: a server that speaks OAuth offers
+/// no password oracle outside its clients' grants.
+#[tokio::test]
+async fn o9_first_party_endpoints_are_off_by_default() {
+    assert!(!reauth_server::ServerConfig::default().first_party_endpoints);
+    let mut config = test_config();
+    config.first_party_endpoints = false;
+    let server = TestServer::start_with(config).await;
+    for path in ["/auth/login", "/auth/refresh", "/auth/logout"] {
+        let response = server
+            .http
+            .post(format!("{}{path}", server.url))
+            .json(
+                &serde_json::json!({"username": USER, "password": PASSWORD, "refresh_token": "x"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_error(status, &body, StatusCode::NOT_FOUND, "invalid_request");
+    }
+    // OAuth clients are served as ever.
+    server.oauth_login().await;
+    // Switched on, they answer.
+    let on = TestServer::start().await;
+    on.login().await;
+}
+
 #[tokio::test]
 async fn o9_the_library_registers_no_demo_client_by_default() {
     let config = reauth_server::ServerConfig::default();
