@@ -762,6 +762,19 @@ fn o6_logs_carry_audit_events_and_never_a_secret() {
     let second = token(&format!("grant_type=refresh_token&refresh_token={t1}")).json();
     let reuse = token(&format!("grant_type=refresh_token&refresh_token={t1}"));
     assert_eq!(reuse.json()["error"], "invalid_grant");
+    // A revocation by the client.
+    let third = token(&format!(
+        "grant_type=password&username={USER}&password=correct%20horse%20battery"
+    ))
+    .json();
+    let t3 = third["refresh_token"].as_str().unwrap().to_owned();
+    let revoked = post_form(
+        &served.addr,
+        "/oauth/revoke",
+        &[("Authorization", &basic)],
+        &format!("token={t3}"),
+    );
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
     let log = served.stop();
 
     let lines: Vec<Value> = log
@@ -795,8 +808,32 @@ fn o6_logs_carry_audit_events_and_never_a_secret() {
         (Some(1), Some(2))
     );
     let revoked = audit("family_revoked");
-    assert_eq!(revoked.len(), 1, "{log}");
+    assert_eq!(revoked.len(), 2, "{log}");
     assert_eq!(revoked[0]["reason"], "reuse_detected");
+    assert_eq!(revoked[1]["reason"], "revoked");
+    // Successes too: logins, sessions, tokens issued (grant and client).
+    let logins = audit("login_succeeded");
+    assert_eq!(logins.len(), 2, "{log}");
+    assert_eq!(
+        (&logins[0]["username"], &logins[0]["client_id"]),
+        (&json!(USER), &json!("app"))
+    );
+    assert_eq!(audit("session_started").len(), 2, "{log}");
+    let issued: Vec<String> = audit("token_issued")
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["grant_type"].as_str().unwrap(),
+                e["client_id"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        issued,
+        ["password app", "refresh_token app", "password app"],
+        "{log}"
+    );
     assert_eq!(audit("client_added").len(), 1, "{admin_log}");
 
     // No secret anywhere: passwords, client secrets, tokens, keys.
@@ -814,7 +851,7 @@ fn o6_logs_carry_audit_events_and_never_a_secret() {
             .unwrap()
             .to_owned(),
     ];
-    for body in [&first, &second] {
+    for body in [&first, &second, &third] {
         for field in ["access_token", "refresh_token"] {
             secrets.push(body[field].as_str().unwrap().to_owned());
         }

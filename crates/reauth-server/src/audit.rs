@@ -5,6 +5,9 @@
 //!
 //! | event | level | fields |
 //! |---|---|---|
+//! | `login_succeeded` | info | `username`, `client_id` |
+//! | `session_started` | info | `family`, `subject`, `client_id` |
+//! | `token_issued` | info | `grant_type`, `client_id` |
 //! | `login_failed` | info | `username`, `client_id`, `reason` |
 //! | `login_rate_limited` | warn | `username` |
 //! | `client_auth_failed` | info | `client_id`, `reason` |
@@ -18,6 +21,38 @@
 
 /// The target of every audit event (`RUST_LOG=reauth::audit=info`).
 pub(crate) const TARGET: &str = "reauth::audit";
+
+pub(crate) fn login_succeeded(username: &str, client_id: Option<&str>) {
+    tracing::info!(
+        target: TARGET,
+        event = "login_succeeded",
+        username,
+        client_id,
+        "login succeeded"
+    );
+}
+
+pub(crate) fn session_started(family: &str, subject: &str, client_id: Option<&str>) {
+    tracing::info!(
+        target: TARGET,
+        event = "session_started",
+        family = short(family),
+        subject,
+        client_id,
+        "session started"
+    );
+}
+
+/// A token response was sent (every grant, refreshes included).
+pub(crate) fn token_issued(grant_type: &str, client_id: Option<&str>) {
+    tracing::info!(
+        target: TARGET,
+        event = "token_issued",
+        grant_type,
+        client_id,
+        "tokens issued"
+    );
+}
 
 pub(crate) fn login_failed(username: &str, client_id: Option<&str>, reason: &'static str) {
     tracing::info!(

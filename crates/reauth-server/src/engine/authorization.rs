@@ -337,12 +337,7 @@ impl Engine {
         }
         let family = FamilyId::from_hex(&payload.f)
             .ok_or(AppError::Internal("malformed family id in a code".into()))?;
-        tracing::info!(
-            family = super::short(&payload.f),
-            subject = payload.s,
-            client_id = client.client_id,
-            "session started (authorization code)"
-        );
+        crate::audit::session_started(&payload.f, &payload.s, Some(&client.client_id));
         Ok(self.token_response(
             &family,
             &payload.s,

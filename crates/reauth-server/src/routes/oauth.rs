@@ -104,6 +104,7 @@ pub(super) async fn token(
                 .await?
         }
     };
+    crate::audit::token_issued(grant.as_str(), Some(&client.client_id));
     Ok(token_json(&tokens))
 }
 
