@@ -208,6 +208,7 @@ pub(crate) async fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
             }
         }
         ClientCommand::List { json, store } => {
+            serve::must_exist(&store.database_url, Some(&store.key_file))?;
             let server = open(&store).await?;
             let clients = server.list_clients().await.context("cannot list clients")?;
             if json {

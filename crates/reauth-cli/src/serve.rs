@@ -243,6 +243,32 @@ pub(crate) async fn open(config: ServerConfig) -> anyhow::Result<Server> {
     })
 }
 
+/// For commands that only read (`list`): fails, creating nothing, when the
+/// SQLite database file or the key file does not exist — a typo in `--db`
+/// must not leave an empty database behind and list nothing.
+pub(crate) fn must_exist(
+    database_url: &str,
+    key_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    if let Some(path) = reauth_server::store::SqliteRepository::file_path(database_url) {
+        if !path.exists() {
+            anyhow::bail!(
+                "no database at {} (nothing to list; `reauth serve` creates it)",
+                path.display()
+            );
+        }
+    }
+    if let Some(key_file) = key_file {
+        if !key_file.exists() {
+            anyhow::bail!(
+                "no key file at {} (`reauth serve` creates it)",
+                key_file.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The database URL with any password replaced by `***`.
 pub(crate) fn redacted(database_url: &str) -> String {
     match url::Url::parse(database_url) {

@@ -75,6 +75,7 @@ pub(crate) async fn run(command: UserCommand) -> anyhow::Result<ExitCode> {
             println!("removed user {name:?} and revoked their sessions");
         }
         UserCommand::List { db } => {
+            serve::must_exist(&db.database_url, None)?;
             let server = open(&db).await?;
             for user in server.list_users().await.context("cannot list users")? {
                 println!("{}\tcreated {}", user.username, utc(user.created_at));

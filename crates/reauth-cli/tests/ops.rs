@@ -355,6 +355,35 @@ fn o8_a_key_file_others_may_read_is_refused() {
     assert!(stderr.contains("chmod 600"), "{stderr}");
 }
 
+// ---------------------------------------------------------------- O11 files
+
+/// Listing reads: with a mistyped --db or --key-file it fails on one line
+/// and creates nothing.
+#[test]
+fn o11_list_commands_create_no_database_or_key_file() {
+    let site = Site::sqlite();
+    let user_list = || {
+        let mut cmd = reauth();
+        cmd.args(["user", "list", "--db", &site.db]);
+        cmd
+    };
+    for output in [
+        site.cmd(&["client", "list"]).output().unwrap(),
+        user_list().output().unwrap(),
+    ] {
+        let stderr = one_line_error(&output);
+        assert!(stderr.contains("no database"), "{stderr}");
+    }
+    assert!(std::fs::read_dir(site.dir.path()).unwrap().next().is_none());
+    // With the database there but no key file, client list says so.
+    site.add_user(USER, PASSWORD);
+    assert!(!site.keys.exists());
+    let output = site.cmd(&["client", "list"]).output().unwrap();
+    assert!(one_line_error(&output).contains("no key file"));
+    assert!(!site.keys.exists());
+    assert!(ok(&mut user_list()).contains(USER));
+}
+
 // ---------------------------------------------------------------- O9 demo client
 
 /// `reauth serve` has no /auth/* unless --first-party-endpoints is given.

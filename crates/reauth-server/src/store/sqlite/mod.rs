@@ -290,6 +290,16 @@ impl SqliteRepository {
         Ok(Self { jobs, wait, file })
     }
 
+    /// The file a SQLite URL names: `None` for an in-memory database or a
+    /// URL that is not SQLite's. Lets a tool check that a database exists
+    /// before it opens (and so creates) it.
+    pub fn file_path(url: &str) -> Option<PathBuf> {
+        match location(url) {
+            Ok(Location::File(path)) => Some(path),
+            _ => None,
+        }
+    }
+
     fn send(&self, job: Job) -> Result<(), StoreError> {
         let envelope = Envelope {
             job,
