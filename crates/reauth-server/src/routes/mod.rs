@@ -13,6 +13,7 @@ use crate::engine::TokenResponse;
 
 mod auth;
 mod authorize;
+mod cors;
 mod extract;
 mod oauth;
 mod resources;
@@ -44,8 +45,12 @@ pub(crate) fn router(state: AppStateRef) -> Router {
             "/oauth/authorize",
             get(authorize::show).post(authorize::submit),
         )
-        .route("/oauth/token", post(oauth::token))
-        .route("/oauth/revoke", post(oauth::revoke))
+        .merge(
+            Router::new()
+                .route("/oauth/token", post(oauth::token).options(preflight))
+                .route("/oauth/revoke", post(oauth::revoke).options(preflight))
+                .layer(middleware::from_fn_with_state(state.clone(), cors::cors)),
+        )
         .route("/oauth/introspect", post(oauth::introspect))
         .route(
             "/.well-known/oauth-authorization-server",
@@ -71,6 +76,11 @@ pub(crate) fn metrics_router(state: AppStateRef) -> Router {
         .route("/readyz", get(readyz))
         .fallback(|| async { rfc6749_error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(state)
+}
+
+/// A CORS preflight: answered by the `cors` middleware before it gets here.
+async fn preflight() -> StatusCode {
+    StatusCode::NO_CONTENT
 }
 
 /// Liveness: the process serves HTTP.

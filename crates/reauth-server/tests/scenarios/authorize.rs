@@ -365,3 +365,99 @@ async fn o10_the_sign_in_form_refuses_cross_site_posts() {
         assert_eq!(answer.status(), StatusCode::SEE_OTHER, "{headers:?}");
     }
 }
+
+/// A browser app (a registered public client) may call the token and
+/// revocation endpoints from its own origin; no other origin may read the
+/// answers, and introspection is never offered to browsers.
+#[tokio::test]
+async fn o10_cors_on_token_and_revocation_for_registered_public_origins_only() {
+    let server = start().await;
+    let mut confidential = ClientSpec::confidential("backend");
+    confidential.redirect_uris = vec!["https://backend.example/cb".into()];
+    server
+        .server()
+        .register_client(&confidential)
+        .await
+        .unwrap();
+    let http = no_redirects();
+    let preflight = |path: &'static str, origin: &'static str| {
+        http.request(reqwest::Method::OPTIONS, format!("{}{path}", server.url))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let allow_origin = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    for path in ["/oauth/token", "/oauth/revoke"] {
+        for origin in ["https://app.example", "http://127.0.0.1:53682"] {
+            let answer = preflight(path, origin).await.unwrap();
+            assert_eq!(answer.status(), StatusCode::NO_CONTENT, "{path} {origin}");
+            assert_eq!(allow_origin(&answer).as_deref(), Some(origin));
+            assert!(
+                answer.headers()["access-control-allow-methods"]
+                    .to_str()
+                    .unwrap()
+                    .contains("POST")
+            );
+            assert!(
+                answer
+                    .headers()
+                    .get("access-control-allow-credentials")
+                    .is_none()
+            );
+        }
+        // Not a public client's origin: a confidential client's, another
+        // site, the same host on another scheme or port.
+        for origin in [
+            "https://backend.example",
+            "https://evil.example",
+            "http://app.example",
+            "https://app.example:8443",
+            "null",
+        ] {
+            let answer = preflight(path, origin).await.unwrap();
+            assert_eq!(answer.status(), StatusCode::FORBIDDEN, "{path} {origin}");
+            assert_eq!(allow_origin(&answer), None, "{path} {origin}");
+        }
+    }
+    // The real request: the answer (even an error) is readable by the app.
+    let answer = http
+        .post(format!("{}/oauth/token", server.url))
+        .header("origin", "https://app.example")
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", SPA),
+            ("refresh_token", "nope"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        allow_origin(&answer).as_deref(),
+        Some("https://app.example")
+    );
+    assert_eq!(answer.headers()["vary"], "Origin");
+    let answer = http
+        .post(format!("{}/oauth/token", server.url))
+        .header("origin", "https://evil.example")
+        .form(&[("grant_type", "refresh_token"), ("client_id", SPA)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allow_origin(&answer), None);
+    // Introspection: no CORS for anyone.
+    let answer = http
+        .post(format!("{}/oauth/introspect", server.url))
+        .header("origin", "https://app.example")
+        .form(&[("token", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allow_origin(&answer), None);
+}
