@@ -1,4 +1,4 @@
-//! `reauth client add|list|remove|rotate-secret`: the server's OAuth
+//! `reauth client add|update|list|remove|rotate-secret`: the server's OAuth
 //! clients, straight in its database. A running server (every replica)
 //! sees a change at its next request: no restart.
 //!
@@ -98,6 +98,34 @@ pub(crate) enum ClientCommand {
         /// A resource server: it may introspect every token, not only its own.
         #[arg(long, env = "REAUTH_CLIENT_INTROSPECTION")]
         introspection: bool,
+        /// Print one JSON object (RFC 7591 names).
+        #[arg(long, env = "REAUTH_JSON")]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Change what a client may do; only the options given change. Its
+    /// secret and sessions are kept.
+    Update {
+        /// The client id.
+        name: String,
+        /// The grant types it may use (repeat, or separate with commas);
+        /// replaces the list.
+        #[arg(long = "grant-type", value_enum, value_delimiter = ',')]
+        grant_types: Vec<Grant>,
+        /// The scopes it may ask for (repeat, or separate with spaces or
+        /// commas); replaces the list. "" for none.
+        #[arg(long = "scope", value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+        /// The scope granted when it asks for none ("" for none).
+        #[arg(long)]
+        default_scope: Option<String>,
+        /// Its redirect URIs (repeat); replaces the list.
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Whether it may introspect every token (a resource server).
+        #[arg(long, value_name = "true|false")]
+        introspection: Option<bool>,
         /// Print one JSON object (RFC 7591 names).
         #[arg(long, env = "REAUTH_JSON")]
         json: bool,
@@ -205,6 +233,74 @@ pub(crate) async fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
                         "Store the secret now: it is shown only this once (the server keeps a keyed hash)."
                     );
                 }
+            }
+        }
+        ClientCommand::Update {
+            name,
+            grant_types,
+            scopes,
+            default_scope,
+            redirect_uris,
+            introspection,
+            json,
+            store,
+        } => {
+            let server = open(&store).await?;
+            let find = |clients: Vec<ClientInfo>| clients.into_iter().find(|c| c.client_id == name);
+            let current = find(
+                server
+                    .list_clients()
+                    .await
+                    .context("cannot read the clients")?,
+            )
+            .with_context(|| format!("no client {name:?}"))?;
+            let mut spec = if current.public {
+                ClientSpec::public(&name)
+            } else {
+                ClientSpec::confidential(&name)
+            };
+            spec.grant_types = if grant_types.is_empty() {
+                current
+                    .grant_types
+                    .iter()
+                    .filter_map(|g| GrantType::parse(g))
+                    .collect()
+            } else {
+                grant_types.into_iter().map(GrantType::from).collect()
+            };
+            let scopes_given = scopes.is_some();
+            spec.scopes = match &scopes {
+                Some(scopes) => scope_tokens(scopes),
+                None => current.scopes.clone(),
+            };
+            spec.default_scope = match &default_scope {
+                Some(d) => Some(scope_tokens([d])),
+                // New scopes without a new default: all of them, as at
+                // registration; else the default stays.
+                None if scopes_given => None,
+                None => Some(current.default_scope.clone()),
+            };
+            spec.redirect_uris = if redirect_uris.is_empty() {
+                current.redirect_uris.clone()
+            } else {
+                redirect_uris
+            };
+            spec.introspection = introspection.unwrap_or(current.introspection);
+            server
+                .update_client(&spec)
+                .await
+                .with_context(|| format!("cannot update client {name:?}"))?;
+            let client = find(
+                server
+                    .list_clients()
+                    .await
+                    .context("cannot read the client back")?,
+            )
+            .context("the client vanished")?;
+            if json {
+                println!("{}", as_json(&client));
+            } else {
+                print_client(&client);
             }
         }
         ClientCommand::List { json, store } => {

@@ -595,6 +595,81 @@ fn password_grant(served: &Served, client_id: &str, secret: Option<&str>) -> sup
     }
 }
 
+/// `reauth client update` changes only what it is given, keeps the secret
+/// and the sessions, and a running server sees it at once.
+#[test]
+fn o1_client_update_changes_a_running_servers_client() {
+    let site = Site::sqlite();
+    site.add_user(USER, PASSWORD);
+    let served = site.serve(&[]);
+    let app = site.add_client("app", &["--scope", "read"]);
+    let secret = app["client_secret"].as_str().unwrap().to_owned();
+    let granted = password_grant(&served, "app", Some(&secret));
+    assert_eq!(granted.json()["scope"], "read");
+    let session = granted.json();
+
+    let updated: Value = serde_json::from_str(&ok(&mut site.cmd(&[
+        "client",
+        "update",
+        "app",
+        "--scope",
+        "read write",
+        "--default-scope",
+        "read write",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(updated["scope"], "read write");
+    assert_eq!(updated["grant_types"], json!(["password", "refresh_token"]));
+    assert!(updated.get("client_secret").is_none(), "{updated}");
+    // The secret still works; the new default is granted; the old session
+    // refreshes.
+    let granted = password_grant(&served, "app", Some(&secret));
+    assert_eq!(granted.status, 200, "{}", granted.body);
+    assert_eq!(granted.json()["scope"], "read write");
+    let refreshed = post_form(
+        &served.addr,
+        "/oauth/token",
+        &[("Authorization", &support::basic("app", &secret))],
+        &format!(
+            "grant_type=refresh_token&refresh_token={}",
+            session["refresh_token"].as_str().unwrap()
+        ),
+    );
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+    // Only what is given changes: grant types now, scopes kept.
+    let updated: Value = serde_json::from_str(&ok(&mut site.cmd(&[
+        "client",
+        "update",
+        "app",
+        "--grant-type",
+        "client_credentials",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(updated["grant_types"], json!(["client_credentials"]));
+    assert_eq!(updated["scope"], "read write");
+    assert_eq!(password_grant(&served, "app", Some(&secret)).status, 400);
+    // Refused, on one line: no such client, a bad redirect URI.
+    let missing = site
+        .cmd(&["client", "update", "nobody", "--scope", "x"])
+        .output()
+        .unwrap();
+    assert!(one_line_error(&missing).contains("no client"));
+    let bad = site
+        .cmd(&[
+            "client",
+            "update",
+            "app",
+            "--redirect-uri",
+            "http://evil.example/cb",
+        ])
+        .output()
+        .unwrap();
+    assert!(one_line_error(&bad).contains("redirect URI"));
+    served.stop();
+}
+
 /// O1 on one database: every `reauth client` command takes effect on the
 /// running server at once.
 fn clients_take_effect_without_restart(site: &Site) {

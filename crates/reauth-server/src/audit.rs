@@ -13,7 +13,7 @@
 //! | `client_auth_failed` | info | `client_id`, `reason` |
 //! | `reuse_detected` | warn | `family`, `subject`, `client_id`, `presented`, `current` |
 //! | `family_revoked` | info | `family`, `reason` |
-//! | `client_added`, `client_removed`, `client_secret_rotated` | info | `client_id`, `detail` |
+//! | `client_added`, `client_updated`, `client_removed`, `client_secret_rotated` | info | `client_id`, `detail` |
 //! | `user_added`, `user_removed` | info | `username` |
 //!
 //! Fields are identifiers only: a family id is cut to 8 characters, and no
@@ -113,7 +113,7 @@ pub(crate) fn family_revoked(family: &str, reason: &str) {
     );
 }
 
-/// `client_added`, `client_removed` or `client_secret_rotated`.
+/// `client_added`, `client_updated`, `client_removed` or `client_secret_rotated`.
 pub(crate) fn client_changed(event: &'static str, client_id: &str, detail: &str) {
     tracing::info!(target: TARGET, event, client_id, detail, "client changed");
 }

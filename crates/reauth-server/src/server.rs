@@ -449,6 +449,44 @@ impl Server {
         Ok(secret)
     }
 
+    /// Replaces what a registered client may do — grant types, scopes,
+    /// default scope, redirect URIs, introspection — with `spec`'s (checked
+    /// as for [`register_client`](Self::register_client)). Its secret, its
+    /// registration time and its sessions are kept; a session keeps only
+    /// the scopes the client still has at its next refresh. Whether it is
+    /// public cannot change (register a new client instead). Running
+    /// servers see the change at their next request.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::NoSuchClient`], [`ServerError::InvalidClient`] (the
+    /// rules, or a change of `public`), [`ServerError::Database`].
+    pub async fn update_client(&self, spec: &ClientSpec) -> Result<(), ServerError> {
+        let mut client = spec.validate().map_err(ServerError::InvalidClient)?;
+        let Some(stored) = self.state.repo.find_client(&client.client_id).await? else {
+            return Err(ServerError::NoSuchClient(client.client_id));
+        };
+        if stored.public != client.public {
+            return Err(ServerError::InvalidClient(format!(
+                "client {:?} is {}: that cannot change (register a new client)",
+                client.client_id,
+                if stored.public {
+                    "public"
+                } else {
+                    "confidential"
+                }
+            )));
+        }
+        client.secret_mac = stored.secret_mac;
+        self.state.repo.upsert_client(&client).await?;
+        crate::audit::client_changed(
+            "client_updated",
+            &client.client_id,
+            &crate::store::client_detail(&client),
+        );
+        Ok(())
+    }
+
     /// Gives a confidential client a fresh secret (returned once); the old
     /// one stops working at once. Its sessions are kept.
     ///
