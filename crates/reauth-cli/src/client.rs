@@ -87,12 +87,13 @@ pub(crate) enum ClientCommand {
         #[arg(long, env = "REAUTH_CLIENT_DEFAULT_SCOPE")]
         default_scope: Option<String>,
         /// A redirect URI of the authorization-code grant (repeat, or
-        /// separate with commas): https, loopback http (any port), or a
-        /// private-use scheme such as com.example.app:/callback.
+        /// separate with spaces — a URI may hold a comma, never a space):
+        /// https, loopback http (any port), or a private-use scheme such as
+        /// com.example.app:/callback.
         #[arg(
             long = "redirect-uri",
             env = "REAUTH_CLIENT_REDIRECT_URIS",
-            value_delimiter = ','
+            value_delimiter = ' '
         )]
         redirect_uris: Vec<String>,
         /// A resource server: it may introspect every token, not only its own.

@@ -595,6 +595,28 @@ fn password_grant(served: &Served, client_id: &str, secret: Option<&str>) -> sup
     }
 }
 
+/// A redirect URI may hold a comma: `--redirect-uri` splits lists on
+/// spaces (which no URI holds), so it is registered whole.
+#[test]
+fn o1_a_redirect_uri_with_a_comma_is_registered_whole() {
+    let site = Site::sqlite();
+    let spa = site.add_client(
+        "spa",
+        &[
+            "--public",
+            "--redirect-uri",
+            "https://app.example/cb?tabs=a,b https://app.example/other",
+        ],
+    );
+    assert_eq!(
+        spa["redirect_uris"],
+        json!([
+            "https://app.example/cb?tabs=a,b",
+            "https://app.example/other"
+        ])
+    );
+}
+
 /// `reauth client update` changes only what it is given, keeps the secret
 /// and the sessions, and a running server sees it at once.
 #[test]
