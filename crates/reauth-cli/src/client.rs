@@ -15,8 +15,9 @@ use serde_json::json;
 
 use crate::serve;
 
-/// The database and key file to work on.
-#[derive(Debug, clap::Args)]
+/// The database and key file to work on. `Debug` hides a password in the
+/// database URL.
+#[derive(clap::Args)]
 pub(crate) struct StoreArgs {
     /// The database (as for `reauth serve`).
     #[arg(
@@ -28,6 +29,15 @@ pub(crate) struct StoreArgs {
     /// The key file (as for `reauth serve`; created when absent).
     #[arg(long, env = "REAUTH_KEY_FILE", default_value = "reauth-keys.json")]
     key_file: PathBuf,
+}
+
+impl std::fmt::Debug for StoreArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreArgs")
+            .field("database_url", &serve::redacted(&self.database_url))
+            .field("key_file", &self.key_file)
+            .finish()
+    }
 }
 
 /// A grant type on the command line.

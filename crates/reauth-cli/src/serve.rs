@@ -14,7 +14,7 @@ use crate::duration;
 
 /// `reauth serve` options. Each flag can also be set by the environment
 /// variable named in `--help`.
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub(crate) struct ServeArgs {
     /// The address to listen on (port 0 picks a free one).
     #[arg(long, env = "REAUTH_ADDR", default_value = "127.0.0.1:8080")]
@@ -92,6 +92,31 @@ pub(crate) struct ServeArgs {
     first_party_endpoints: bool,
     #[command(flatten)]
     limits: crate::serve_limits::LimitArgs,
+}
+
+/// `Debug` shows the database URL without its password.
+impl std::fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeArgs")
+            .field("addr", &self.addr)
+            .field("database_url", &redacted(&self.database_url))
+            .field("key_file", &self.key_file)
+            .field("access_ttl", &self.access_ttl)
+            .field("grace_window", &self.grace_window)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("absolute_lifetime", &self.absolute_lifetime)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("metrics_addr", &self.metrics_addr)
+            .field("sqlite_synchronous", &self.sqlite_synchronous)
+            .field("demo_client", &self.demo_client)
+            .field("web_dir", &self.web_dir)
+            .field("first_party_endpoints", &self.first_party_endpoints)
+            .field("limits", &self.limits)
+            .finish()
+    }
 }
 
 /// SQLite's `synchronous` setting.

@@ -8,8 +8,8 @@ use reauth_server::{Server, ServerConfig};
 
 use crate::serve;
 
-/// The database to work on.
-#[derive(Debug, clap::Args)]
+/// The database to work on. `Debug` hides a password in its URL.
+#[derive(clap::Args)]
 pub(crate) struct DbArgs {
     /// The database: `sqlite://FILE` or `postgres://…` (as for `reauth serve`).
     #[arg(
@@ -18,6 +18,14 @@ pub(crate) struct DbArgs {
         default_value = "sqlite://reauth.db"
     )]
     database_url: String,
+}
+
+impl std::fmt::Debug for DbArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbArgs")
+            .field("database_url", &serve::redacted(&self.database_url))
+            .finish()
+    }
 }
 
 /// `reauth user` subcommands.

@@ -17,7 +17,7 @@ use crate::secret::Secret;
 /// config.database_url = "sqlite://reauth.db".into();
 /// config.grace_window = Duration::from_secs(5);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
     /// The `iss` of issued tokens and the RFC 8414 `issuer`. When `None`, the
@@ -81,6 +81,45 @@ pub struct ServerConfig {
     /// page). Default off: on a server that only speaks OAuth they are one
     /// more password oracle, outside any client's grant types.
     pub first_party_endpoints: bool,
+}
+
+/// `Debug` shows a database URL without its password.
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("bind_addr", &self.bind_addr)
+            .field("database_url", &redact_password(&self.database_url))
+            .field("keys", &self.keys)
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("grace_window", &self.grace_window)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("absolute_lifetime", &self.absolute_lifetime)
+            .field("demo_client", &self.demo_client)
+            .field("login_rate_limit", &self.login_rate_limit)
+            .field("password_hashing", &self.password_hashing)
+            .field("sqlite_synchronous", &self.sqlite_synchronous)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("revocation_poll_interval", &self.revocation_poll_interval)
+            .field("public_metrics", &self.public_metrics)
+            .field("max_db_connections", &self.max_db_connections)
+            .field("limits", &self.limits)
+            .field("web_dir", &self.web_dir)
+            .field("first_party_endpoints", &self.first_party_endpoints)
+            .finish()
+    }
+}
+
+/// `url` with any password replaced by `***`.
+fn redact_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
 }
 
 impl Default for ServerConfig {
@@ -247,4 +286,20 @@ pub enum SqliteSynchronous {
     Normal,
     /// Survives power loss: one fsync per commit.
     Full,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerConfig;
+
+    #[test]
+    fn o6_a_config_shows_no_database_password_in_debug() {
+        let config = ServerConfig {
+            database_url: "postgres://reauth:pw-SECRET@db.internal/reauth".into(),
+            ..ServerConfig::default()
+        };
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("SECRET"), "{printed}");
+        assert!(printed.contains("reauth:***@db.internal"), "{printed}");
+    }
 }

@@ -468,7 +468,11 @@ mod tests {
             bearer: Some("bearer-SECRET-8".into()),
             note: String::new(),
         };
-        let printed = format!("{:?} {endpoints:?} {entry:?}", cli.lab);
+        let services = processes::Services {
+            redis_url: Some("redis://:redis-SECRET-9@host".into()),
+            database_url: Some("postgres://u:db-SECRET-10@host/db".into()),
+        };
+        let printed = format!("{:?} {endpoints:?} {entry:?} {services:?}", cli.lab);
         assert!(printed.contains("idp.example"), "{printed}");
         assert!(!printed.contains("SECRET"), "{printed}");
     }
