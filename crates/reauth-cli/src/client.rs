@@ -1,4 +1,4 @@
-//! `reauth client add|list|remove|rotate-secret`: the server's OAuth
+//! `reauth client add|update|list|remove|rotate-secret`: the server's OAuth
 //! clients, straight in its database. A running server (every replica)
 //! sees a change at its next request: no restart.
 //!
@@ -15,8 +15,9 @@ use serde_json::json;
 
 use crate::serve;
 
-/// The database and key file to work on.
-#[derive(Debug, clap::Args)]
+/// The database and key file to work on. `Debug` hides a password in the
+/// database URL.
+#[derive(clap::Args)]
 pub(crate) struct StoreArgs {
     /// The database (as for `reauth serve`).
     #[arg(
@@ -29,6 +30,15 @@ pub(crate) struct StoreArgs {
     /// The key file (as for `reauth serve`; created when absent).
     #[arg(long, env = "REAUTH_KEY_FILE", default_value = "reauth-keys.json")]
     key_file: PathBuf,
+}
+
+impl std::fmt::Debug for StoreArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreArgs")
+            .field("database_url", &serve::redacted(&self.database_url))
+            .field("key_file", &self.key_file)
+            .finish()
+    }
 }
 
 /// A grant type on the command line.
@@ -68,8 +78,10 @@ pub(crate) enum ClientCommand {
         #[arg(long, env = "REAUTH_CLIENT_PUBLIC")]
         public: bool,
         /// A grant type it may use (repeat, or separate with commas).
-        /// Default: password and refresh_token, plus authorization_code when
-        /// it has a redirect URI. client_credentials only when listed.
+        /// Default: password (confidential clients only; a public client
+        /// gets it only when listed) and refresh_token, plus
+        /// authorization_code when it has a redirect URI.
+        /// client_credentials only when listed.
         #[arg(
             long = "grant-type",
             value_enum,
@@ -86,17 +98,46 @@ pub(crate) enum ClientCommand {
         #[arg(long, env = "REAUTH_CLIENT_DEFAULT_SCOPE")]
         default_scope: Option<String>,
         /// A redirect URI of the authorization-code grant (repeat, or
-        /// separate with commas): https, loopback http (any port), or a
-        /// private-use scheme such as com.example.app:/callback.
+        /// separate with spaces — a URI may hold a comma, never a space):
+        /// https, loopback http (any port), or a private-use scheme such as
+        /// com.example.app:/callback.
         #[arg(
             long = "redirect-uri",
             env = "REAUTH_CLIENT_REDIRECT_URIS",
-            value_delimiter = ','
+            value_delimiter = ' '
         )]
         redirect_uris: Vec<String>,
         /// A resource server: it may introspect every token, not only its own.
         #[arg(long, env = "REAUTH_CLIENT_INTROSPECTION")]
         introspection: bool,
+        /// Print one JSON object (RFC 7591 names).
+        #[arg(long, env = "REAUTH_JSON")]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Change what a client may do; only the options given change. Its
+    /// secret and sessions are kept.
+    Update {
+        /// The client id.
+        name: String,
+        /// The grant types it may use (repeat, or separate with commas);
+        /// replaces the list.
+        #[arg(long = "grant-type", value_enum, value_delimiter = ',')]
+        grant_types: Vec<Grant>,
+        /// The scopes it may ask for (repeat, or separate with spaces or
+        /// commas); replaces the list. "" for none.
+        #[arg(long = "scope", value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+        /// The scope granted when it asks for none ("" for none).
+        #[arg(long)]
+        default_scope: Option<String>,
+        /// Its redirect URIs (repeat); replaces the list.
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Whether it may introspect every token (a resource server).
+        #[arg(long, value_name = "true|false")]
+        introspection: Option<bool>,
         /// Print one JSON object (RFC 7591 names).
         #[arg(long, env = "REAUTH_JSON")]
         json: bool,
@@ -206,7 +247,76 @@ pub(crate) async fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        ClientCommand::Update {
+            name,
+            grant_types,
+            scopes,
+            default_scope,
+            redirect_uris,
+            introspection,
+            json,
+            store,
+        } => {
+            let server = open(&store).await?;
+            let find = |clients: Vec<ClientInfo>| clients.into_iter().find(|c| c.client_id == name);
+            let current = find(
+                server
+                    .list_clients()
+                    .await
+                    .context("cannot read the clients")?,
+            )
+            .with_context(|| format!("no client {name:?}"))?;
+            let mut spec = if current.public {
+                ClientSpec::public(&name)
+            } else {
+                ClientSpec::confidential(&name)
+            };
+            spec.grant_types = if grant_types.is_empty() {
+                current
+                    .grant_types
+                    .iter()
+                    .filter_map(|g| GrantType::parse(g))
+                    .collect()
+            } else {
+                grant_types.into_iter().map(GrantType::from).collect()
+            };
+            let scopes_given = scopes.is_some();
+            spec.scopes = match &scopes {
+                Some(scopes) => scope_tokens(scopes),
+                None => current.scopes.clone(),
+            };
+            spec.default_scope = match &default_scope {
+                Some(d) => Some(scope_tokens([d])),
+                // New scopes without a new default: all of them, as at
+                // registration; else the default stays.
+                None if scopes_given => None,
+                None => Some(current.default_scope.clone()),
+            };
+            spec.redirect_uris = if redirect_uris.is_empty() {
+                current.redirect_uris.clone()
+            } else {
+                redirect_uris
+            };
+            spec.introspection = introspection.unwrap_or(current.introspection);
+            server
+                .update_client(&spec)
+                .await
+                .with_context(|| format!("cannot update client {name:?}"))?;
+            let client = find(
+                server
+                    .list_clients()
+                    .await
+                    .context("cannot read the client back")?,
+            )
+            .context("the client vanished")?;
+            if json {
+                println!("{}", as_json(&client));
+            } else {
+                print_client(&client);
+            }
+        }
         ClientCommand::List { json, store } => {
+            serve::must_exist(&store.database_url, Some(&store.key_file))?;
             let server = open(&store).await?;
             let clients = server.list_clients().await.context("cannot list clients")?;
             if json {

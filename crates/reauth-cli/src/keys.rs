@@ -1,12 +1,16 @@
-//! `reauth keys list|rotate`: the server's key file.
+//! `reauth keys list|stage|rotate`: the server's key file.
 //!
-//! A rotation gives the key file a fresh active signing key and keeps the
+//! A rotation gives the key file a new active signing key and keeps the
 //! previous one as *retired*: it no longer signs, but still verifies and
 //! stays in the JWKS, so access tokens signed before the rotation stay valid
 //! until they expire. The refresh-token MAC key and the client-secret pepper
 //! never change, so refresh tokens and client secrets survive rotations.
 //! Servers read the key file when they start: restart them to use the new
 //! key.
+//!
+//! With several replicas, `stage` first: the new key is published and
+//! verifies everywhere (after the file is copied and the replicas
+//! restarted) before `rotate` makes it sign.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,7 +40,15 @@ pub(crate) enum KeysCommand {
         #[arg(long, env = "REAUTH_JSON")]
         json: bool,
     },
-    /// Make a fresh signing key active; the previous one keeps verifying.
+    /// Phase 1 of a rotation across replicas: add a staged signing key,
+    /// published in the JWKS and verifying, that signs nothing until
+    /// `rotate`.
+    Stage {
+        #[command(flatten)]
+        file: KeyFileArgs,
+    },
+    /// Make the staged signing key (or, with none staged, a fresh one)
+    /// active; the previous one keeps verifying.
     Rotate {
         #[command(flatten)]
         file: KeyFileArgs,
@@ -61,7 +73,8 @@ pub(crate) fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
                             "kid": k.kid,
                             "created_at": k.created_at,
                             "retired_at": k.retired_at,
-                            "active": k.retired_at.is_none(),
+                            "active": k.retired_at.is_none() && !k.staged,
+                            "staged": k.staged,
                         })
                     })
                     .collect();
@@ -73,6 +86,9 @@ pub(crate) fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
                 println!("fingerprint {}", keys.fingerprint());
                 for k in keys.signing_keys() {
                     let state = match k.retired_at {
+                        None if k.staged => {
+                            "staged (verifies, signs after `keys rotate`)".to_owned()
+                        }
                         None => "active".to_owned(),
                         Some(at) => format!("retired {}", crate::user::utc(at * 1000)),
                     };
@@ -80,13 +96,35 @@ pub(crate) fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        KeysCommand::Stage { file } => {
+            let keys = load(&file)?;
+            if let Some(kid) = keys.staged_kid() {
+                println!("signing key {kid} is staged already; `reauth keys rotate` activates it");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let staged = keys.staged(now()?);
+            staged
+                .replace_file(&file.key_file)
+                .map_err(|e| anyhow::anyhow!("cannot stage a key: {e}"))?;
+            let kid = staged.staged_kid().unwrap_or_default();
+            tracing::info!(
+                target: "reauth::audit",
+                event = "signing_key_staged",
+                kid,
+                "signing key staged"
+            );
+            println!(
+                "signing key {kid} is staged: it is published and verifies, and signs nothing yet"
+            );
+            println!(
+                "copy {} to every replica and restart them; then, once resource servers' JWKS caches have expired, run `reauth keys rotate`",
+                file.key_file.display()
+            );
+        }
         KeysCommand::Rotate { file, keep_retired } => {
             let keys = load(&file)?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .context("the system clock is before 1970")?
-                .as_secs();
-            let rotated = keys.rotated(i64::try_from(now).unwrap_or(i64::MAX), keep_retired);
+            let was_staged = keys.staged_kid().is_some();
+            let rotated = keys.rotated(now()?, keep_retired);
             rotated
                 .replace_file(&file.key_file)
                 .map_err(|e| anyhow::anyhow!("cannot rotate: {e}"))?;
@@ -105,10 +143,16 @@ pub(crate) fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
                 "signing key rotated"
             );
             println!(
-                "new signing key {} is active; {} is retired and still verifies",
+                "{} signing key {} is active; {} is retired and still verifies",
+                if was_staged { "staged" } else { "new" },
                 rotated.kid(),
                 keys.kid()
             );
+            if !was_staged {
+                println!(
+                    "with several replicas, a replica that has not loaded this file refuses the new key's tokens: use `reauth keys stage` first next time"
+                );
+            }
             if !dropped.is_empty() {
                 println!("dropped retired key(s): {}", dropped.join(", "));
             }
@@ -119,6 +163,15 @@ pub(crate) fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Unix seconds now.
+fn now() -> anyhow::Result<i64> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_secs();
+    Ok(i64::try_from(now).unwrap_or(i64::MAX))
 }
 
 fn load(file: &KeyFileArgs) -> anyhow::Result<ServerKeys> {

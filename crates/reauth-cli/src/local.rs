@@ -25,6 +25,8 @@ pub(crate) async fn spawn_server(grace_window: Duration) -> anyhow::Result<Runni
     config.grace_window = grace_window;
     // In process, on loopback, for the demo and the lab only.
     config.demo_client = Some(ClientCredentials::demo());
+    // The demo logs in as a first-party app.
+    config.first_party_endpoints = true;
     let server = Server::new(config)
         .await
         .context("starting the in-process server")?;
@@ -57,8 +59,9 @@ impl std::fmt::Debug for Login {
     }
 }
 
-/// Where a client finds an auth server, and how it logs in.
-#[derive(Clone, Debug)]
+/// Where a client finds an auth server, and how it logs in. Its `Debug`
+/// says whether there is a client secret, never what it is.
+#[derive(Clone)]
 pub(crate) struct Endpoints {
     /// The token endpoint.
     pub(crate) token: Url,
@@ -70,6 +73,22 @@ pub(crate) struct Endpoints {
     /// `None` for a public client.
     pub(crate) client_secret: Option<String>,
     pub(crate) login: Login,
+}
+
+impl std::fmt::Debug for Endpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoints")
+            .field("token", &self.token.as_str())
+            .field("revoke", &self.revoke.as_ref().map(url::Url::as_str))
+            .field("resource", &self.resource.as_str())
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("login", &self.login)
+            .finish()
+    }
 }
 
 impl Endpoints {

@@ -1,8 +1,8 @@
 //! Logs: `tracing` events to stderr, filtered by `RUST_LOG`, as text or JSON.
 //!
-//! Audit events (target `reauth::audit`: failed logins, failed client
-//! authentication, reuse detected, families revoked, clients and users
-//! changed) are on by default for the server and the administration
+//! Audit events (target `reauth::audit`: logins that succeeded or failed,
+//! sessions started, tokens issued, failed client authentication, reuse
+//! detected, families revoked, clients and users changed) are on by default for the server and the administration
 //! commands. No secret is ever a field of an event: the server logs short
 //! family ids, usernames and client ids, never tokens, passwords or keys.
 

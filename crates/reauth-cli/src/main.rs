@@ -53,10 +53,10 @@ enum Command {
     /// Add, remove or list the server's users.
     #[command(subcommand)]
     User(user::UserCommand),
-    /// Add, list, remove OAuth clients, or rotate their secrets.
+    /// Add, update, list, remove OAuth clients, or rotate their secrets.
     #[command(subcommand)]
     Client(client::ClientCommand),
-    /// List or rotate the server's signing keys.
+    /// List, stage or rotate the server's signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
     /// Drive the client scenarios (C1…C10, C15, C16) end to end and compare
@@ -134,6 +134,24 @@ pub(crate) fn one_line(e: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::one_line;
+
+    /// A database URL may carry a password: no command's parsed arguments
+    /// show it in `Debug`.
+    #[test]
+    fn o6_debug_output_of_commands_holds_no_database_password() {
+        let db = "postgres://reauth:db-SECRET@db.internal/reauth";
+        for args in [
+            &["reauth", "serve", "--db", db][..],
+            &["reauth", "user", "list", "--db", db][..],
+            &["reauth", "client", "list", "--db", db][..],
+            &["reauth", "client", "add", "x", "--db", db][..],
+        ] {
+            let cli = <super::Cli as clap::Parser>::parse_from(args);
+            let printed = format!("{cli:?}");
+            assert!(!printed.contains("SECRET"), "{printed}");
+            assert!(printed.contains("reauth:***@db.internal"), "{printed}");
+        }
+    }
 
     #[test]
     fn errors_print_on_one_line_without_repeats() {

@@ -29,8 +29,8 @@ pub(crate) enum Kind {
     Logout,
 }
 
-/// One thing that happened on the wire.
-#[derive(Clone, Debug)]
+/// One thing that happened on the wire. Its `Debug` never shows the bearer.
+#[derive(Clone)]
 pub(crate) struct Entry {
     /// When it finished, since the log's start.
     pub(crate) at: Duration,
@@ -43,6 +43,19 @@ pub(crate) struct Entry {
     pub(crate) bearer: Option<String>,
     /// A short human note (`invalid_grant`, an error).
     pub(crate) note: String,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("at", &self.at)
+            .field("took", &self.took)
+            .field("kind", &self.kind)
+            .field("status", &self.status)
+            .field("bearer", &self.bearer.as_ref().map(|_| "[redacted]"))
+            .field("note", &self.note)
+            .finish()
+    }
 }
 
 /// A shared, append-only log with a resettable start instant.

@@ -14,7 +14,7 @@ use crate::duration;
 
 /// `reauth serve` options. Each flag can also be set by the environment
 /// variable named in `--help`.
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub(crate) struct ServeArgs {
     /// The address to listen on (port 0 picks a free one).
     #[arg(long, env = "REAUTH_ADDR", default_value = "127.0.0.1:8080")]
@@ -85,8 +85,39 @@ pub(crate) struct ServeArgs {
     /// the rest under `/web/` (the browser demo: `crates/reauth-web-demo/run`).
     #[arg(long, env = "REAUTH_WEB_DIR")]
     web_dir: Option<PathBuf>,
+    /// Also serve the first-party JSON endpoints /auth/login, /auth/refresh
+    /// and /auth/logout (a password login without an OAuth client, for an
+    /// app on the API's own origin such as the --web-dir page). Off by
+    /// default: OAuth clients use /oauth/token.
+    #[arg(long, env = "REAUTH_FIRST_PARTY_ENDPOINTS")]
+    first_party_endpoints: bool,
     #[command(flatten)]
     limits: crate::serve_limits::LimitArgs,
+}
+
+/// `Debug` shows the database URL without its password.
+impl std::fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeArgs")
+            .field("addr", &self.addr)
+            .field("database_url", &redacted(&self.database_url))
+            .field("key_file", &self.key_file)
+            .field("access_ttl", &self.access_ttl)
+            .field("grace_window", &self.grace_window)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("absolute_lifetime", &self.absolute_lifetime)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("metrics_addr", &self.metrics_addr)
+            .field("sqlite_synchronous", &self.sqlite_synchronous)
+            .field("demo_client", &self.demo_client)
+            .field("web_dir", &self.web_dir)
+            .field("first_party_endpoints", &self.first_party_endpoints)
+            .field("limits", &self.limits)
+            .finish()
+    }
 }
 
 /// SQLite's `synchronous` setting.
@@ -146,6 +177,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.demo_client = Some(ClientCredentials::demo());
     }
     config.web_dir = args.web_dir.clone();
+    config.first_party_endpoints = args.first_party_endpoints;
     args.limits.apply(&mut config.limits);
     let server = open(config).await?;
     let listener = tokio::net::TcpListener::bind(args.addr)
@@ -263,6 +295,32 @@ impl std::fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&redacted(&self.0))
     }
+}
+
+/// For commands that only read (`list`): fails, creating nothing, when the
+/// SQLite database file or the key file does not exist — a typo in `--db`
+/// must not leave an empty database behind and list nothing.
+pub(crate) fn must_exist(
+    database_url: &str,
+    key_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    if let Some(path) = reauth_server::store::SqliteRepository::file_path(database_url) {
+        if !path.exists() {
+            anyhow::bail!(
+                "no database at {} (nothing to list; `reauth serve` creates it)",
+                path.display()
+            );
+        }
+    }
+    if let Some(key_file) = key_file {
+        if !key_file.exists() {
+            anyhow::bail!(
+                "no key file at {} (`reauth serve` creates it)",
+                key_file.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The database URL with any password replaced by `***`.

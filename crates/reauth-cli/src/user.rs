@@ -8,8 +8,8 @@ use reauth_server::{Server, ServerConfig};
 
 use crate::serve;
 
-/// The database to work on.
-#[derive(Debug, clap::Args)]
+/// The database to work on. `Debug` hides a password in its URL.
+#[derive(clap::Args)]
 pub(crate) struct DbArgs {
     /// The database: `sqlite://FILE` or `postgres://…` (as for `reauth serve`).
     #[arg(
@@ -19,6 +19,14 @@ pub(crate) struct DbArgs {
         default_value = "sqlite://reauth.db"
     )]
     database_url: crate::serve::DatabaseUrl,
+}
+
+impl std::fmt::Debug for DbArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbArgs")
+            .field("database_url", &serve::redacted(&self.database_url))
+            .finish()
+    }
 }
 
 /// `reauth user` subcommands.
@@ -76,6 +84,7 @@ pub(crate) async fn run(command: UserCommand) -> anyhow::Result<ExitCode> {
             println!("removed user {name:?} and revoked their sessions");
         }
         UserCommand::List { db } => {
+            serve::must_exist(&db.database_url, None)?;
             let server = open(&db).await?;
             for user in server.list_users().await.context("cannot list users")? {
                 println!("{}\tcreated {}", user.username, utc(user.created_at));

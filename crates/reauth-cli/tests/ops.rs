@@ -74,6 +74,11 @@ fn o5_tls_serves_https_and_the_metadata_names_https_endpoints() {
     )
     .expect("a TLS connection trusting the certificate");
     assert_eq!(response.status, 200, "{}", response.body);
+    // HSTS with TLS (RFC 6797): no later visit over plain HTTP.
+    assert_eq!(
+        response.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
     let metadata = response.json();
     assert_eq!(metadata["issuer"], issuer.as_str());
     for endpoint in [
@@ -134,7 +139,10 @@ fn o5_a_wildcard_address_needs_an_explicit_issuer() {
     }
     // An explicit issuer is what clients and tokens see.
     let served = site.serve(&["--issuer", "https://auth.example.test/"]);
-    let metadata = get(&served.addr, "/.well-known/oauth-authorization-server").json();
+    let response = get(&served.addr, "/.well-known/oauth-authorization-server");
+    // No HSTS over plain HTTP (it would be ignored, and TLS is a proxy's).
+    assert_eq!(response.header("strict-transport-security"), None);
+    let metadata = response.json();
     assert_eq!(metadata["issuer"], "https://auth.example.test");
     assert_eq!(
         metadata["token_endpoint"],
@@ -281,7 +289,120 @@ fn o8_key_rotation_keeps_old_tokens_verifying_and_nobody_logged_out() {
     served.stop();
 }
 
+/// Two-phase rotation for several replicas: `keys stage` publishes a key
+/// that signs nothing; `keys rotate` then activates that very key.
+#[test]
+fn o8_keys_stage_publishes_a_key_that_rotate_then_activates() {
+    let site = Site::sqlite();
+    site.add_user(USER, PASSWORD);
+    let issuer = ["--issuer", "http://reauth.test"];
+    let served = site.serve(&issuer);
+    let old_kid = kid_of(login(&served)["access_token"].as_str().unwrap());
+    served.stop();
+    let list = || -> Value {
+        serde_json::from_str(&ok(reauth()
+            .args(["keys", "list", "--json", "--key-file"])
+            .arg(&site.keys)))
+        .unwrap()
+    };
+
+    ok(reauth()
+        .args(["keys", "stage", "--key-file"])
+        .arg(&site.keys));
+    support::assert_private(&site.keys);
+    let listed = list();
+    let keys = listed["signing_keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{listed}");
+    assert_eq!(keys[0]["kid"], old_kid.as_str());
+    assert_eq!(keys[0]["active"], true);
+    assert_eq!(keys[1]["staged"], true);
+    let next = keys[1]["kid"].as_str().unwrap().to_owned();
+    // Published and verifying, but the old key still signs.
+    let served = site.serve(&issuer);
+    let jwks = get(&served.addr, "/.well-known/jwks.json").json();
+    assert!(jwks.to_string().contains(&next), "{jwks}");
+    assert_eq!(
+        kid_of(login(&served)["access_token"].as_str().unwrap()),
+        old_kid
+    );
+    served.stop();
+
+    let rotated = ok(reauth()
+        .args(["keys", "rotate", "--key-file"])
+        .arg(&site.keys));
+    assert!(rotated.contains(&next), "{rotated}");
+    let served = site.serve(&issuer);
+    assert_eq!(
+        kid_of(login(&served)["access_token"].as_str().unwrap()),
+        next
+    );
+    served.stop();
+}
+
+/// A key file that group or others may read is refused, on one line.
+#[cfg(unix)]
+#[test]
+fn o8_a_key_file_others_may_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let site = Site::sqlite();
+    site.serve(&[]).stop();
+    std::fs::set_permissions(&site.keys, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let output = site
+        .cmd(&["serve", "--addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = one_line_error(&output);
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+}
+
+// ---------------------------------------------------------------- O11 files
+
+/// Listing reads: with a mistyped --db or --key-file it fails on one line
+/// and creates nothing.
+#[test]
+fn o11_list_commands_create_no_database_or_key_file() {
+    let site = Site::sqlite();
+    let user_list = || {
+        let mut cmd = reauth();
+        cmd.args(["user", "list", "--db", &site.db]);
+        cmd
+    };
+    for output in [
+        site.cmd(&["client", "list"]).output().unwrap(),
+        user_list().output().unwrap(),
+    ] {
+        let stderr = one_line_error(&output);
+        assert!(stderr.contains("no database"), "{stderr}");
+    }
+    assert!(std::fs::read_dir(site.dir.path()).unwrap().next().is_none());
+    // With the database there but no key file, client list says so.
+    site.add_user(USER, PASSWORD);
+    assert!(!site.keys.exists());
+    let output = site.cmd(&["client", "list"]).output().unwrap();
+    assert!(one_line_error(&output).contains("no key file"));
+    assert!(!site.keys.exists());
+    assert!(ok(&mut user_list()).contains(USER));
+}
+
 // ---------------------------------------------------------------- O9 demo client
+
+/// `reauth serve` has no /auth/* unless --first-party-endpoints is given.
+#[test]
+fn o9_first_party_endpoints_need_their_flag() {
+    let site = Site::sqlite();
+    site.add_user(USER, PASSWORD);
+    let served = Served::spawn(site.cmd(&["serve", "--addr", "127.0.0.1:0"]));
+    let response = post_json(
+        &served.addr,
+        "/auth/login",
+        &json!({"username": USER, "password": PASSWORD}),
+    );
+    assert_eq!(response.status, 404, "{}", response.body);
+    served.stop();
+    let served = site.serve(&[]);
+    login(&served);
+    served.stop();
+}
 
 #[test]
 fn o9_the_demo_client_works_only_with_demo_client() {
@@ -474,6 +595,103 @@ fn password_grant(served: &Served, client_id: &str, secret: Option<&str>) -> sup
     }
 }
 
+/// A redirect URI may hold a comma: `--redirect-uri` splits lists on
+/// spaces (which no URI holds), so it is registered whole.
+#[test]
+fn o1_a_redirect_uri_with_a_comma_is_registered_whole() {
+    let site = Site::sqlite();
+    let spa = site.add_client(
+        "spa",
+        &[
+            "--public",
+            "--redirect-uri",
+            "https://app.example/cb?tabs=a,b https://app.example/other",
+        ],
+    );
+    assert_eq!(
+        spa["redirect_uris"],
+        json!([
+            "https://app.example/cb?tabs=a,b",
+            "https://app.example/other"
+        ])
+    );
+}
+
+/// `reauth client update` changes only what it is given, keeps the secret
+/// and the sessions, and a running server sees it at once.
+#[test]
+fn o1_client_update_changes_a_running_servers_client() {
+    let site = Site::sqlite();
+    site.add_user(USER, PASSWORD);
+    let served = site.serve(&[]);
+    let app = site.add_client("app", &["--scope", "read"]);
+    let secret = app["client_secret"].as_str().unwrap().to_owned();
+    let granted = password_grant(&served, "app", Some(&secret));
+    assert_eq!(granted.json()["scope"], "read");
+    let session = granted.json();
+
+    let updated: Value = serde_json::from_str(&ok(&mut site.cmd(&[
+        "client",
+        "update",
+        "app",
+        "--scope",
+        "read write",
+        "--default-scope",
+        "read write",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(updated["scope"], "read write");
+    assert_eq!(updated["grant_types"], json!(["password", "refresh_token"]));
+    assert!(updated.get("client_secret").is_none(), "{updated}");
+    // The secret still works; the new default is granted; the old session
+    // refreshes.
+    let granted = password_grant(&served, "app", Some(&secret));
+    assert_eq!(granted.status, 200, "{}", granted.body);
+    assert_eq!(granted.json()["scope"], "read write");
+    let refreshed = post_form(
+        &served.addr,
+        "/oauth/token",
+        &[("Authorization", &support::basic("app", &secret))],
+        &format!(
+            "grant_type=refresh_token&refresh_token={}",
+            session["refresh_token"].as_str().unwrap()
+        ),
+    );
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+    // Only what is given changes: grant types now, scopes kept.
+    let updated: Value = serde_json::from_str(&ok(&mut site.cmd(&[
+        "client",
+        "update",
+        "app",
+        "--grant-type",
+        "client_credentials",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(updated["grant_types"], json!(["client_credentials"]));
+    assert_eq!(updated["scope"], "read write");
+    assert_eq!(password_grant(&served, "app", Some(&secret)).status, 400);
+    // Refused, on one line: no such client, a bad redirect URI.
+    let missing = site
+        .cmd(&["client", "update", "nobody", "--scope", "x"])
+        .output()
+        .unwrap();
+    assert!(one_line_error(&missing).contains("no client"));
+    let bad = site
+        .cmd(&[
+            "client",
+            "update",
+            "app",
+            "--redirect-uri",
+            "http://evil.example/cb",
+        ])
+        .output()
+        .unwrap();
+    assert!(one_line_error(&bad).contains("redirect URI"));
+    served.stop();
+}
+
 /// O1 on one database: every `reauth client` command takes effect on the
 /// running server at once.
 fn clients_take_effect_without_restart(site: &Site) {
@@ -498,8 +716,15 @@ fn clients_take_effect_without_restart(site: &Site) {
     );
     assert!(spa.get("client_secret").is_none(), "{spa}");
     assert_eq!(spa["token_endpoint_auth_method"], "none");
+    // A public client gets the password grant only when listed (anyone
+    // can pose as it).
+    assert_eq!(
+        spa["grant_types"],
+        json!(["authorization_code", "refresh_token"])
+    );
     let public = password_grant(&served, "spa", None);
-    assert_eq!(public.status, 200, "{}", public.body);
+    assert_eq!(public.status, 400, "{}", public.body);
+    assert_eq!(public.json()["error"], "unauthorized_client");
 
     // Listed, never with a secret.
     let listed = ok(&mut site.cmd(&["client", "list", "--json"]));
@@ -541,7 +766,8 @@ fn clients_take_effect_without_restart(site: &Site) {
         .cmd(&["client", "rotate-secret", "spa"])
         .output()
         .unwrap();
-    assert!(one_line_error(&refused).contains("no client"));
+    let why = one_line_error(&refused);
+    assert!(why.contains("public") && why.contains("no secret"), "{why}");
 
     // Removal: no new tokens, the client's sessions revoked.
     ok(&mut site.cmd(&["client", "remove", "app"]));
@@ -662,6 +888,19 @@ fn o6_logs_carry_audit_events_and_never_a_secret() {
     let second = token(&format!("grant_type=refresh_token&refresh_token={t1}")).json();
     let reuse = token(&format!("grant_type=refresh_token&refresh_token={t1}"));
     assert_eq!(reuse.json()["error"], "invalid_grant");
+    // A revocation by the client.
+    let third = token(&format!(
+        "grant_type=password&username={USER}&password=correct%20horse%20battery"
+    ))
+    .json();
+    let t3 = third["refresh_token"].as_str().unwrap().to_owned();
+    let revoked = post_form(
+        &served.addr,
+        "/oauth/revoke",
+        &[("Authorization", &basic)],
+        &format!("token={t3}"),
+    );
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
     let log = served.stop();
 
     let lines: Vec<Value> = log
@@ -695,8 +934,32 @@ fn o6_logs_carry_audit_events_and_never_a_secret() {
         (Some(1), Some(2))
     );
     let revoked = audit("family_revoked");
-    assert_eq!(revoked.len(), 1, "{log}");
+    assert_eq!(revoked.len(), 2, "{log}");
     assert_eq!(revoked[0]["reason"], "reuse_detected");
+    assert_eq!(revoked[1]["reason"], "revoked");
+    // Successes too: logins, sessions, tokens issued (grant and client).
+    let logins = audit("login_succeeded");
+    assert_eq!(logins.len(), 2, "{log}");
+    assert_eq!(
+        (&logins[0]["username"], &logins[0]["client_id"]),
+        (&json!(USER), &json!("app"))
+    );
+    assert_eq!(audit("session_started").len(), 2, "{log}");
+    let issued: Vec<String> = audit("token_issued")
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["grant_type"].as_str().unwrap(),
+                e["client_id"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        issued,
+        ["password app", "refresh_token app", "password app"],
+        "{log}"
+    );
     assert_eq!(audit("client_added").len(), 1, "{admin_log}");
 
     // No secret anywhere: passwords, client secrets, tokens, keys.
@@ -714,7 +977,7 @@ fn o6_logs_carry_audit_events_and_never_a_secret() {
             .unwrap()
             .to_owned(),
     ];
-    for body in [&first, &second] {
+    for body in [&first, &second, &third] {
         for field in ["access_token", "refresh_token"] {
             secrets.push(body[field].as_str().unwrap().to_owned());
         }

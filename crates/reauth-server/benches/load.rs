@@ -222,6 +222,7 @@ fn config(db: &str) -> ServerConfig {
     config.login_rate_limit.burst = 0;
     config.login_account_limit.burst = 0;
     config.keys = KeySource::Provided(ServerKeys::generate());
+    config.first_party_endpoints = true;
     config
 }
 

@@ -5,12 +5,15 @@
 //!
 //! | event | level | fields |
 //! |---|---|---|
+//! | `login_succeeded` | info | `username`, `client_id` |
+//! | `session_started` | info | `family`, `subject`, `client_id` |
+//! | `token_issued` | info | `grant_type`, `client_id` |
 //! | `login_failed` | info | `username`, `client_id`, `reason` |
 //! | `login_rate_limited` | warn | `username` |
 //! | `client_auth_failed` | info | `client_id`, `reason` |
 //! | `reuse_detected` | warn | `family`, `subject`, `client_id`, `presented`, `current` |
 //! | `family_revoked` | info | `family`, `reason` |
-//! | `client_added`, `client_removed`, `client_secret_rotated` | info | `client_id`, `detail` |
+//! | `client_added`, `client_updated`, `client_removed`, `client_secret_rotated` | info | `client_id`, `detail` |
 //! | `user_added`, `user_removed` | info | `username` |
 //!
 //! Fields are identifiers only: a family id is cut to 8 characters, and no
@@ -26,6 +29,38 @@
 pub(crate) const TARGET: &str = "reauth::audit";
 
 use crate::log_budget::{LogBudget, limited};
+
+pub(crate) fn login_succeeded(username: &str, client_id: Option<&str>) {
+    tracing::info!(
+        target: TARGET,
+        event = "login_succeeded",
+        username,
+        client_id,
+        "login succeeded"
+    );
+}
+
+pub(crate) fn session_started(family: &str, subject: &str, client_id: Option<&str>) {
+    tracing::info!(
+        target: TARGET,
+        event = "session_started",
+        family = short(family),
+        subject,
+        client_id,
+        "session started"
+    );
+}
+
+/// A token response was sent (every grant, refreshes included).
+pub(crate) fn token_issued(grant_type: &str, client_id: Option<&str>) {
+    tracing::info!(
+        target: TARGET,
+        event = "token_issued",
+        grant_type,
+        client_id,
+        "tokens issued"
+    );
+}
 
 pub(crate) fn login_failed(username: &str, client_id: Option<&str>, reason: &'static str) {
     limited!(LogBudget::per_request(), |suppressed| tracing::info!(
@@ -89,7 +124,7 @@ pub(crate) fn family_revoked(family: &str, reason: &str) {
     );
 }
 
-/// `client_added`, `client_removed` or `client_secret_rotated`.
+/// `client_added`, `client_updated`, `client_removed` or `client_secret_rotated`.
 pub(crate) fn client_changed(event: &'static str, client_id: &str, detail: &str) {
     tracing::info!(target: TARGET, event, client_id, detail, "client changed");
 }

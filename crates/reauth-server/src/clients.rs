@@ -4,7 +4,7 @@
 //! | field | meaning | default |
 //! |---|---|---|
 //! | `public` | no secret, `token_endpoint_auth_method=none` (a browser or native app) | confidential |
-//! | `grant_types` | grants it may use; `client_credentials` only when listed (and never for a public client) | `password`, `refresh_token`, plus `authorization_code` when it has redirect URIs |
+//! | `grant_types` | grants it may use; `client_credentials` only when listed (and never for a public client); `password` only when listed for a public client (RFC 9700 §2.4) | confidential: `password`, `refresh_token`; public: `refresh_token`; both plus `authorization_code` when it has redirect URIs |
 //! | `scopes` | scopes it may ask for; anything else is `invalid_scope` | none |
 //! | `default_scope` | granted when it asks for none | all its scopes |
 //! | `redirect_uris` | exact redirect URIs of the authorization-code grant (`https`, loopback `http` with any port, or a private-use scheme) | none |
@@ -72,11 +72,13 @@ impl fmt::Display for GrantType {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ClientSpec {
-    /// The `client_id`: 1–128 visible ASCII characters.
+    /// The `client_id`: 1–128 RFC 3986 unreserved characters (letters,
+    /// digits, `-`, `.`, `_`, `~`).
     pub client_id: String,
     /// No secret (`token_endpoint_auth_method=none`).
     pub public: bool,
-    /// Allowed grant types; empty means the defaults (see the module docs).
+    /// Allowed grant types; empty means the defaults (see the module docs:
+    /// a public client gets no `password` grant unless it is listed here).
     pub grant_types: Vec<GrantType>,
     /// Allowed scopes.
     pub scopes: Vec<String>,
@@ -115,14 +117,21 @@ impl ClientSpec {
     /// (without a secret MAC).
     pub(crate) fn validate(&self) -> Result<NewClient, String> {
         let id = &self.client_id;
-        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        if id.is_empty() || id.len() > 128 || !id.bytes().all(is_unreserved) {
             return Err(format!(
-                "client id {id:?} must be 1 to 128 visible ASCII characters"
+                "client id {id:?} must be 1 to 128 letters, digits, '-', '.', '_' or '~' (RFC 3986 unreserved)"
             ));
         }
         let mut grants = self.grant_types.clone();
         if grants.is_empty() {
-            grants = vec![GrantType::Password, GrantType::RefreshToken];
+            // A public client cannot keep a secret, so anyone may pose as
+            // it: it gets the password grant only when it asks for it
+            // (RFC 9700 §2.4 says not at all; old native apps still do).
+            grants = if self.public {
+                vec![GrantType::RefreshToken]
+            } else {
+                vec![GrantType::Password, GrantType::RefreshToken]
+            };
             if !self.redirect_uris.is_empty() {
                 grants.insert(0, GrantType::AuthorizationCode);
             }
@@ -170,6 +179,13 @@ impl ClientSpec {
     }
 }
 
+/// RFC 3986 §2.3 `unreserved`: a client id made of these reads the same
+/// in a URL, a form, HTTP Basic (which URL-decodes it, RFC 6749 §2.3.1),
+/// a log line and a shell, with no escaping to get wrong.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
 /// Drops repeated elements, keeping the first of each in order.
 fn dedup<T: PartialEq>(list: &mut Vec<T>) {
     let mut kept: Vec<T> = Vec::with_capacity(list.len());
@@ -211,26 +227,41 @@ pub(crate) fn is_loopback_host(host: &url::Host<&str>) -> bool {
 
 /// A redirect URI: absolute, no fragment (RFC 6749 §3.1.2), and `https`, a
 /// loopback `http`, or a private-use scheme with a dot (RFC 8252 §7.1).
+///
+/// It must be written exactly as a URL parser writes it back (no space or
+/// control character, a lower-case host, no default port, no `..`, a `/`
+/// path for `https://host`): requests are compared with it as strings
+/// (RFC 9700 §4.1), so what is registered is what will be matched.
 fn check_redirect_uri(uri: &str) -> Result<(), String> {
     if uri.len() > 512 {
         return Err(format!("redirect URI {uri:?} is longer than 512 bytes"));
     }
-    let url = url::Url::parse(uri).map_err(|e| format!("redirect URI {uri:?}: {e}"))?;
-    if url.fragment().is_some() {
+    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "redirect URI {uri:?} must not contain spaces or control characters"
+        ));
+    }
+    if uri.contains('#') {
         return Err(format!("redirect URI {uri:?} must have no fragment"));
     }
+    let url = url::Url::parse(uri).map_err(|e| format!("redirect URI {uri:?}: {e}"))?;
     let ok = match url.scheme() {
         "https" => url.host().is_some(),
         "http" => url.host().as_ref().is_some_and(is_loopback_host),
         scheme => scheme.contains('.'),
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
+    if !ok {
+        return Err(format!(
             "redirect URI {uri:?} must be https, http on a loopback address, or a private-use scheme such as com.example.app:/callback"
-        ))
+        ));
     }
+    if url.as_str() != uri {
+        return Err(format!(
+            "redirect URI {uri:?} must be written in normal form: {:?}",
+            url.as_str()
+        ));
+    }
+    Ok(())
 }
 
 /// A registered client as listed (no secret).
@@ -306,10 +337,7 @@ mod tests {
         ];
         spec.scopes = vec!["read".into(), "write".into(), "read".into()];
         let c = spec.validate().unwrap();
-        assert_eq!(
-            c.grant_types,
-            ["authorization_code", "password", "refresh_token"]
-        );
+        assert_eq!(c.grant_types, ["authorization_code", "refresh_token"]);
         assert_eq!(c.scopes, ["read", "write"]);
         assert_eq!(c.default_scope, ["read", "write"]);
 
@@ -323,6 +351,14 @@ mod tests {
         for bad in [
             "http://app.example/cb",
             "https://app.example/cb#x",
+            "https://app.example/cb#",
+            "https://app.example/cb x",
+            " https://app.example/cb",
+            "https://app.example/cb\t",
+            "https://App.example/cb",
+            "https://app.example:443/cb",
+            "https://app.example/a/../cb",
+            "https://app.example",
             "nodot:/cb",
             "not a uri",
         ] {
@@ -341,6 +377,15 @@ mod tests {
         spec.default_scope = Some(vec!["b".into()]);
         assert!(refused(spec).contains("default scope"));
         assert!(refused(ClientSpec::confidential("has space")).contains("client id"));
+        for bad in ["a:b", "a%41", "a+b", "a/b", "a@b", "a?b", "a&b", "é"] {
+            assert!(
+                refused(ClientSpec::confidential(bad)).contains("client id"),
+                "{bad:?}"
+            );
+        }
+        for good in ["my-app", "app.v2", "a_b~c", "Z9"] {
+            assert!(ClientSpec::confidential(good).validate().is_ok(), "{good}");
+        }
         assert!(refused(ClientSpec::confidential("")).contains("client id"));
     }
 }

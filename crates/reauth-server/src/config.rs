@@ -86,6 +86,12 @@ pub struct ServerConfig {
     /// A built browser page to serve on the API's origin: `index.html` at `/`,
     /// the directory under `/web/` (see `crate::web`). Default none.
     pub web_dir: Option<std::path::PathBuf>,
+    /// Serve the first-party JSON endpoints `/auth/login`, `/auth/refresh`
+    /// and `/auth/logout`: a password login with no OAuth client, for an
+    /// application and its own API on one origin (the demo, the browser
+    /// page). Default off: on a server that only speaks OAuth they are one
+    /// more password oracle, outside any client's grant types.
+    pub first_party_endpoints: bool,
 }
 
 impl Default for ServerConfig {
@@ -114,6 +120,7 @@ impl Default for ServerConfig {
             public_metrics: true,
             limits: Limits::default(),
             web_dir: None,
+            first_party_endpoints: false,
         }
     }
 }
@@ -141,6 +148,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_db_connections", &self.max_db_connections)
             .field("limits", &self.limits)
             .field("web_dir", &self.web_dir)
+            .field("first_party_endpoints", &self.first_party_endpoints)
             .finish()
     }
 }

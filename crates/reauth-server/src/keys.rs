@@ -3,13 +3,25 @@
 //!
 //! # Signing keys and rotation
 //!
-//! A key file holds one *active* signing key (it signs new access tokens)
-//! and any number of *retired* ones (they still verify, and stay in the
-//! JWKS). [`ServerKeys::rotated`] makes a fresh key active and retires the
-//! previous one, so tokens signed before a rotation keep verifying until
-//! they expire: nobody is logged out. Retired keys are dropped once they
-//! have been retired longer than the retention the operator picks (at least
-//! the access-token lifetime).
+//! A key file holds one *active* signing key (it signs new access tokens),
+//! at most one *staged* key (it verifies and is in the JWKS, but signs
+//! nothing yet) and any number of *retired* ones (they still verify, and
+//! stay in the JWKS). [`ServerKeys::rotated`] makes the staged key (or, with
+//! none staged, a fresh one) active and retires the previous one, so tokens
+//! signed before a rotation keep verifying until they expire: nobody is
+//! logged out. Retired keys are dropped once they have been retired longer
+//! than the retention the operator picks (at least the access-token
+//! lifetime).
+//!
+//! With several replicas, rotate in two phases, so that no replica ever
+//! meets a token signed by a key it does not know:
+//! 1. [`ServerKeys::staged`] (`reauth keys stage`): copy the file to every
+//!    replica and restart them. Each now publishes and verifies the new key;
+//!    all still sign with the old one. Wait until JWKS caches of resource
+//!    servers have expired.
+//! 2. [`ServerKeys::rotated`] (`reauth keys rotate`): copy and restart
+//!    again. Replicas sign with the new key, which every replica already
+//!    verifies; the old one is retired and verifies until it is dropped.
 //!
 //! The refresh-token MAC key and the client pepper never rotate: refresh
 //! tokens and client secrets depend on them. Their [fingerprint](ServerKeys::fingerprint)
@@ -18,7 +30,8 @@
 //!
 //! # The file
 //!
-//! JSON, mode `0600`. A new file is written to a temporary file in the same
+//! JSON, mode `0600`; a key file that group or others may access is refused
+//! with [`ServerError::KeyFile`] (it would let them mint tokens). A new file is written to a temporary file in the same
 //! directory (`0600`, fsync) and then linked into place without replacing
 //! anything, so a failure never leaves an empty or partial key file and two
 //! replicas creating the file at once end up with one set of keys. A
@@ -59,6 +72,8 @@ struct SigningEntry {
     created_at: i64,
     /// Unix seconds since which the key no longer signs.
     retired_at: Option<i64>,
+    /// Verifies and is published, but signs nothing until a rotation.
+    staged: bool,
 }
 
 impl fmt::Debug for ServerKeys {
@@ -78,8 +93,11 @@ pub struct SigningKeyInfo {
     pub kid: String,
     /// Unix seconds (0 when unknown).
     pub created_at: i64,
-    /// Unix seconds since which it no longer signs; `None` for the active key.
+    /// Unix seconds since which it no longer signs; `None` for the active
+    /// and the staged key.
     pub retired_at: Option<i64>,
+    /// Staged: published and verifying, and the next to sign.
+    pub staged: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -108,6 +126,8 @@ struct SigningKeyFile {
     created_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     retired_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    staged: bool,
 }
 
 #[derive(Deserialize)]
@@ -169,8 +189,15 @@ impl ServerKeys {
         Self::load_if_exists(path)?.ok_or_else(|| key_file_error(path, "no such file".to_owned()))
     }
 
-    /// `None` when the file does not exist.
+    /// `None` when the file does not exist. A file that group or others may
+    /// read or write is refused: whoever reads it can mint refresh tokens
+    /// and access tokens for anyone.
     fn load_if_exists(path: &Path) -> Result<Option<Self>, ServerError> {
+        match std::fs::metadata(path) {
+            Ok(meta) => check_private(&meta).map_err(|reason| key_file_error(path, reason))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(key_file_error(path, e.to_string())),
+        }
         match std::fs::read(path) {
             Ok(bytes) => Self::from_json(&bytes)
                 .map(Some)
@@ -219,10 +246,21 @@ impl ServerKeys {
     /// (still verifying, still in the JWKS), and keys retired longer than
     /// `keep_retired` before `now` (Unix seconds) are dropped. The MAC key
     /// and the pepper are kept.
+    ///
+    /// A staged key (see [`staged`](Self::staged)) becomes the active one;
+    /// with none staged, a fresh key does — fine for one server, but
+    /// replicas that have not loaded the new file yet refuse its tokens.
     pub fn rotated(&self, now: i64, keep_retired: std::time::Duration) -> Self {
         let keep = i64::try_from(keep_retired.as_secs()).unwrap_or(i64::MAX);
-        let mut signing = vec![new_signing_entry(now)];
-        for entry in &self.inner.signing {
+        let next = match self.inner.signing.iter().find(|e| e.staged) {
+            Some(staged) => SigningEntry {
+                staged: false,
+                ..staged.clone()
+            },
+            None => new_signing_entry(now),
+        };
+        let mut signing = vec![next];
+        for entry in self.inner.signing.iter().filter(|e| !e.staged) {
             let mut entry = entry.clone();
             let retired_at = *entry.retired_at.get_or_insert(now);
             if now.saturating_sub(retired_at) <= keep {
@@ -234,6 +272,34 @@ impl ServerKeys {
             refresh_mac_key: self.inner.refresh_mac_key,
             client_pepper: self.inner.client_pepper,
         })
+    }
+
+    /// These keys with a fresh *staged* signing key (phase 1 of a rotation
+    /// across replicas, see the module docs): it is published in the JWKS
+    /// and verifies, but the active key keeps signing until
+    /// [`rotated`](Self::rotated). Unchanged if a key is staged already.
+    pub fn staged(&self, now: i64) -> Self {
+        if self.staged_kid().is_some() {
+            return self.clone();
+        }
+        let mut signing = self.inner.signing.clone();
+        let mut next = new_signing_entry(now);
+        next.staged = true;
+        signing.insert(1, next);
+        Self::from_inner(KeysInner {
+            signing,
+            refresh_mac_key: self.inner.refresh_mac_key,
+            client_pepper: self.inner.client_pepper,
+        })
+    }
+
+    /// The `kid` of the staged key, if one is.
+    pub fn staged_kid(&self) -> Option<&str> {
+        self.inner
+            .signing
+            .iter()
+            .find(|e| e.staged)
+            .map(|e| e.kid.as_str())
     }
 
     fn to_json(&self) -> Vec<u8> {
@@ -250,6 +316,7 @@ impl ServerKeys {
                     ed25519_seed: URL_SAFE_NO_PAD.encode(e.key.to_bytes()),
                     created_at: e.created_at,
                     retired_at: e.retired_at,
+                    staged: e.staged,
                 })
                 .collect(),
         };
@@ -265,7 +332,13 @@ impl ServerKeys {
             1 => {
                 let file: KeyFileV1 = serde_json::from_slice(bytes).map_err(not_ours)?;
                 Ok(Self::from_inner(KeysInner {
-                    signing: vec![signing_entry(&file.kid, &file.ed25519_seed, 0, None)?],
+                    signing: vec![signing_entry(
+                        &file.kid,
+                        &file.ed25519_seed,
+                        0,
+                        None,
+                        false,
+                    )?],
                     refresh_mac_key: decode32(&file.refresh_mac_key, "refresh_mac_key")?,
                     client_pepper: decode32(&file.client_pepper, "client_pepper")?,
                 }))
@@ -275,17 +348,35 @@ impl ServerKeys {
                 let signing = file
                     .signing_keys
                     .iter()
-                    .map(|k| signing_entry(&k.kid, &k.ed25519_seed, k.created_at, k.retired_at))
+                    .map(|k| {
+                        signing_entry(
+                            &k.kid,
+                            &k.ed25519_seed,
+                            k.created_at,
+                            k.retired_at,
+                            k.staged,
+                        )
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 match signing.first() {
                     None => return Err("no signing key".to_owned()),
-                    Some(active) if active.retired_at.is_some() => {
+                    Some(active) if active.retired_at.is_some() || active.staged => {
                         return Err("the first signing key must be the active one".to_owned());
                     }
                     Some(_) => {}
                 }
-                if signing.iter().skip(1).any(|k| k.retired_at.is_none()) {
+                if signing
+                    .iter()
+                    .skip(1)
+                    .any(|k| k.retired_at.is_none() && !k.staged)
+                {
                     return Err("only the first signing key may be active".to_owned());
+                }
+                if signing.iter().any(|k| k.staged && k.retired_at.is_some()) {
+                    return Err("a staged signing key cannot be retired".to_owned());
+                }
+                if signing.iter().filter(|k| k.staged).count() > 1 {
+                    return Err("at most one signing key may be staged".to_owned());
                 }
                 Ok(Self::from_inner(KeysInner {
                     signing,
@@ -311,6 +402,7 @@ impl ServerKeys {
                 kid: e.kid.clone(),
                 created_at: e.created_at,
                 retired_at: e.retired_at,
+                staged: e.staged,
             })
             .collect()
     }
@@ -357,6 +449,23 @@ impl ServerKeys {
     }
 }
 
+/// A key file is readable and writable by its owner only (Unix).
+fn check_private(meta: &std::fs::Metadata) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "group or others may access it (mode {mode:04o}); it holds the server's secret keys: run `chmod 600` on it"
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    Ok(())
+}
+
 fn key_file_error(path: &Path, reason: String) -> ServerError {
     ServerError::KeyFile {
         path: path.to_owned(),
@@ -371,6 +480,7 @@ fn new_signing_entry(now: i64) -> SigningEntry {
         key,
         created_at: now,
         retired_at: None,
+        staged: false,
     }
 }
 
@@ -379,6 +489,7 @@ fn signing_entry(
     seed: &str,
     created_at: i64,
     retired_at: Option<i64>,
+    staged: bool,
 ) -> Result<SigningEntry, String> {
     let key = SigningKey::from_bytes(&decode32(seed, "ed25519_seed")?);
     if kid.is_empty() || kid.len() > 128 {
@@ -389,6 +500,7 @@ fn signing_entry(
         key,
         created_at,
         retired_at,
+        staged,
     })
 }
 
@@ -527,11 +639,40 @@ mod tests {
         assert!(!debug.contains(&URL_SAFE_NO_PAD.encode(created.signing_key().to_bytes())));
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn o8_a_key_file_others_may_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let keys = ServerKeys::load_or_create(&path).unwrap();
+        for loose in [0o644, 0o640, 0o604, 0o660, 0o606] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(loose)).unwrap();
+            for result in [ServerKeys::load(&path), ServerKeys::load_or_create(&path)] {
+                match result {
+                    Err(ServerError::KeyFile { reason, .. }) => {
+                        assert!(reason.contains("chmod 600"), "{reason}")
+                    }
+                    other => panic!("mode {loose:o}: {other:?}"),
+                }
+            }
+        }
+        for tight in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(tight)).unwrap();
+            assert_eq!(ServerKeys::load(&path).unwrap().kid(), keys.kid());
+        }
+    }
+
     #[test]
     fn unreadable_key_file_is_a_typed_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.json");
         std::fs::write(&path, b"garbage").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         let err = ServerKeys::load_or_create(&path).unwrap_err();
         assert!(matches!(err, ServerError::KeyFile { .. }), "{err}");
     }
@@ -609,6 +750,48 @@ mod tests {
         let kids: Vec<&str> = fourth.verifying_keys().map(|(k, _)| k).collect();
         assert_eq!(kids.len(), 3);
         assert!(!kids.contains(&first.kid()));
+    }
+
+    /// Two-phase rotation across replicas: a staged key is published and
+    /// verifies on every replica before any replica signs with it.
+    #[test]
+    fn o8_a_staged_key_verifies_before_it_signs_then_rotation_activates_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let first = ServerKeys::load_or_create(&path).unwrap();
+        let day = Duration::from_secs(86_400);
+        // Phase 1: staged — verifies and is listed, but does not sign.
+        let staged = first.staged(1_000);
+        let next = staged.staged_kid().expect("a staged key").to_owned();
+        assert_eq!(staged.kid(), first.kid(), "the old key still signs");
+        assert_eq!(
+            staged.signing_key().to_bytes(),
+            first.signing_key().to_bytes()
+        );
+        let kids: Vec<&str> = staged.verifying_keys().map(|(k, _)| k).collect();
+        assert_eq!(kids, [first.kid(), next.as_str()]);
+        assert_eq!(staged.staged(2_000).staged_kid(), Some(next.as_str()));
+        staged.replace_file(&path).unwrap();
+        let reloaded = ServerKeys::load(&path).unwrap();
+        assert_eq!(reloaded.staged_kid(), Some(next.as_str()));
+        assert!(reloaded.signing_keys()[1].staged);
+        // Phase 2: the staged key — not a fresh one — becomes active.
+        let rotated = reloaded.rotated(3_000, day);
+        assert_eq!(rotated.kid(), next);
+        assert_eq!(rotated.staged_kid(), None);
+        let kids: Vec<&str> = rotated.verifying_keys().map(|(k, _)| k).collect();
+        assert_eq!(kids, [next.as_str(), first.kid()]);
+        assert_eq!(rotated.signing_keys()[1].retired_at, Some(3_000));
+        rotated.replace_file(&path).unwrap();
+        assert_eq!(ServerKeys::load(&path).unwrap().kid(), next);
+        // A file with a staged key first, or two staged keys, is refused.
+        let mut file: serde_json::Value = serde_json::from_slice(&staged.to_json()).unwrap();
+        file["signing_keys"][0]["staged"] = true.into();
+        assert!(ServerKeys::from_json(file.to_string().as_bytes()).is_err());
+        file["signing_keys"][0]["staged"] = false.into();
+        let extra = file["signing_keys"][1].clone();
+        file["signing_keys"].as_array_mut().unwrap().push(extra);
+        assert!(ServerKeys::from_json(file.to_string().as_bytes()).is_err());
     }
 
     #[test]

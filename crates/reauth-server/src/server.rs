@@ -230,6 +230,7 @@ impl Server {
     /// [`Server::serve`] apply after it.
     ///
     /// If no issuer was configured, the issuer becomes `https://{local address}`.
+    /// Every response carries `Strict-Transport-Security: max-age=31536000`.
     ///
     /// # Errors
     ///
@@ -244,15 +245,29 @@ impl Server {
         self.bind_issuer("https", addr)?;
         tracing::info!(%addr, issuer = self.state.issuer(), "reauth server listening (TLS)");
         let acceptor = tls.acceptor();
-        self.serve_with_handshake(
+        // Browsers that reached this server over TLS never use plain HTTP
+        // for it again (RFC 6797): no downgrade of the sign-in page.
+        let router = self.router().layer(axum::middleware::map_response(
+            |mut response: axum::response::Response| async move {
+                response
+                    .headers_mut()
+                    .entry(http::header::STRICT_TRANSPORT_SECURITY)
+                    .or_insert(http::HeaderValue::from_static("max-age=31536000"));
+                response
+            },
+        ));
+        crate::serve::serve(
+            router,
             listener,
+            &self.state.config.limits,
             move |tcp| {
                 let acceptor = acceptor.clone();
                 async move { acceptor.accept(tcp).await }
             },
             shutdown,
         )
-        .await
+        .await;
+        Ok(())
     }
 
     /// Serves [`Server::metrics_router`] (`/metrics`, `/healthz`, `/readyz`)
@@ -438,18 +453,62 @@ impl Server {
         Ok(secret)
     }
 
+    /// Replaces what a registered client may do — grant types, scopes,
+    /// default scope, redirect URIs, introspection — with `spec`'s (checked
+    /// as for [`register_client`](Self::register_client)). Its secret, its
+    /// registration time and its sessions are kept; a session keeps only
+    /// the scopes the client still has at its next refresh. Whether it is
+    /// public cannot change (register a new client instead). Running
+    /// servers see the change at their next request.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::NoSuchClient`], [`ServerError::InvalidClient`] (the
+    /// rules, or a change of `public`), [`ServerError::Database`].
+    pub async fn update_client(&self, spec: &ClientSpec) -> Result<(), ServerError> {
+        let mut client = spec.validate().map_err(ServerError::InvalidClient)?;
+        let Some(stored) = self.state.repo.find_client(&client.client_id).await? else {
+            return Err(ServerError::NoSuchClient(client.client_id));
+        };
+        if stored.public != client.public {
+            return Err(ServerError::InvalidClient(format!(
+                "client {:?} is {}: that cannot change (register a new client)",
+                client.client_id,
+                if stored.public {
+                    "public"
+                } else {
+                    "confidential"
+                }
+            )));
+        }
+        client.secret_mac = stored.secret_mac;
+        self.state.repo.upsert_client(&client).await?;
+        crate::audit::client_changed(
+            "client_updated",
+            &client.client_id,
+            &crate::store::client_detail(&client),
+        );
+        Ok(())
+    }
+
     /// Gives a confidential client a fresh secret (returned once); the old
     /// one stops working at once. Its sessions are kept.
     ///
     /// # Errors
     ///
-    /// [`ServerError::NoSuchClient`] (also for a public client),
-    /// [`ServerError::Database`].
+    /// [`ServerError::NoSuchClient`], [`ServerError::InvalidClient`] for a
+    /// public client (it has no secret), [`ServerError::Database`].
     pub async fn rotate_client_secret(&self, client_id: &str) -> Result<Secret, ServerError> {
         let secret = new_client_secret();
         let mac = crate::client_auth::secret_mac(self.state.keys.client_pepper(), secret.expose());
         if !self.state.repo.set_client_secret(client_id, &mac).await? {
-            return Err(ServerError::NoSuchClient(client_id.to_owned()));
+            // Nothing was changed: say why.
+            return Err(match self.state.repo.find_client(client_id).await? {
+                Some(c) if c.public => ServerError::InvalidClient(format!(
+                    "client {client_id:?} is public: it has no secret to rotate"
+                )),
+                _ => ServerError::NoSuchClient(client_id.to_owned()),
+            });
         }
         crate::audit::client_changed("client_secret_rotated", client_id, "");
         Ok(secret)

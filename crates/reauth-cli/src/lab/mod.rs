@@ -32,8 +32,10 @@ use scenarios::{ALL, Ideal, Measured, Scenario, Target};
 /// The longest one scenario may run.
 const SCENARIO_DEADLINE: Duration = Duration::from_secs(90);
 
-/// `reauth lab` options.
-#[derive(Debug, clap::Args)]
+/// `reauth lab` options. Its `Debug` leaves out every secret (the
+/// password, the refresh token, the client secret, database URLs that may
+/// hold a password).
+#[derive(clap::Args)]
 pub(crate) struct LabArgs {
     /// Run against this OAuth2 server instead of ours: its issuer URL. The
     /// token and revocation endpoints are found by RFC 8414 discovery (or
@@ -84,6 +86,22 @@ pub(crate) struct LabArgs {
     /// The OAuth client secret on the --against server (none: a public client).
     #[arg(long, env = "REAUTH_LAB_CLIENT_SECRET", hide_env_values = true)]
     client_secret: Option<String>,
+}
+
+impl std::fmt::Debug for LabArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LabArgs")
+            .field("against", &self.against)
+            .field("token_url", &self.token_url)
+            .field("revocation_url", &self.revocation_url)
+            .field("resource", &self.resource)
+            .field("scenarios", &self.scenarios)
+            .field("requests", &self.requests)
+            .field("username", &self.username)
+            .field("client_id", &self.client_id)
+            .field("json", &self.json)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The endpoints of the --against server, found by discovery or given.
@@ -408,6 +426,56 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn o6_debug_output_of_the_lab_holds_no_secret() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            lab: LabArgs,
+        }
+        let cli = <Cli as clap::Parser>::parse_from([
+            "lab",
+            "--against",
+            "https://idp.example",
+            "--password",
+            "pw-SECRET-1",
+            "--refresh-token",
+            "rt-SECRET-2",
+            "--client-secret",
+            "cs-SECRET-3",
+            "--database-url",
+            "postgres://u:db-SECRET-4@host/db",
+            "--redis-url",
+            "redis://:redis-SECRET-5@host",
+        ]);
+        let endpoints = local::Endpoints {
+            token: url::Url::parse("https://idp.example/token").unwrap(),
+            revoke: None,
+            resource: url::Url::parse("https://api.example/").unwrap(),
+            client_id: "lab".into(),
+            client_secret: Some("cs-SECRET-6".into()),
+            login: local::Login::Password {
+                username: "u".into(),
+                password: "pw-SECRET-7".into(),
+            },
+        };
+        let entry = crate::netlog::Entry {
+            at: Duration::ZERO,
+            took: Duration::ZERO,
+            kind: crate::netlog::Kind::Resource,
+            status: Some(200),
+            bearer: Some("bearer-SECRET-8".into()),
+            note: String::new(),
+        };
+        let services = processes::Services {
+            redis_url: Some("redis://:redis-SECRET-9@host".into()),
+            database_url: Some("postgres://u:db-SECRET-10@host/db".parse().unwrap()),
+        };
+        let printed = format!("{:?} {endpoints:?} {entry:?} {services:?}", cli.lab);
+        assert!(printed.contains("idp.example"), "{printed}");
+        assert!(!printed.contains("SECRET"), "{printed}");
+    }
 
     #[test]
     fn quantiles_use_the_nearest_rank() {

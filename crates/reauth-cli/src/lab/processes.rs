@@ -70,11 +70,22 @@ impl Shared {
     }
 }
 
-/// The services C16 may use; a missing one skips its scenario.
-#[derive(Clone, Debug, Default)]
+/// The services C16 may use; a missing one skips its scenario. `Debug`
+/// hides passwords in their URLs.
+#[derive(Clone, Default)]
 pub(crate) struct Services {
     pub(crate) redis_url: Option<String>,
     pub(crate) database_url: Option<crate::serve::DatabaseUrl>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redact = |url: Option<&str>| url.map(crate::serve::redacted);
+        f.debug_struct("Services")
+            .field("redis_url", &redact(self.redis_url.as_deref()))
+            .field("database_url", &redact(self.database_url.as_deref()))
+            .finish()
+    }
 }
 
 impl Services {

@@ -140,9 +140,10 @@ impl Site {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
     }
 
-    /// `reauth serve` on 127.0.0.1:0 with `extra` flags.
+    /// `reauth serve --first-party-endpoints` on 127.0.0.1:0 with `extra` flags.
     pub fn serve(&self, extra: &[&str]) -> Served {
-        let mut cmd = self.cmd(&["serve", "--addr", "127.0.0.1:0"]);
+        // The tests log in through the first-party /auth/login.
+        let mut cmd = self.cmd(&["serve", "--addr", "127.0.0.1:0", "--first-party-endpoints"]);
         cmd.args(extra);
         Served::spawn(cmd)
     }

@@ -27,6 +27,8 @@ async fn main() -> ExitCode {
     let mut config = ServerConfig::default();
     // A test daemon: the crash test introspects with the demo client.
     config.demo_client = Some(ClientCredentials::demo());
+    // Its tests log in through /auth/login.
+    config.first_party_endpoints = true;
     let mut addr = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut users = Vec::new();
     let mut args = std::env::args().skip(1);

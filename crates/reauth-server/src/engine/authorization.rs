@@ -4,12 +4,13 @@
 //!
 //! # Codes
 //!
-//! A code is stateless: `ac1.` + base64url(JSON payload) + `.` +
-//! base64url(HMAC-SHA256(server key, label ‖ payload)). The payload binds the
-//! client, the redirect URI, the PKCE challenge, the user, the scope, the
-//! expiry ([`CODE_LIFETIME`]) and the id of the session family the code will
-//! start. It names nothing secret (the user and client are visible in the
-//! redirect anyway) and cannot be forged or altered.
+//! A code is stateless and opaque: `ac2.` + base64url(nonce ‖
+//! ChaCha20-Poly1305(key, nonce, JSON payload)), under a key derived from the
+//! server's refresh-token key and a random 96-bit nonce. The payload binds
+//! the client, the redirect URI, the PKCE challenge, the user, the scope,
+//! the expiry ([`CODE_LIFETIME`]) and the id of the session family the code
+//! will start. Whoever sees a code (a browser history, a proxy log, a
+//! `Referer`) learns none of these, and cannot forge or alter one.
 //!
 //! A code is used once: redeeming it creates its family, whose id is the
 //! primary key, so a second redemption finds the family already there — it
@@ -23,6 +24,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -37,8 +39,10 @@ use crate::store::{ClientRecord, NewFamily};
 /// How long a code may be redeemed after it was issued.
 pub(crate) const CODE_LIFETIME: Duration = Duration::from_secs(60);
 
-const CODE_PREFIX: &str = "ac1.";
-const MAC_LABEL: &[u8] = b"reauth/authorization-code/v1";
+const CODE_PREFIX: &str = "ac2.";
+/// Derives the code key from the refresh-token key, and is the AEAD's
+/// associated data.
+const KEY_LABEL: &[u8] = b"reauth/authorization-code/v2";
 const MAX_CODE_LEN: usize = 4096;
 
 #[derive(Serialize, Deserialize)]
@@ -98,8 +102,12 @@ impl From<AppError> for AuthorizeError {
     }
 }
 
-/// `redirect_uri` is one of `client`'s, compared exactly — except that a
-/// loopback `http` URI matches on any port (RFC 8252 §7.3).
+/// `redirect_uri` is one of `client`'s, compared as strings, exactly
+/// (RFC 9700 §4.1) — except that a loopback `http` URI may name any port
+/// (RFC 8252 §7.3). Even then the rest must match character for character:
+/// the presented URI must already be in the parser's normal form, so no
+/// case, encoding, `..`, or address-spelling trick (`http://2130706433/`)
+/// reaches a registered URI it does not spell.
 fn registered_redirect(client: &ClientRecord, redirect_uri: &str) -> bool {
     client.redirect_uris.iter().any(|registered| {
         if registered == redirect_uri {
@@ -110,7 +118,12 @@ fn registered_redirect(client: &ClientRecord, redirect_uri: &str) -> bool {
             return false;
         };
         let loopback = a.scheme() == "http" && a.host().as_ref().is_some_and(is_loopback_host);
-        loopback && a.set_port(None).is_ok() && b.set_port(None).is_ok() && a == b
+        loopback
+            && a.as_str() == registered
+            && b.as_str() == redirect_uri
+            && a.set_port(None).is_ok()
+            && b.set_port(None).is_ok()
+            && a.as_str() == b.as_str()
     })
 }
 
@@ -221,31 +234,53 @@ impl Engine {
                 .now_ms()
                 .saturating_add(crate::clock::duration_millis(CODE_LIFETIME)),
         };
-        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).unwrap_or_default());
-        let tag = URL_SAFE_NO_PAD.encode(self.code_mac(payload.as_bytes()));
-        format!("{CODE_PREFIX}{payload}.{tag}")
+        let mut sealed = serde_json::to_vec(&payload).unwrap_or_default();
+        let nonce: [u8; NONCE_LEN] = crate::keys::random_bytes();
+        let key = self.code_key();
+        // Sealing fails only for a payload longer than ChaCha20 can count.
+        if key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(KEY_LABEL),
+                &mut sealed,
+            )
+            .is_err()
+        {
+            sealed.clear();
+        }
+        let mut code = nonce.to_vec();
+        code.extend_from_slice(&sealed);
+        format!("{CODE_PREFIX}{}", URL_SAFE_NO_PAD.encode(code))
     }
 
-    fn code_mac(&self, payload: &[u8]) -> [u8; 32] {
+    /// The AEAD key of codes: HMAC-SHA256(refresh-token key, label).
+    fn code_key(&self) -> LessSafeKey {
         #[allow(clippy::expect_used)]
         let mut mac = Hmac::<Sha256>::new_from_slice(self.keys.refresh_mac_key())
             .expect("HMAC takes any key length");
-        mac.update(MAC_LABEL);
-        mac.update(payload);
-        mac.finalize().into_bytes().into()
+        mac.update(KEY_LABEL);
+        let key: [u8; 32] = mac.finalize().into_bytes().into();
+        #[allow(clippy::expect_used)]
+        LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &key).expect("a 256-bit ChaCha20 key"))
     }
 
     fn open_code(&self, code: &str) -> Option<CodePayload> {
         if code.len() > MAX_CODE_LEN {
             return None;
         }
-        let (payload, tag) = code.strip_prefix(CODE_PREFIX)?.split_once('.')?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
-        let expected = self.code_mac(payload.as_bytes());
-        if !bool::from(expected.as_slice().ct_eq(&tag)) {
+        let mut bytes = URL_SAFE_NO_PAD
+            .decode(code.strip_prefix(CODE_PREFIX)?)
+            .ok()?;
+        if bytes.len() < NONCE_LEN {
             return None;
         }
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
+        let mut sealed = bytes.split_off(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(&bytes).ok()?;
+        let payload = self
+            .code_key()
+            .open_in_place(nonce, Aad::from(KEY_LABEL), &mut sealed)
+            .ok()?;
+        serde_json::from_slice(payload).ok()
     }
 
     /// Redeems a code at the token endpoint (RFC 6749 §4.1.3, RFC 7636 §4.6):
@@ -302,12 +337,7 @@ impl Engine {
         }
         let family = FamilyId::from_hex(&payload.f)
             .ok_or(AppError::Internal("malformed family id in a code".into()))?;
-        tracing::info!(
-            family = super::short(&payload.f),
-            subject = payload.s,
-            client_id = client.client_id,
-            "session started (authorization code)"
-        );
+        crate::audit::session_started(&payload.f, &payload.s, Some(&client.client_id));
         Ok(self.token_response(
             &family,
             &payload.s,
@@ -366,6 +396,23 @@ mod tests {
             &client,
             "http://evil.example/callback"
         ));
+        // RFC 9700 §4.1: exact match — no normalisation trick matches.
+        for trick in [
+            " https://app.example/cb",
+            "https://app.example/cb ",
+            "https://APP.example/cb",
+            "https://app.example/c%62",
+            "https://app.example/x/../cb",
+            " http://127.0.0.1:5000/callback",
+            "http://127.0.0.1:5000/callback\t",
+            "http://127.0.0.1:5000/x/../callback",
+            "http://127.0.0.1:5000/%63allback",
+            "http://2130706433:5000/callback",
+            "http://0x7f.1:5000/callback",
+            "HTTP://127.0.0.1:5000/callback",
+        ] {
+            assert!(!registered_redirect(&client, trick), "{trick:?}");
+        }
         client.redirect_uris.clear();
         assert!(!registered_redirect(&client, "https://app.example/cb"));
     }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{Engine, TokenResponse, short};
+use super::{Engine, TokenResponse};
 use crate::app_error::AppError;
 use crate::password::Busy;
 use crate::refresh_token::FamilyId;
@@ -36,7 +36,7 @@ impl Engine {
             // 128 random bits collided: never in practice.
             return Err(AppError::Internal("family id collision".into()));
         }
-        tracing::info!(family = short(&id), subject, "session started");
+        crate::audit::session_started(&id, subject, client_id);
         Ok(self.token_response(&family, subject, 1, scope, client_id))
     }
 
@@ -92,6 +92,7 @@ impl Engine {
         if ok && known {
             attempt.refund();
             crate::metrics::login("success");
+            crate::audit::login_succeeded(username, client_id);
             Ok(())
         } else {
             drop(attempt); // Spent.

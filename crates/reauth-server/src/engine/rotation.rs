@@ -8,8 +8,9 @@
 //!    One row changed (and committed): answer MAC(F, g+1). Of N concurrent
 //!    presenters of g, exactly one wins this compare-and-set.
 //! 2. Otherwise the repository hands back the row as it is and classify:
-//!    - revoked, unknown, wrong client, past its absolute lifetime or idle
-//!      timeout: `invalid_grant`;
+//!    - another client's (checked first, answered as an unknown token, and
+//!      nothing is written), revoked, unknown, past its absolute lifetime
+//!      or idle timeout: `invalid_grant`;
 //!    - g = n−1 and `now − rotated_at ≤ grace`: a duplicate of the rotation
 //!      that just happened. Answer the byte-identical MAC(F, n) and a fresh
 //!      access token; nothing is written;
@@ -26,6 +27,8 @@ use crate::clock::duration_millis;
 use crate::refresh_token::{self, RefreshClaims};
 use crate::store::{ClientRecord, RotateOutcome, Rotation};
 
+/// The answer to a token that is unknown, forged, or another client's.
+const INVALID: &str = "invalid refresh token";
 const REUSE_DETECTED: &str = "refresh token reuse detected; session revoked";
 
 /// How a refresh was answered (for counters and logs).
@@ -56,7 +59,7 @@ impl Engine {
     ) -> Result<TokenResponse, AppError> {
         let Some(claims) = refresh_token::verify(self.keys.refresh_mac_key(), presented) else {
             crate::metrics::refresh("rejected");
-            return Err(AppError::InvalidGrant("invalid refresh token"));
+            return Err(AppError::InvalidGrant(INVALID));
         };
         let result = self.refresh_verified(claims, client, requested_scope).await;
         match &result {
@@ -87,13 +90,18 @@ impl Engine {
         let family_id = claims.family.to_hex();
         let g = claims.generation;
         let config = &self.config;
-        // A narrowed scope must be validated before anything is written.
+        // A narrowed scope must be validated before anything is written —
+        // after the client binding, so another client learns nothing about
+        // the token (not even its scope) from the answer.
         if let Some(scope) = requested_scope {
             let row = self
                 .repo
                 .load_family(&family_id)
                 .await?
-                .ok_or(AppError::InvalidGrant("invalid refresh token"))?;
+                .ok_or(AppError::InvalidGrant(INVALID))?;
+            if row.client_id.as_deref() != client_id {
+                return Err(AppError::InvalidGrant(INVALID));
+            }
             if !scope_is_subset(scope, row.scope.as_deref()) {
                 return Err(AppError::InvalidScope);
             }
@@ -123,21 +131,20 @@ impl Engine {
                     return Ok((response, RefreshOutcome::Rotated));
                 }
                 // The compare-and-set failed: find out why.
-                RotateOutcome::Unchanged(row) => {
-                    row.ok_or(AppError::InvalidGrant("invalid refresh token"))?
-                }
+                RotateOutcome::Unchanged(row) => row.ok_or(AppError::InvalidGrant(INVALID))?,
             };
             let now = row.read_at;
+            // First of all: a token issued to an OAuth client is refreshed
+            // by that client, authenticated, at `/oauth/token` (RFC 6749
+            // §6); a first-party token (`/auth/login`) only at
+            // `/auth/refresh`. Any other presenter gets the answer an
+            // unknown token gets — not whether the session is live, revoked
+            // or reused — and changes nothing.
+            if row.client_id.as_deref() != client_id {
+                return Err(AppError::InvalidGrant(INVALID));
+            }
             if row.revoked_at.is_some() {
                 return Err(AppError::InvalidGrant("session revoked"));
-            }
-            // A token issued to an OAuth client is refreshed by that client,
-            // authenticated, at `/oauth/token` (RFC 6749 §6); a first-party
-            // token (`/auth/login`) only at `/auth/refresh`.
-            if row.client_id.as_deref() != client_id {
-                return Err(AppError::InvalidGrant(
-                    "refresh token was issued to another client",
-                ));
             }
             if row.created_at <= now.saturating_sub(duration_millis(config.absolute_lifetime)) {
                 return Err(AppError::InvalidGrant("session expired"));
@@ -175,7 +182,7 @@ impl Engine {
                 current = n,
                 "refresh token generation ahead of the database"
             );
-            return Err(AppError::InvalidGrant("invalid refresh token"));
+            return Err(AppError::InvalidGrant(INVALID));
         }
         Err(AppError::Internal("rotation did not converge".into()))
     }

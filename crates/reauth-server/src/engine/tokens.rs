@@ -12,8 +12,9 @@ use crate::jwt::{AccessClaims, Audience};
 use crate::refresh_token::{self, FamilyId};
 use crate::store::{ClientRecord, FamilyRecord};
 
-/// The success body of every token-issuing endpoint.
-#[derive(Debug, Serialize)]
+/// The success body of every token-issuing endpoint. Its `Debug` shows
+/// no token.
+#[derive(Serialize)]
 pub(crate) struct TokenResponse {
     pub(crate) access_token: String,
     pub(crate) token_type: &'static str,
@@ -22,6 +23,21 @@ pub(crate) struct TokenResponse {
     pub(crate) refresh_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) scope: Option<String>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"[redacted]")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("scope", &self.scope)
+            .finish()
+    }
 }
 
 impl Engine {
@@ -196,5 +212,27 @@ impl Engine {
             }
             Ok(_) | Err(_) => Ok(inactive),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenResponse;
+
+    #[test]
+    fn o6_a_token_response_shows_no_token_in_debug() {
+        let response = TokenResponse {
+            access_token: "at-SECRET".into(),
+            token_type: "Bearer",
+            expires_in: 300,
+            refresh_token: Some("rt-SECRET".into()),
+            scope: Some("read".into()),
+        };
+        let printed = format!("{response:?}");
+        assert!(!printed.contains("SECRET"), "{printed}");
+        assert!(
+            printed.contains("read") && printed.contains("300"),
+            "{printed}"
+        );
     }
 }

@@ -33,6 +33,7 @@ pub(super) async fn login(
         .check_password(&login.username, login.password, None, extract::peer(&parts))
         .await?;
     let tokens = state.start_session(&login.username, None, None).await?;
+    crate::audit::token_issued("first_party_login", None);
     Ok(token_json(&tokens))
 }
 
@@ -51,6 +52,7 @@ pub(super) async fn refresh(
         extract::json(&parts.headers, body, state.config.max_body_bytes).await?;
     validate::param("refresh_token", &body.refresh_token)?;
     let tokens = state.refresh(&body.refresh_token, None, None).await?;
+    crate::audit::token_issued("refresh_token", None);
     Ok(token_json(&tokens))
 }
 

@@ -4,18 +4,21 @@
 //! `GET` checks the request and shows a sign-in form; `POST` (the form)
 //! checks it again with the user's credentials — under the same failed-login
 //! limiter as every login — and redirects to the client with a one-time
-//! code, the `state` and the `iss` (RFC 9207). No browser session is kept:
+//! code, the `state` and the `iss` (RFC 9207; errors redirected to the
+//! client carry `iss` too). No browser session is kept:
 //! every authorization asks for the password. Errors about the client or
 //! its redirect URI are shown on the page and never redirected (RFC 6749
 //! §4.1.2.1); every other error is redirected to the client.
 //!
-//! The page is plain HTML (no script), never framed, never cached.
+//! The page is plain HTML (no script), never framed, never cached; its form
+//! posts only to this server (`form-action`), and a POST another site made
+//! the browser send is refused (`Sec-Fetch-Site`, `Origin`).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{AppStateRef, extract};
@@ -41,20 +44,27 @@ pub(super) async fn show(State(state): State<AppStateRef>, request: Request) -> 
     };
     match state.check_authorization_request(&params).await {
         Ok(checked) => sign_in_page(StatusCode::OK, &checked, &params, None),
-        Err(e) => refusal(e),
+        Err(e) => refusal(state.issuer(), e),
     }
 }
 
 /// `POST /oauth/authorize`: the sign-in form.
 pub(super) async fn submit(State(state): State<AppStateRef>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+    if is_cross_site(&parts.headers, state.issuer()) {
+        return page(
+            StatusCode::FORBIDDEN,
+            "Request refused",
+            "The sign-in form can only be sent from this server's own page.",
+        );
+    }
     let params = match extract::form(&parts.headers, body, state.config.max_body_bytes).await {
         Ok(params) => params,
         Err(e) => return page(e.status(), "Bad request", &escape(&e.to_string())),
     };
     let checked = match state.check_authorization_request(&params).await {
         Ok(checked) => checked,
-        Err(e) => return refusal(e),
+        Err(e) => return refusal(state.issuer(), e),
     };
     let (Some(username), Some(password)) = (params.get("username"), params.get("password")) else {
         let note = "Enter your username and password.";
@@ -98,8 +108,45 @@ pub(super) async fn submit(State(state): State<AppStateRef>, request: Request) -
     redirect(&checked.redirect_uri, &answer)
 }
 
-/// The response to a refused authorization request.
-fn refusal(e: AuthorizeError) -> Response {
+/// A form POST another site made the browser send (login CSRF: signing the
+/// victim in as the attacker). Browsers say where a request comes from:
+/// `Sec-Fetch-Site` (anything but `same-origin`, or `none` for a request
+/// the user typed, is refused) and `Origin` (it must be the issuer's origin
+/// or the origin the request was sent to, per its `Host`; the opaque origin
+/// `null` is refused). A client sending neither header is not a browser
+/// another site can drive, and passes.
+fn is_cross_site(headers: &HeaderMap, issuer: &str) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
+            return true;
+        }
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return false;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return true;
+    };
+    let Ok(parsed) = url::Url::parse(origin) else {
+        return true;
+    };
+    let same_as_issuer = url::Url::parse(issuer)
+        .is_ok_and(|issuer| issuer.origin() == parsed.origin() && parsed.origin().is_tuple());
+    if same_as_issuer {
+        return false;
+    }
+    let authority = origin
+        .split_once("://")
+        .map_or("", |(_, authority)| authority);
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    !(parsed.origin().is_tuple() && host.is_some_and(|host| host.eq_ignore_ascii_case(authority)))
+}
+
+/// The response to a refused authorization request. A redirected error
+/// carries `iss` like a success does (RFC 9207 §2: "in all authorization
+/// responses, including error responses"), so a client talking to several
+/// servers can tell who answered.
+fn refusal(issuer: &str, e: AuthorizeError) -> Response {
     match e {
         AuthorizeError::Show(why) => page(
             StatusCode::BAD_REQUEST,
@@ -112,7 +159,11 @@ fn refusal(e: AuthorizeError) -> Response {
             error,
             description,
         } => {
-            let mut answer = vec![("error", error), ("error_description", description)];
+            let mut answer = vec![
+                ("error", error),
+                ("error_description", description),
+                ("iss", issuer),
+            ];
             if let Some(s) = &state {
                 answer.push(("state", s));
             }
@@ -203,7 +254,43 @@ fn sign_in_page(
          <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
          <button type=\"submit\">Sign in</button></form>"
     );
-    page(status, "Sign in", &body)
+    let mut response = page(status, "Sign in", &body);
+    // The form may post only here; the answer to it is a redirect to the
+    // client, which browsers check against `form-action` too — so the
+    // client's origin (or private-use scheme) is the one other target.
+    let target = form_action_source(&checked.redirect_uri);
+    let csp = format!("{CSP_BASE} form-action 'self'{target}");
+    if let Ok(csp) = HeaderValue::from_str(&csp) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    response
+}
+
+/// The policy of every page, less `form-action`.
+const CSP_BASE: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none';";
+
+/// ` https://app.example:8443` for a redirect URI on the web, ` com.example.app:`
+/// for a private-use scheme; empty for anything unexpected (then only
+/// `'self'`).
+fn form_action_source(redirect_uri: &str) -> String {
+    let Ok(url) = url::Url::parse(redirect_uri) else {
+        return String::new();
+    };
+    let source = match url.origin() {
+        origin @ url::Origin::Tuple(..) => origin.ascii_serialization(),
+        url::Origin::Opaque(_) => format!("{}:", url.scheme()),
+    };
+    if source
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b":/.-+[]".contains(&b))
+    {
+        format!(" {source}")
+    } else {
+        String::new()
+    }
 }
 
 /// A whole HTML page; `body` is HTML already escaped.
@@ -229,7 +316,7 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
         ),
     );
     headers.insert(
@@ -257,7 +344,23 @@ fn escape(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::escape;
+    use super::{escape, form_action_source};
+
+    #[test]
+    fn form_action_names_the_clients_origin_or_scheme() {
+        assert_eq!(
+            form_action_source("https://app.example:8443/cb?x=1"),
+            " https://app.example:8443"
+        );
+        assert_eq!(
+            form_action_source("http://127.0.0.1:53682/callback"),
+            " http://127.0.0.1:53682"
+        );
+        assert_eq!(
+            form_action_source("com.example.app:/callback"),
+            " com.example.app:"
+        );
+    }
 
     #[test]
     fn html_is_escaped() {

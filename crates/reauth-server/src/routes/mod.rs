@@ -13,6 +13,7 @@ use crate::engine::TokenResponse;
 
 mod auth;
 mod authorize;
+mod cors;
 mod extract;
 mod oauth;
 mod resources;
@@ -29,16 +30,27 @@ pub(crate) fn router(state: AppStateRef) -> Router {
     } else {
         router
     };
+    // The first-party endpoints exist only when asked for: without them,
+    // `/auth/*` is the 404 of any unknown path.
+    let router = if state.config.first_party_endpoints {
+        router
+            .route("/auth/login", post(auth::login))
+            .route("/auth/refresh", post(auth::refresh))
+            .route("/auth/logout", post(auth::logout))
+    } else {
+        router
+    };
     router
-        .route("/auth/login", post(auth::login))
-        .route("/auth/refresh", post(auth::refresh))
-        .route("/auth/logout", post(auth::logout))
         .route(
             "/oauth/authorize",
             get(authorize::show).post(authorize::submit),
         )
-        .route("/oauth/token", post(oauth::token))
-        .route("/oauth/revoke", post(oauth::revoke))
+        .merge(
+            Router::new()
+                .route("/oauth/token", post(oauth::token).options(preflight))
+                .route("/oauth/revoke", post(oauth::revoke).options(preflight))
+                .layer(middleware::from_fn_with_state(state.clone(), cors::cors)),
+        )
         .route("/oauth/introspect", post(oauth::introspect))
         .route(
             "/.well-known/oauth-authorization-server",
@@ -87,6 +99,11 @@ pub(crate) fn metrics_router(state: AppStateRef) -> Router {
         .fallback(|| async { rfc6749_error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(state);
     with_body_limit(router, limit)
+}
+
+/// A CORS preflight: answered by the `cors` middleware before it gets here.
+async fn preflight() -> StatusCode {
+    StatusCode::NO_CONTENT
 }
 
 /// Liveness: the process serves HTTP.

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{AppStateRef, extract, token_json, validate};
@@ -109,6 +109,7 @@ pub(super) async fn token(
                 .await?
         }
     };
+    crate::audit::token_issued(grant.as_str(), Some(&client.client_id));
     Ok(token_json(&tokens))
 }
 
@@ -145,5 +146,11 @@ pub(super) async fn introspect(
     }
     let token = required(&params, "token")?;
     let body = state.introspect(token, &client).await?;
-    Ok(axum::Json(body).into_response())
+    // What a token is, and whether it is live, must never come from a
+    // cache (RFC 7662 §4 asks the same care as for tokens themselves).
+    let mut response = axum::Json(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(response)
 }

@@ -247,7 +247,7 @@ pub(crate) fn client_detail(c: &NewClient) -> String {
         if c.public { "public" } else { "confidential" },
         join(&c.grant_types),
         join(&c.scopes),
-        join(&c.redirect_uris),
+        join_uris(&c.redirect_uris),
         if c.introspection {
             "; introspection"
         } else {
@@ -259,6 +259,25 @@ pub(crate) fn client_detail(c: &NewClient) -> String {
 /// Splits a space-separated column.
 pub(crate) fn split(column: &str) -> Vec<String> {
     column.split_whitespace().map(str::to_owned).collect()
+}
+
+/// The redirect-URI column: a JSON array of strings, so no URI can be split
+/// or joined into another whatever characters it holds (RFC 9700 §4.1: the
+/// URI compared is exactly the one registered).
+pub(crate) fn join_uris(list: &[String]) -> String {
+    serde_json::to_string(list).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// Reads the redirect-URI column: a JSON array, or (rows written before
+/// the column held JSON) a space-separated list, read as before. A column
+/// that is neither reads as no URI at all: the client can then not be
+/// redirected to, which fails closed.
+pub(crate) fn split_uris(column: &str) -> Vec<String> {
+    if column.trim_start().starts_with('[') {
+        serde_json::from_str(column).unwrap_or_default()
+    } else {
+        split(column)
+    }
 }
 
 /// A session to mark revoked whether or not it has a family row: the

@@ -15,7 +15,7 @@ use sqlx::{Connection as _, Row};
 use super::{
     AuditEvent, Backend, ClientRecord, FamilyRecord, NewAuditEvent, NewClient, NewFamily,
     Repository, RevokedSession, RotateOutcome, Rotation, StoreCounts, StoreError, UserInfo,
-    UserRecord, client_detail, join, millis, split,
+    UserRecord, client_detail, join, join_uris, millis, split, split_uris,
 };
 use crate::error::ServerError;
 
@@ -92,7 +92,7 @@ fn client_from_row(row: &PgRow) -> Result<ClientRecord, sqlx::Error> {
         grant_types: split(row.try_get("grant_types")?),
         scopes: split(row.try_get("scopes")?),
         default_scope: split(row.try_get("default_scope")?),
-        redirect_uris: split(row.try_get("redirect_uris")?),
+        redirect_uris: split_uris(row.try_get("redirect_uris")?),
         introspection: row.try_get("introspection")?,
         created_at: row.try_get("created_at")?,
     })
@@ -114,7 +114,7 @@ fn bind_client<'q>(
         .bind(join(&c.grant_types))
         .bind(join(&c.scopes))
         .bind(join(&c.default_scope))
-        .bind(join(&c.redirect_uris))
+        .bind(join_uris(&c.redirect_uris))
         .bind(c.introspection)
 }
 

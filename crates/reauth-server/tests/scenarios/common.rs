@@ -22,6 +22,7 @@ pub(crate) fn test_config() -> ServerConfig {
     let mut config = ServerConfig::default();
     config.password_hashing = PasswordHashing::InsecureFast;
     config.demo_client = Some(ClientCredentials::demo());
+    config.first_party_endpoints = true;
     config
 }
 

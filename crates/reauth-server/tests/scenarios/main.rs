@@ -8,6 +8,7 @@
 //! on worker threads, which a paused runtime would take for idleness and
 //! auto-advance past pool timeouts.)
 
+mod authorize;
 mod common;
 mod crash_restart;
 mod jwt_attacks;

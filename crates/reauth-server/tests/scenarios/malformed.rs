@@ -73,9 +73,12 @@ async fn s6_malformed_requests_get_rfc6749_errors_and_write_nothing() {
     let mut big_json = br#"{"username":"alice","password":""#.to_vec();
     big_json.extend_from_slice(&big);
     big_json.extend_from_slice(br#""}"#);
+    // A token of the client the requests authenticate as: its scope is
+    // judged (another client's token is refused before its scope is).
+    let oauth_tokens = server.oauth_login().await;
     let refresh_with_scope = format!(
         "grant_type=refresh_token&refresh_token={}&scope=admin",
-        tokens.refresh_token
+        oauth_tokens.refresh_token
     );
     let refresh_no_client = format!(
         "grant_type=refresh_token&refresh_token={}",

@@ -153,6 +153,56 @@ async fn o2_each_client_has_allowed_scopes_and_a_default() {
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_scope");
 }
 
+/// RFC 6749 §6 / RFC 9700 §4.14: a refresh token is bound to the client it
+/// was issued to. Another client presenting it learns nothing — not whether
+/// it is live, revoked, or what scope it carries — and changes nothing;
+/// reuse detection still protects the rightful client.
+#[tokio::test]
+async fn o2_a_refresh_checks_the_client_before_anything_and_reveals_nothing() {
+    let server = TestServer::start().await;
+    let grants = [GrantType::Password, GrantType::RefreshToken];
+    let a = register(
+        &server,
+        confidential("client-a", &grants, &["read", "write"]),
+    )
+    .await;
+    let b = register(
+        &server,
+        confidential("client-b", &grants, &["read", "write"]),
+    )
+    .await;
+    let (status, body) = password_grant(&server, &a, Some("read")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let stolen = Tokens::from_json(&body);
+    let forged = format!(
+        "{}x",
+        &stolen.refresh_token[..stolen.refresh_token.len() - 1]
+    );
+    let (status, unknown) = refresh(&server, &b, &forged, None).await;
+    assert_error(status, &unknown, StatusCode::BAD_REQUEST, "invalid_grant");
+    for scope in [None, Some("read"), Some("write"), Some("admin")] {
+        let (status, body) = refresh(&server, &b, &stolen.refresh_token, scope).await;
+        assert_eq!(
+            (status, &body),
+            (StatusCode::BAD_REQUEST, &unknown),
+            "scope {scope:?}"
+        );
+    }
+    // Client B changed nothing: A rotates the token as if B never tried.
+    let (status, body) = refresh(&server, &a, &stolen.refresh_token, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let current = Tokens::from_json(&body);
+    // Reuse detection still applies for the rightful client.
+    server.clock.advance(Duration::from_secs(11));
+    let (status, body) = refresh(&server, &a, &stolen.refresh_token, None).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    let (status, body) = refresh(&server, &a, &current.refresh_token, None).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    // A revoked family looks, to another client, like any unknown token.
+    let (status, body) = refresh(&server, &b, &current.refresh_token, None).await;
+    assert_eq!((status, &body), (StatusCode::BAD_REQUEST, &unknown));
+}
+
 #[tokio::test]
 async fn o3_each_client_has_allowed_grant_types_and_client_credentials_is_opt_in() {
     let server = TestServer::start().await;
@@ -237,7 +287,11 @@ async fn o3_each_client_has_allowed_grant_types_and_client_credentials_is_opt_in
         server.server().register_client(&spec).await,
         Err(ServerError::InvalidClient(_))
     ));
-    let spa = register(&server, ClientSpec::public("spa")).await;
+    // (The password grant only when listed: a public client cannot keep a
+    // secret, see `authorize::o3_a_public_client_has_no_password_grant…`.)
+    let mut spec = ClientSpec::public("spa");
+    spec.grant_types = vec![GrantType::Password];
+    let spa = register(&server, spec).await;
     assert!(spa.secret.is_none());
     let (status, body) = password_grant(&server, &spa, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -469,6 +523,26 @@ struct Flaky {
     down: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// Introspection answers say whether a token is live: never from a cache.
+#[tokio::test]
+async fn o4_introspection_answers_are_not_cached() {
+    let server = TestServer::start().await;
+    let tokens = server.oauth_login().await;
+    for token in [tokens.access_token.as_str(), "unknown"] {
+        let response = server
+            .http
+            .post(format!("{}/oauth/introspect", server.url))
+            .basic_auth(crate::common::CLIENT_ID, Some(crate::common::CLIENT_SECRET))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        assert_eq!(response.headers()["pragma"], "no-cache");
+    }
+}
+
 #[tokio::test]
 async fn o7_readiness_reports_the_database() {
     let config = test_config();
@@ -519,6 +593,80 @@ async fn o7_readiness_reports_the_database() {
     assert_eq!(readyz().await.0, StatusCode::OK);
 }
 
+/// A SQLite file deleted or replaced under a running server (a restore
+/// copied over it, a stray `rm`): the open connection keeps answering from
+/// the unlinked file, so only the file's identity tells — readiness fails.
+#[tokio::test]
+async fn o7_readiness_fails_when_the_sqlite_file_is_replaced_or_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reauth.db");
+    let mut config = test_config();
+    config.database_url = format!("sqlite://{}", path.display());
+    let server = TestServer::start_with(config).await;
+    let readyz = || async {
+        server
+            .http
+            .get(format!("{}/readyz", server.url))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(readyz().await, StatusCode::OK);
+    // Replaced: another file now has the name.
+    let moved = dir.path().join("old.db");
+    std::fs::rename(&path, &moved).unwrap();
+    std::fs::copy(&moved, &path).unwrap();
+    assert_eq!(readyz().await, StatusCode::SERVICE_UNAVAILABLE);
+    // Deleted.
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(readyz().await, StatusCode::SERVICE_UNAVAILABLE);
+    // Liveness does not depend on it.
+    let live = server
+        .http
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+}
+
+/// Client ids are RFC 3986 unreserved characters (they travel in URLs,
+/// forms and HTTP Basic, which URL-decodes them); rotating the secret of a
+/// public client is a clear error, not "no such client".
+#[tokio::test]
+async fn o1_client_ids_are_unreserved_and_a_public_client_has_no_secret_to_rotate() {
+    let server = TestServer::start().await;
+    for bad in ["a:b", "a%41b", "a+b", "a/b", "a@b", "a&b=c", "caf\u{e9}"] {
+        let refused = server
+            .server()
+            .register_client(&ClientSpec::confidential(bad))
+            .await;
+        assert!(
+            matches!(refused, Err(ServerError::InvalidClient(_))),
+            "{bad:?}: {refused:?}"
+        );
+    }
+    register(&server, ClientSpec::confidential("my-app.v2_x~y")).await;
+    register(&server, ClientSpec::public("spa")).await;
+    let refused = server.server().rotate_client_secret("spa").await;
+    match refused {
+        Err(ServerError::InvalidClient(why)) => assert!(why.contains("public"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        server.server().rotate_client_secret("nobody").await,
+        Err(ServerError::NoSuchClient(_))
+    ));
+    assert!(
+        server
+            .server()
+            .rotate_client_secret("my-app.v2_x~y")
+            .await
+            .is_ok()
+    );
+}
+
 #[tokio::test]
 async fn o8_a_database_refuses_keys_other_than_its_own() {
     let dir = tempfile::tempdir().unwrap();
@@ -557,6 +705,119 @@ async fn o8_a_database_refuses_keys_other_than_its_own() {
     Server::new(with(KeySource::Provided(rotated)))
         .await
         .unwrap();
+}
+
+/// Key rotation across replicas (two phases): while one replica already
+/// signs with the new key, a replica that has only the *staged* file
+/// accepts its tokens and publishes the key. Rotating in one phase, the
+/// lagging replica refuses them — the failure staging exists to prevent.
+#[tokio::test]
+async fn o8_two_phase_rotation_never_refuses_a_token_across_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config();
+    config.database_url = format!("sqlite://{}", dir.path().join("reauth.db").display());
+    // Replicas behind one name: one issuer.
+    config.issuer = Some("https://auth.example.test".into());
+    let day = Duration::from_secs(86_400);
+    let old = ServerKeys::generate();
+    let staged = old.staged(1_000);
+    let next = staged.staged_kid().unwrap().to_owned();
+    let rotated = staged.rotated(2_000, day);
+    assert_eq!(rotated.kid(), next);
+    let replica = |keys: ServerKeys| {
+        let mut config = config.clone();
+        config.keys = KeySource::Provided(keys);
+        async move {
+            let clock = ManualClock::new();
+            let server = Server::with_clock(config, Arc::new(clock.clone()))
+                .await
+                .unwrap();
+            let _ = server.add_user(USER, PASSWORD).await;
+            TestServer::serve(server, clock).await
+        }
+    };
+    let lagging = replica(old.clone()).await;
+    let ready = replica(staged.clone()).await;
+    let ahead = replica(rotated).await;
+    let token = ahead.login().await;
+    let header: Value = {
+        use base64::Engine as _;
+        let head = token.access_token.split('.').next().unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(head)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        header["kid"],
+        next.as_str(),
+        "the rotated replica signs with the staged key"
+    );
+    // The replica with the staged file accepts the token and publishes the key.
+    assert_eq!(
+        ready.resource(&token.access_token).await.status(),
+        StatusCode::OK
+    );
+    let jwks: Value = ready
+        .http
+        .get(format!("{}/.well-known/jwks.json", ready.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
+    assert!(kids.contains(&next.as_str()), "{kids:?}");
+    // The staged replica still signs with the old key, which the rotated
+    // replica verifies (retired, not dropped).
+    let before = ready.login().await;
+    assert_eq!(
+        ahead.resource(&before.access_token).await.status(),
+        StatusCode::OK
+    );
+    // One phase: a replica that never saw the new key refuses its tokens.
+    assert_eq!(
+        lagging.resource(&token.access_token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// The first-party `/auth/*` endpoints (a password login with no OAuth
+/// client) are off unless configured: a server that speaks OAuth offers
+/// no password oracle outside its clients' grants.
+#[tokio::test]
+async fn o9_first_party_endpoints_are_off_by_default() {
+    assert!(!reauth_server::ServerConfig::default().first_party_endpoints);
+    let mut config = test_config();
+    config.first_party_endpoints = false;
+    let server = TestServer::start_with(config).await;
+    for path in ["/auth/login", "/auth/refresh", "/auth/logout"] {
+        let response = server
+            .http
+            .post(format!("{}{path}", server.url))
+            .json(
+                &serde_json::json!({"username": USER, "password": PASSWORD, "refresh_token": "x"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_error(status, &body, StatusCode::NOT_FOUND, "invalid_request");
+    }
+    // OAuth clients are served as ever.
+    server.oauth_login().await;
+    // Switched on, they answer.
+    let on = TestServer::start().await;
+    on.login().await;
 }
 
 #[tokio::test]

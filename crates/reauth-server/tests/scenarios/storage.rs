@@ -88,7 +88,9 @@ async fn storage_suite(repo: Arc<dyn Repository>, clock: DbClock<'_>) {
     c1.grant_types = strings(&["password", "refresh_token"]);
     c1.scopes = strings(&["read", "write"]);
     c1.default_scope = strings(&["read"]);
-    c1.redirect_uris = strings(&["https://app.example/cb"]);
+    // Stored unambiguously (RFC 9700 §4.1): a list element holding a space
+    // comes back as one element, never as two URIs nobody registered.
+    c1.redirect_uris = strings(&["https://app.example/cb", "https://app.example/a b"]);
     assert!(repo.add_client(&c1).await.unwrap());
     assert!(!repo.add_client(&c1).await.unwrap(), "duplicate refused");
     let stored = repo.find_client("c1").await.unwrap().unwrap();

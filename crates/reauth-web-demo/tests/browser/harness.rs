@@ -169,6 +169,8 @@ pub(crate) async fn serve(site_dir: &Path, setup: Setup) -> Site {
     config.issuer = Some(url.clone());
     config.web_dir = Some(site_dir.to_owned());
     config.demo_client = None;
+    // The page logs in through /auth/login on its own origin.
+    config.first_party_endpoints = true;
     config.password_hashing = PasswordHashing::InsecureFast;
     config.grace_window = setup.grace;
     config.access_token_ttl = setup.access_ttl;

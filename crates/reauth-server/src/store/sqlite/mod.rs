@@ -27,7 +27,7 @@ use self::worker::{Envelope, Job};
 use super::{
     AuditEvent, Backend, ClientRecord, FamilyRecord, NewAuditEvent, NewClient, NewFamily,
     Repository, RevokedSession, RotateOutcome, Rotation, StoreCounts, StoreError, UserInfo,
-    UserRecord, client_detail, join, millis, split,
+    UserRecord, client_detail, join, join_uris, millis, split, split_uris,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::config::SqliteSynchronous;
@@ -54,6 +54,29 @@ pub(super) struct OwnedRotation {
 pub struct SqliteRepository {
     jobs: SyncSender<Envelope>,
     wait: Duration,
+    /// The database file and its identity when it was opened (none in
+    /// memory): readiness fails once the path names another file, or none.
+    file: Option<(PathBuf, FileIdentity)>,
+}
+
+/// Which file a path named: device and inode (Unix), else nothing to compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileIdentity(u64, u64);
+
+impl FileIdentity {
+    fn of(path: &std::path::Path) -> std::io::Result<Self> {
+        let meta = std::fs::metadata(path)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt as _;
+            Ok(Self(meta.dev(), meta.ino()))
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            Ok(Self(0, 0))
+        }
+    }
 }
 
 fn family_from_row(row: &rusqlite::Row<'_>, read_at: i64) -> rusqlite::Result<FamilyRecord> {
@@ -82,7 +105,7 @@ fn client_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ClientRecord> {
         grant_types: split(&row.get::<_, String>(3)?),
         scopes: split(&row.get::<_, String>(4)?),
         default_scope: split(&row.get::<_, String>(5)?),
-        redirect_uris: split(&row.get::<_, String>(6)?),
+        redirect_uris: split_uris(&row.get::<_, String>(6)?),
         introspection: row.get(7)?,
         created_at: row.get(8)?,
     })
@@ -103,7 +126,7 @@ fn put_client(
         join(&c.grant_types),
         join(&c.scopes),
         join(&c.default_scope),
-        join(&c.redirect_uris),
+        join_uris(&c.redirect_uris),
         c.introspection,
     ])
 }
@@ -243,18 +266,38 @@ impl SqliteRepository {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ServerError> {
         let location = location(url)?;
-        let conn = tokio::task::spawn_blocking(move || open(&location, synchronous))
-            .await
-            .map_err(|e| ServerError::Task(e.to_string()))?
-            .map_err(|e| match e {
-                StoreError::Backend(_) => ServerError::Migrate(e),
-                e => ServerError::Database(e),
-            })?;
+        let (conn, file) = tokio::task::spawn_blocking(move || {
+            let conn = open(&location, synchronous)?;
+            let file = match location {
+                Location::Memory => None,
+                Location::File(path) => {
+                    let identity = FileIdentity::of(&path).map_err(StoreError::unavailable)?;
+                    Some((path, identity))
+                }
+            };
+            Ok::<_, StoreError>((conn, file))
+        })
+        .await
+        .map_err(|e| ServerError::Task(e.to_string()))?
+        .map_err(|e| match e {
+            StoreError::Backend(_) => ServerError::Migrate(e),
+            e => ServerError::Database(e),
+        })?;
         let (jobs, queue) = sync_channel(QUEUE_CAPACITY);
         std::thread::Builder::new()
             .name("reauth-sqlite".to_owned())
             .spawn(move || worker::run(conn, queue, clock, wait))?;
-        Ok(Self { jobs, wait })
+        Ok(Self { jobs, wait, file })
+    }
+
+    /// The file a SQLite URL names: `None` for an in-memory database or a
+    /// URL that is not SQLite's. Lets a tool check that a database exists
+    /// before it opens (and so creates) it.
+    pub fn file_path(url: &str) -> Option<PathBuf> {
+        match location(url) {
+            Ok(Location::File(path)) => Some(path),
+            _ => None,
+        }
     }
 
     fn send(&self, job: Job) -> Result<(), StoreError> {
@@ -699,13 +742,34 @@ impl Repository for SqliteRepository {
         .await
     }
 
+    /// Also fails when the database file was deleted or replaced under the
+    /// server (a restore, a stray `rm`): the open connection would go on
+    /// answering from the unlinked file, and every write would be lost.
     async fn ping(&self) -> Result<(), StoreError> {
         self.call(|conn, _| {
             conn.query_row(sql::PING, [], |row| row.get::<_, i64>(0))
                 .map(drop)
                 .map_err(classify)
         })
-        .await
+        .await?;
+        if let Some((path, opened)) = &self.file {
+            match FileIdentity::of(path) {
+                Ok(now) if now == *opened => {}
+                Ok(_) => {
+                    return Err(StoreError::unavailable(format!(
+                        "the database file {} was replaced since it was opened",
+                        path.display()
+                    )));
+                }
+                Err(e) => {
+                    return Err(StoreError::unavailable(format!(
+                        "the database file {} is gone since it was opened: {e}",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
