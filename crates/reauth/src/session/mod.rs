@@ -144,8 +144,14 @@ impl SessionBuilder {
     /// it every third of the TTL while it works. Default
     /// [`lease_ttl`](crate::coord::lease_ttl)`(refresh_timeout)`: 15 s with the
     /// default 10 s timeout.
+    ///
+    /// Clamped when the session is built to at least 1.5 × the
+    /// [`refresh_timeout`](Self::refresh_timeout) (and at most a day;
+    /// [`clamp_lease_ttl`](crate::coord::clamp_lease_ttl)): a refresher call
+    /// only starts while the lease has a whole refresh timeout left, so a
+    /// shorter TTL would leave no room for one between renewals.
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
-        self.config.lease_ttl = Some(ttl.max(Duration::from_millis(3)));
+        self.config.lease_ttl = Some(ttl);
         self
     }
 
@@ -167,13 +173,15 @@ impl SessionBuilder {
             events.on_ended(cb);
         }
         let rt = self.runtime.unwrap_or_else(default_runtime);
+        let mut config = self.config;
+        config.lease_ttl = Some(config.lease_terms().ttl);
         Session {
             inner: Arc::new(Inner {
                 cell: Cell::new(),
                 refresher: self.refresher,
                 store: self.store,
                 rt,
-                config: self.config,
+                config,
                 events,
             }),
         }

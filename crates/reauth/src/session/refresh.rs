@@ -345,11 +345,16 @@ async fn leased(
             return Attempt::Done;
         }
     };
-    // Step 3: the refresh, only while the lease is ours (C18).
-    if !held.live(inner.rt.now()) {
+    // Step 3: the refresh, only while the lease is ours for longer than the
+    // call may take (C18): nobody else can take it while the call is out,
+    // and a call that went out is never dropped (its answer is the only copy
+    // of the rotated token).
+    let terms = inner.config.lease_terms();
+    let need = inner.config.refresh_timeout.min(terms.ttl - terms.ttl / 3);
+    if !held.ensure(&terms, need).await {
         return Attempt::Failed(RefreshError::transient(AttemptFailure::LeaseLost));
     }
-    match attempt_once(inner, mine).await {
+    match held.call(attempt_once(inner, mine)).await {
         Ok(tokens) => {
             *pending = Some(Pending {
                 tokens: successor(mine, tokens, Some(&expected)),
