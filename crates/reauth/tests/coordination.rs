@@ -403,3 +403,44 @@ async fn c18_renewal_stops_at_release_and_an_orphan_is_still_revoked() {
     let stored = store.peek().expect("b's login is kept");
     assert_eq!(stored.access_token.secret(), "other-login");
 }
+
+/// Lease deadlines run on the timer's monotonic clock, not the wall clock:
+/// a wall-clock jump (suspend, NTP step) while the holder works neither
+/// expires its lease nor stretches it. The wall clock is for token expiry
+/// only.
+#[tokio::test(start_paused = true)]
+async fn c18_a_wall_clock_jump_does_not_expire_a_held_lease() {
+    let clock = reauth_testkit::JumpClock::new();
+    let rt = reauth::Runtime::new(
+        clock.clone(),
+        reauth::TokioSleep,
+        reauth::TokioSpawn,
+        reauth::NoJitter,
+    );
+    // Tokens that live for a day: the jump does not expire them.
+    let server = FakeServer::new(&rt, Duration::from_secs(24 * 3600));
+    let store = TimedStore::new();
+    let session = Session::builder(server.clone())
+        .runtime(rt)
+        .store(store.clone())
+        .refresh_ahead(RefreshAhead::disabled())
+        .refresh_timeout(Duration::from_secs(10))
+        .retry(RetryPolicy::never())
+        .build();
+    session.start(server.login()).await.unwrap();
+    store.set_load_delay(Duration::from_secs(2));
+    let sent = session.access_token().await.unwrap();
+    let waiting = tokio::spawn({
+        let session = session.clone();
+        async move { session.invalidate(&sent).await }
+    });
+    // While the holder re-reads the store, the wall clock leaps an hour.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    clock.jump(Duration::from_secs(3600));
+    let got = waiting
+        .await
+        .unwrap()
+        .expect("the lease is still held: one attempt refreshes");
+    assert_eq!(got.token().secret(), "access-1");
+    assert_eq!(server.calls(), 1);
+}

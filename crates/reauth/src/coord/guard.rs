@@ -2,7 +2,9 @@
 //!
 //! [`acquire`] polls [`Coordinator::try_acquire`] until the lease is free,
 //! recording a **deadline** (the instant before the request plus the TTL, so
-//! never later than the store's own expiry). [`Held::hold`] runs the holder's
+//! never later than the store's own expiry), on the runtime's monotonic clock
+//! ([`Sleep::monotonic`](crate::Sleep::monotonic)): a wall-clock jump moves it
+//! neither way. [`Held::hold`] runs the holder's
 //! work beside a keep-alive that renews the lease every third of the TTL
 //! until the lease is released. If the deadline passes without a renewal
 //! (the store says the lease is gone, or cannot be reached in time), the
@@ -16,7 +18,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures::future::{Either, select};
 
@@ -89,17 +91,13 @@ pub(crate) async fn acquire(
     still_wanted: impl Fn() -> bool,
 ) -> Result<Option<Held>, RefreshError> {
     let coord = coordinator(store);
-    let began = rt.now();
+    let began = rt.mono();
     let mut polls = 0u32;
     loop {
-        let asked_at = rt.now();
+        let asked_at = rt.mono();
         match bounded(rt, terms.step, coord.try_acquire(terms.ttl)).await {
             Ok(Some(lease)) => {
-                let deadline = lease.ttl().map(|ttl| {
-                    asked_at
-                        .checked_add(ttl)
-                        .unwrap_or(asked_at + Duration::from_secs(24 * 3600))
-                });
+                let deadline = lease.ttl().map(|ttl| asked_at.saturating_add(ttl));
                 return Ok(Some(Held {
                     store: Arc::clone(store),
                     rt: rt.clone(),
@@ -119,7 +117,7 @@ pub(crate) async fn acquire(
         if !still_wanted() {
             return Ok(None);
         }
-        if rt.now().duration_since(began).unwrap_or_default() >= terms.wait {
+        if rt.mono().saturating_sub(began) >= terms.wait {
             return Err(RefreshError::transient(AttemptFailure::LeaseBusy(
                 terms.wait,
             )));
@@ -136,8 +134,9 @@ pub(crate) struct Held {
     store: Arc<dyn TokenStore>,
     rt: Runtime,
     lease: Lease,
-    /// `None`: held until released.
-    deadline: Mutex<Option<SystemTime>>,
+    /// On the runtime's monotonic clock ([`Runtime::mono`]); `None`: held
+    /// until released.
+    deadline: Mutex<Option<Duration>>,
     released: AtomicBool,
     /// The keep-alive gave up: the deadline passed, or the store said the
     /// lease is gone.
@@ -161,7 +160,7 @@ impl Held {
         &self.lease
     }
 
-    fn deadline(&self) -> Option<SystemTime> {
+    fn deadline(&self) -> Option<Duration> {
         *self.deadline.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -176,8 +175,7 @@ impl Held {
         let (Some(ttl), Some(deadline)) = (self.lease.ttl(), self.deadline()) else {
             return true; // held until released
         };
-        let now = self.rt.now();
-        let left = deadline.duration_since(now).unwrap_or_default();
+        let left = deadline.saturating_sub(self.rt.mono());
         if left >= need {
             return true;
         }
@@ -185,8 +183,7 @@ impl Held {
             return false;
         }
         self.deadline()
-            .and_then(|d| d.duration_since(self.rt.now()).ok())
-            .is_some_and(|left| left >= need)
+            .is_some_and(|d| d.saturating_sub(self.rt.mono()) >= need)
     }
 
     /// Runs the refresher call `call` under the lease: if the lease is lost
@@ -238,11 +235,9 @@ impl Held {
     /// Renews the lease once, bounded by the step and by what is left before
     /// `deadline`; moves the deadline on success. `false` if the lease is
     /// lost or the store could not confirm it.
-    async fn renew_once(&self, terms: &Terms, ttl: Duration, deadline: SystemTime) -> bool {
-        let asked_at = self.rt.now();
-        let Ok(left) = deadline.duration_since(asked_at) else {
-            return false;
-        };
+    async fn renew_once(&self, terms: &Terms, ttl: Duration, deadline: Duration) -> bool {
+        let asked_at = self.rt.mono();
+        let left = deadline.saturating_sub(asked_at);
         if left.is_zero() {
             return false;
         }
@@ -255,9 +250,8 @@ impl Held {
         .await
         {
             Ok(true) => {
-                if let Some(next) = asked_at.checked_add(ttl) {
-                    *self.deadline.lock().unwrap_or_else(PoisonError::into_inner) = Some(next);
-                }
+                let next = asked_at.saturating_add(ttl);
+                *self.deadline.lock().unwrap_or_else(PoisonError::into_inner) = Some(next);
                 true
             }
             Ok(false) => {
@@ -286,9 +280,7 @@ impl Held {
             let Some(deadline) = self.deadline() else {
                 return futures::future::pending().await;
             };
-            let left = deadline
-                .duration_since(self.rt.now())
-                .unwrap_or(Duration::ZERO);
+            let left = deadline.saturating_sub(self.rt.mono());
             if left.is_zero() || self.lost.load(Ordering::Acquire) {
                 return AttemptFailure::LeaseLost;
             }

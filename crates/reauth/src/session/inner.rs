@@ -111,8 +111,8 @@ impl Inner {
             .emit(SessionEvent::StoreFailed { error: Arc::new(e) });
     }
 
-    /// The time since `since` by the session's clock.
-    pub(crate) fn elapsed(&self, since: SystemTime) -> Duration {
-        self.rt.now().duration_since(since).unwrap_or_default()
+    /// The time since `since`, a reading of the runtime's monotonic clock.
+    pub(crate) fn elapsed(&self, since: Duration) -> Duration {
+        self.rt.mono().saturating_sub(since)
     }
 }

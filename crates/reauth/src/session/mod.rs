@@ -391,7 +391,7 @@ impl Session {
         if let Ok(Join::Start(ticket, _)) =
             self.inner
                 .cell
-                .join(sent.generation(), Trigger::Rejected, self.inner.rt.now())
+                .join(sent.generation(), Trigger::Rejected, self.inner.rt.mono())
         {
             refresh::spawn(&self.inner, ticket, Trigger::Rejected);
         }
@@ -408,7 +408,7 @@ impl Session {
 
     async fn slow_path(&self, mut refused: Option<Generation>) -> Result<Bearer, Error> {
         let inner = &self.inner;
-        let started = inner.rt.now();
+        let started = inner.rt.mono();
         let mut deadline = inner.rt.sleep.sleep(inner.config.wait_timeout);
         // The generation of the last refresh this caller waited for.
         let mut waited_on: Option<Generation> = None;
@@ -438,7 +438,7 @@ impl Session {
                     }
                 },
             };
-            let waiter: Waiter = match inner.cell.join(seen, trigger, inner.rt.now()) {
+            let waiter: Waiter = match inner.cell.join(seen, trigger, inner.rt.mono()) {
                 Err(e) => break Err(e),
                 Ok(Join::Newer) => continue,
                 Ok(Join::Wait(w)) => {
@@ -464,7 +464,7 @@ impl Session {
             }
         };
         if waited_on.is_some() {
-            m::waited(inner.rt.now().duration_since(started).unwrap_or_default());
+            m::waited(inner.elapsed(started));
         }
         result
     }

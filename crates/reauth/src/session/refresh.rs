@@ -13,7 +13,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::{Either, select};
@@ -98,7 +98,7 @@ struct Pending {
 }
 
 async fn run(inner: Arc<Inner>, ticket: Ticket, trigger: Trigger) {
-    let started = inner.rt.now();
+    let started = inner.rt.mono();
     let retry = inner.config.retry;
     let mut pending: Option<Pending> = None;
     let mut attempt = 0u32;
@@ -147,9 +147,8 @@ async fn run(inner: Arc<Inner>, ticket: Ticket, trigger: Trigger) {
             // Honour the server's Retry-After beyond this flight too: no new
             // refresh before it (C5), so a caller in a loop cannot hammer a
             // rate-limited token endpoint — within `max_retry_after` (C23).
-            let cool_down = retry_after
-                .and_then(|ra| inner.rt.now().checked_add(ra))
-                .map(|until| (until, Arc::clone(&error)));
+            let cool_down =
+                retry_after.map(|ra| (inner.rt.mono().saturating_add(ra), Arc::clone(&error)));
             if let Some(wake) = inner.cell.fail(&ticket, failure, cool_down) {
                 wake.deliver(None, || {
                     inner.events.emit(SessionEvent::RefreshFailed { error });
@@ -208,7 +207,7 @@ async fn uncoordinated(
     inner: &Arc<Inner>,
     ticket: &Ticket,
     trigger: Trigger,
-    started: SystemTime,
+    started: Duration,
 ) -> Attempt {
     match attempt_once(inner, &ticket.from.tokens).await {
         Ok(tokens) => {
@@ -277,7 +276,7 @@ async fn coordinated(
     inner: &Arc<Inner>,
     ticket: &Ticket,
     trigger: Trigger,
-    started: SystemTime,
+    started: Duration,
     pending: &mut Option<Pending>,
 ) -> Attempt {
     let terms = inner.config.lease_terms();
@@ -312,7 +311,7 @@ async fn leased(
     inner: &Arc<Inner>,
     ticket: &Ticket,
     trigger: Trigger,
-    started: SystemTime,
+    started: Duration,
     held: &Held,
     pending: &mut Option<Pending>,
 ) -> Attempt {
@@ -379,7 +378,7 @@ async fn settle<'a>(
     ticket: &Ticket,
     decision: Decision,
     orphan: Option<TokenSet>,
-    started: SystemTime,
+    started: Duration,
 ) {
     if let Decision::Adopt(s) = decision {
         return adopt(inner, persist, ticket, s, started);
@@ -405,7 +404,7 @@ async fn write(
     inner: &Arc<Inner>,
     ticket: &Ticket,
     trigger: Trigger,
-    started: SystemTime,
+    started: Duration,
     held: &Held,
     pending: &mut Option<Pending>,
 ) -> Attempt {
@@ -486,7 +485,7 @@ async fn rejected(
     inner: &Arc<Inner>,
     ticket: &Ticket,
     error: RefreshError,
-    started: SystemTime,
+    started: Duration,
     held: &Held,
 ) -> Attempt {
     let persist = inner.cell.persist().await;
@@ -552,7 +551,7 @@ fn publish(
     ticket: &Ticket,
     tokens: TokenSet,
     trigger: Trigger,
-    started: SystemTime,
+    started: Duration,
 ) {
     let p = inner.publishable(tokens);
     let generation = p.generation();
@@ -575,7 +574,7 @@ fn adopt(
     persist: Persist<'_>,
     ticket: &Ticket,
     stored: TokenSet,
-    started: SystemTime,
+    started: Duration,
 ) {
     let p = inner.publishable(stored);
     let generation = p.generation();
@@ -593,7 +592,7 @@ fn end(
     persist: Persist<'_>,
     ticket: &Ticket,
     reason: EndReason,
-    started: SystemTime,
+    started: Duration,
 ) {
     end_after(inner, persist, ticket, reason, started, None);
 }
@@ -604,7 +603,7 @@ fn end_after(
     persist: Persist<'_>,
     ticket: &Ticket,
     reason: EndReason,
-    started: SystemTime,
+    started: Duration,
     first: Option<SessionEvent>,
 ) {
     if let Some(wake) = inner.cell.finish(&persist, ticket, Finish::End(reason)) {
@@ -626,7 +625,7 @@ fn superseded(
     persist: Persist<'_>,
     ticket: &Ticket,
     foreign: TokenSet,
-    started: SystemTime,
+    started: Duration,
 ) {
     tracing::warn!(lineage = %foreign.lineage, generation = %foreign.generation, "another login replaced this session in the shared store; not adopting it");
     let report = SessionEvent::ForeignSet {
