@@ -156,7 +156,11 @@ impl SessionBuilder {
     }
 
     /// Called once when the session ends (rejected refresh or logout), before
-    /// the [`SessionEvent::SessionEnded`] event is delivered.
+    /// the [`SessionEvent::SessionEnded`] event is delivered; after a logout,
+    /// once the store was cleared. Runs after every lock of the session is
+    /// released, so it may call back into the session. A callback that
+    /// panics is caught and logged: the other callbacks, the event and the
+    /// waiters still get their turn.
     pub fn on_session_ended(mut self, f: impl Fn(EndReason) + Send + Sync + 'static) -> Self {
         self.on_ended.push(Arc::new(f));
         self
@@ -469,10 +473,12 @@ impl Session {
         result
     }
 
-    /// Ends the session (C17): wakes every waiter with
-    /// [`Error::SessionEnded`], emits the end event once, removes this
-    /// login's set from the store, and asks the server to revoke the tokens
-    /// (RFC 7009, best effort). Does nothing if no session is active.
+    /// Ends the session (C17): stops handing out its tokens at once, removes
+    /// this login's set from the store, **then** wakes every waiter with
+    /// [`Error::SessionEnded`] and announces the end once (callbacks, then
+    /// the event) — an observer of the end never finds the logged-out set in
+    /// the store — and asks the server to revoke the tokens (RFC 7009, best
+    /// effort). Does nothing if no session is active.
     ///
     /// The store is cleared with a compare-and-set on the stored set's stamp,
     /// and only if the stored set is of this session's lineage: a newer set
@@ -494,19 +500,26 @@ impl Session {
     /// cannot leave the ended session's tokens in the store.
     pub async fn logout(&self) -> Result<(), StoreError> {
         let inner = &self.inner;
+        // The session stops handing out tokens at once; the end is
+        // announced (callbacks, event, waiters) only once the store was
+        // cleared, so an observer of the end never finds the logged-out set
+        // in the store (and cannot restore it).
         let Some((old, epoch, wake)) = inner.cell.end(EndReason::LoggedOut) else {
             return Ok(());
         };
-        wake.deliver(None, || {
-            m::session_ended(EndReason::LoggedOut);
-            inner.events.emit(SessionEvent::SessionEnded {
-                reason: EndReason::LoggedOut,
-            });
-        });
         let (tx, rx) = oneshot::channel();
         let task_inner = Arc::clone(inner);
         inner.rt.spawn.spawn(Box::pin(async move {
-            let _ = tx.send(finish_logout(&task_inner, &old.tokens, epoch).await);
+            let inner = &task_inner;
+            let (cleared, newest) = finish_logout(inner, &old.tokens, epoch).await;
+            wake.deliver(None, || {
+                m::session_ended(EndReason::LoggedOut);
+                inner.events.emit(SessionEvent::SessionEnded {
+                    reason: EndReason::LoggedOut,
+                });
+            });
+            refresh::revoke_best_effort(inner, newest.as_ref().unwrap_or(&old.tokens)).await;
+            let _ = tx.send(cleared);
         }));
         // A task that never ran (the runtime is shutting down) cleared nothing.
         rx.await.unwrap_or(Err(StoreError::Abandoned))
@@ -535,10 +548,14 @@ impl Session {
 
 /// The part of [`Session::logout`] that outlives its caller: remove this
 /// login's set from the store (unless a new session started meanwhile — its
-/// tokens are not ours to clear), then revoke the newest tokens this session
-/// had: a refresh that finished while logout began may have stored a set
-/// newer than `published`.
-async fn finish_logout(inner: &Inner, published: &TokenSet, epoch: u64) -> Result<(), StoreError> {
+/// tokens are not ours to clear). Returns whether that worked and the newest
+/// set of this login the store held, to revoke: a refresh that finished
+/// while logout began may have stored a set newer than `published`.
+async fn finish_logout(
+    inner: &Inner,
+    published: &TokenSet,
+    epoch: u64,
+) -> (Result<(), StoreError>, Option<TokenSet>) {
     let persist = inner.cell.persist().await;
     let mut newest: Option<TokenSet> = None;
     let mut cleared = Ok(());
@@ -582,6 +599,5 @@ async fn finish_logout(inner: &Inner, published: &TokenSet, epoch: u64) -> Resul
         }
     }
     drop(persist);
-    refresh::revoke_best_effort(inner, newest.as_ref().unwrap_or(published)).await;
-    cleared
+    (cleared, newest)
 }
