@@ -7,11 +7,11 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use http::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use reauth::{Clock, RefreshError, RefreshErrorKind, SystemClock, TokenSet};
 use reqwest::RequestBuilder;
 
-use crate::classify::{ErrorBody, classify, parse_retry_after};
+use crate::classify::{ErrorBody, classify, is_html, parse_retry_after};
 use crate::error::Error;
 use crate::token_response::{self, Fields};
 
@@ -208,6 +208,11 @@ impl Transport {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, self.clock.now()));
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = capped_body(response, MAX_RESPONSE_BYTES).await?;
         if status.is_success() {
             return Ok(Success {
@@ -217,7 +222,8 @@ impl Transport {
             });
         }
         let parsed = ErrorBody::parse(&body);
-        let kind = classify(status, parsed.error.as_deref(), refused);
+        let html = is_html(content_type.as_deref(), &body);
+        let kind = classify(status, parsed.error.as_deref(), refused, html);
         tracing::debug!(%status, error = parsed.error.as_deref(), ?kind, "token endpoint refused");
         let err = Error::Endpoint {
             status,
