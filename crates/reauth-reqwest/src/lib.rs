@@ -72,6 +72,14 @@
 //! | connect error, timeout, broken body | `Transient` | |
 //! | invalid URL or request | `Misconfigured` | |
 //!
+//! # Features
+//!
+//! * `rustls` (default): HTTPS through reqwest's rustls backend (aws-lc-rs,
+//!   the platform's certificate verifier). Turn default features off only if
+//!   you enable another TLS backend of reqwest yourself: without one an
+//!   `https://` endpoint cannot be reached. An unsupported URL scheme
+//!   (`ftp:`, `file:` …) is a `Misconfigured` refresh error, never a panic.
+//!
 //! Errors carry status, code and `error_description` only — the code cut
 //! to 64 characters, the description to 256 (ending in `…`), control
 //! characters as spaces, so a hostile endpoint cannot flood or forge log
