@@ -22,6 +22,7 @@ pub(crate) struct StoreArgs {
     #[arg(
         long = "db",
         env = "REAUTH_DATABASE_URL",
+        hide_env_values = true,
         default_value = "sqlite://reauth.db"
     )]
     database_url: String,

@@ -24,6 +24,7 @@ pub(crate) struct ServeArgs {
     #[arg(
         long = "db",
         env = "REAUTH_DATABASE_URL",
+        hide_env_values = true,
         default_value = "sqlite://reauth.db"
     )]
     database_url: String,

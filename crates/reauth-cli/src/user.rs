@@ -15,6 +15,7 @@ pub(crate) struct DbArgs {
     #[arg(
         long = "db",
         env = "REAUTH_DATABASE_URL",
+        hide_env_values = true,
         default_value = "sqlite://reauth.db"
     )]
     database_url: String,
