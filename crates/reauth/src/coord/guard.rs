@@ -71,10 +71,15 @@ pub(crate) async fn bounded<T>(
     }
 }
 
-fn coordinator(store: &Arc<dyn TokenStore>) -> &dyn Coordinator {
-    store
-        .coordinator()
-        .expect("a lease is only taken on a coordinating store")
+/// The store's coordinator. A lease is only taken on a coordinating store;
+/// one that stops offering coordination midway is a store failure, not a
+/// panic.
+pub(crate) fn coordinator(store: &Arc<dyn TokenStore>) -> Result<&dyn Coordinator, StoreError> {
+    store.coordinator().ok_or_else(|| {
+        StoreError::Backend(Box::new(std::io::Error::other(
+            "the token store stopped offering coordination",
+        )))
+    })
 }
 
 /// Waits for the lease, polling with bounded backoff plus jitter, for at most
@@ -90,7 +95,7 @@ pub(crate) async fn acquire(
     terms: &Terms,
     still_wanted: impl Fn() -> bool,
 ) -> Result<Option<Held>, RefreshError> {
-    let coord = coordinator(store);
+    let coord = coordinator(store).map_err(RefreshError::misconfigured)?;
     let began = rt.mono();
     let mut polls = 0u32;
     loop {
@@ -241,7 +246,10 @@ impl Held {
         if left.is_zero() {
             return false;
         }
-        let coord = coordinator(&self.store);
+        let Ok(coord) = coordinator(&self.store) else {
+            self.lost.store(true, Ordering::Release);
+            return false;
+        };
         match bounded(
             &self.rt,
             terms.step.min(left),
@@ -301,7 +309,9 @@ impl Held {
         if self.released.swap(true, Ordering::AcqRel) {
             return;
         }
-        let coord = coordinator(&self.store);
+        let Ok(coord) = coordinator(&self.store) else {
+            return; // nothing to release on: a timed lease lapses by its TTL
+        };
         if let Err(e) = bounded(&self.rt, step, coord.release(&self.lease)).await {
             tracing::warn!(error = %e, "releasing the refresh lease failed; it lapses by its TTL");
         }
@@ -322,7 +332,9 @@ impl Drop for Held {
         let store = Arc::clone(&self.store);
         let lease = self.lease.clone();
         self.rt.spawn.spawn(Box::pin(async move {
-            let _ = coordinator(&store).release(&lease).await;
+            if let Ok(coord) = coordinator(&store) {
+                let _ = coord.release(&lease).await;
+            }
         }));
     }
 }

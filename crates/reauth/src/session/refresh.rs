@@ -20,8 +20,7 @@ use futures::future::{Either, select};
 use tracing::Instrument;
 
 use super::inner::Inner;
-use crate::coord::Coordinator;
-use crate::coord::guard::{Held, acquire};
+use crate::coord::guard::{Held, acquire, coordinator};
 use crate::error::{AttemptFailure, EndReason, Error, RefreshError, StoreError};
 use crate::events::{SessionEvent, Trigger};
 use crate::flight::{Finish, Persist, Ticket};
@@ -298,13 +297,6 @@ async fn coordinated(
     outcome
 }
 
-fn coordinator(inner: &Inner) -> &dyn Coordinator {
-    inner
-        .store
-        .coordinator()
-        .expect("the coordinated path runs on a coordinating store")
-}
-
 /// Holding the lease: re-read, then write what is pending, adopt, end, or
 /// refresh and write with a fenced compare-and-set.
 async fn leased(
@@ -423,11 +415,11 @@ async fn write(
         let Some(p) = pending.as_ref() else {
             return Attempt::Done;
         };
-        let cas = coordinator(inner).compare_and_swap(
-            Some(held.lease()),
-            p.expected.as_ref(),
-            Some(&p.tokens),
-        );
+        let cas = async {
+            coordinator(&inner.store)?
+                .compare_and_swap(Some(held.lease()), p.expected.as_ref(), Some(&p.tokens))
+                .await
+        };
         match inner.bounded(cas).await {
             Ok(true) => {
                 held.release(inner.config.refresh_timeout).await;
@@ -512,7 +504,11 @@ async fn rejected(
                 return Attempt::Done;
             }
         };
-        let clear = coordinator(inner).compare_and_swap(Some(held.lease()), Some(&expected), None);
+        let clear = async {
+            coordinator(&inner.store)?
+                .compare_and_swap(Some(held.lease()), Some(&expected), None)
+                .await
+        };
         match inner.bounded(clear).await {
             Ok(true) => break,
             Ok(false) => continue, // the store moved: decide again
