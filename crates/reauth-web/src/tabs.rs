@@ -179,13 +179,7 @@ fn on_message(session: &reauth::Session, store: &WebStorageStore, data: Option<S
             store.hear(set);
             adopt(session, store);
         }
-        What::Cleared => {
-            // This login has ended everywhere: a late `Stored` of it (a
-            // refresh that landed in a third tab just before the logout)
-            // must not bring it back.
-            store.forget_heard(session.tokens().map(|t| t.lineage));
-            ended(session, store);
-        }
+        What::Cleared => ended(session, store),
     }
 }
 
@@ -216,7 +210,12 @@ fn adopt(session: &reauth::Session, store: &WebStorageStore) {
     });
 }
 
+/// Another tab cleared the store (its `cleared` message, or the `storage`
+/// event — whichever comes first). This login has ended everywhere: its
+/// lineage is remembered first, so a late `stored` of it (a refresh that
+/// landed in a third tab just before the logout) cannot bring it back.
 fn ended(session: &reauth::Session, store: &WebStorageStore) {
+    store.forget_heard(session.tokens().map(|t| t.lineage));
     if session.end_elsewhere() {
         store.emit(TabEvent::EndedInOtherTab);
     }
