@@ -25,7 +25,7 @@ pub(crate) struct StoreArgs {
         hide_env_values = true,
         default_value = "sqlite://reauth.db"
     )]
-    database_url: String,
+    database_url: crate::serve::DatabaseUrl,
     /// The key file (as for `reauth serve`; created when absent).
     #[arg(long, env = "REAUTH_KEY_FILE", default_value = "reauth-keys.json")]
     key_file: PathBuf,
@@ -280,7 +280,7 @@ fn print_client(c: &ClientInfo) {
 /// The database with the key file (its pepper MACs client secrets).
 async fn open(store: &StoreArgs) -> anyhow::Result<Server> {
     let mut config = ServerConfig::default();
-    config.database_url = store.database_url.clone();
+    config.database_url = store.database_url.to_string();
     config.keys = KeySource::File(store.key_file.clone());
     serve::open(config).await
 }

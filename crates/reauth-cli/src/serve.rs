@@ -27,7 +27,7 @@ pub(crate) struct ServeArgs {
         hide_env_values = true,
         default_value = "sqlite://reauth.db"
     )]
-    database_url: String,
+    database_url: DatabaseUrl,
     /// The signing and MAC keys (JSON). Generated with mode 0600 when absent.
     #[arg(long, env = "REAUTH_KEY_FILE", default_value = "reauth-keys.json")]
     key_file: PathBuf,
@@ -129,7 +129,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let mut config = ServerConfig::default();
     config.bind_addr = args.addr;
-    config.database_url = args.database_url.clone();
+    config.database_url = args.database_url.to_string();
     config.keys = KeySource::File(args.key_file.clone());
     config.access_token_ttl = args.access_ttl;
     config.grace_window = args.grace_window;
@@ -237,6 +237,34 @@ pub(crate) async fn open(config: ServerConfig) -> anyhow::Result<Server> {
     })
 }
 
+/// A database URL as given on the command line or in the environment: its
+/// `Debug` output hides the password (`***`); [`Deref`] gives
+/// the real URL to the code that connects.
+///
+/// [`Deref`]: std::ops::Deref
+#[derive(Clone)]
+pub(crate) struct DatabaseUrl(String);
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl std::ops::Deref for DatabaseUrl {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redacted(&self.0))
+    }
+}
+
 /// The database URL with any password replaced by `***`.
 pub(crate) fn redacted(database_url: &str) -> String {
     match url::Url::parse(database_url) {
@@ -244,7 +272,34 @@ pub(crate) fn redacted(database_url: &str) -> String {
             let _ = url.set_password(Some("***"));
             url.to_string()
         }
-        _ => database_url.to_owned(),
+        Ok(url)
+            if url
+                .query_pairs()
+                .any(|(k, _)| k.eq_ignore_ascii_case("password")) =>
+        {
+            let mut url = url;
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k.eq_ignore_ascii_case("password") {
+                        "***".to_owned()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+            url.to_string()
+        }
+        Ok(_) => database_url.to_owned(),
+        Err(_)
+            if database_url.contains('@')
+                || database_url.to_ascii_lowercase().contains("password") =>
+        {
+            "***".to_owned()
+        }
+        Err(_) => database_url.to_owned(),
     }
 }
 
@@ -286,5 +341,32 @@ mod tests {
         );
         assert_eq!(redacted("sqlite://reauth.db"), "sqlite://reauth.db");
         assert_eq!(redacted("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(
+            redacted("postgres://db.local/reauth?user=app&password=hunter2"),
+            "postgres://db.local/reauth?user=app&password=***"
+        );
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: super::ServeArgs,
+    }
+
+    #[test]
+    fn o6_debug_of_the_serve_arguments_hides_the_database_password() {
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from(["reauth", "--db", "postgres://app:hunter2@db.local/reauth"])
+            .expect("valid arguments");
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("postgres://app:***@db.local/reauth"),
+            "{shown}"
+        );
+        assert_eq!(
+            &*cli.serve.database_url,
+            "postgres://app:hunter2@db.local/reauth"
+        );
     }
 }

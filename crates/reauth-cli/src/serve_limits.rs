@@ -23,6 +23,13 @@ pub(crate) struct LimitArgs {
     /// Longest a whole request may take (`408` beyond).
     #[arg(long, env = "REAUTH_REQUEST_TIMEOUT", default_value = "30s", value_parser = duration::parse)]
     request_timeout: Duration,
+    /// Longest a response write may make no progress (a client that stops
+    /// reading); the connection is closed.
+    #[arg(long, env = "REAUTH_WRITE_TIMEOUT", default_value = "10s", value_parser = duration::parse)]
+    write_timeout: Duration,
+    /// A connection this old is closed after its request in flight.
+    #[arg(long, env = "REAUTH_MAX_CONNECTION_AGE", default_value = "10m", value_parser = duration::parse)]
+    max_connection_age: Duration,
     /// After SIGTERM or Ctrl-C, connections still open after this are closed
     /// and the process exits.
     #[arg(long, env = "REAUTH_SHUTDOWN_DEADLINE", default_value = "10s", value_parser = duration::parse)]
@@ -45,6 +52,8 @@ impl LimitArgs {
         limits.header_read_timeout = self.header_timeout;
         limits.body_read_timeout = self.body_timeout;
         limits.request_timeout = self.request_timeout;
+        limits.write_timeout = self.write_timeout;
+        limits.max_connection_age = self.max_connection_age;
         limits.shutdown_deadline = self.shutdown_deadline;
         limits.database_wait = self.db_wait;
         if let Some(n) = self.hash_concurrency {

@@ -18,7 +18,7 @@ pub(crate) struct DbArgs {
         hide_env_values = true,
         default_value = "sqlite://reauth.db"
     )]
-    database_url: String,
+    database_url: crate::serve::DatabaseUrl,
 }
 
 /// `reauth user` subcommands.
@@ -89,7 +89,7 @@ pub(crate) async fn run(command: UserCommand) -> anyhow::Result<ExitCode> {
 /// keys are neither stored nor checked against the database's.
 async fn open(db: &DbArgs) -> anyhow::Result<Server> {
     let mut config = ServerConfig::default();
-    config.database_url = db.database_url.clone();
+    config.database_url = db.database_url.to_string();
     serve::open(config).await
 }
 

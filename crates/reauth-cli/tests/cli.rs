@@ -485,3 +485,25 @@ fn assert_key_file_is_private(path: &Path) {
     let mode = std::fs::metadata(path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "key file mode {mode:o}");
 }
+
+#[test]
+fn o6_help_never_shows_the_database_password_from_the_environment() {
+    for command in [
+        &["serve", "--help"][..],
+        &["user", "add", "--help"],
+        &["client", "list", "--help"],
+    ] {
+        let output = run(reauth().args(command).env(
+            "REAUTH_DATABASE_URL",
+            "postgres://app:hunter2@db.local/reauth",
+        ));
+        assert!(
+            output.status.success(),
+            "{command:?}: {}",
+            text(&output.stderr)
+        );
+        let help = text(&output.stdout);
+        assert!(help.contains("REAUTH_DATABASE_URL"), "{command:?}: {help}");
+        assert!(!help.contains("hunter2"), "{command:?}: {help}");
+    }
+}

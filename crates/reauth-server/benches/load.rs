@@ -220,6 +220,7 @@ fn config(db: &str) -> ServerConfig {
     config.database_url = db.to_owned();
     config.password_hashing = PasswordHashing::InsecureFast;
     config.login_rate_limit.burst = 0;
+    config.login_account_limit.burst = 0;
     config.keys = KeySource::Provided(ServerKeys::generate());
     config
 }

@@ -180,13 +180,23 @@ impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(cause) => {
-                tracing::warn!(error = %cause, "database unavailable");
+                crate::log_budget::limited!(
+                    crate::log_budget::LogBudget::per_request(),
+                    |suppressed| tracing::warn!(error = %cause, suppressed, "database unavailable")
+                );
                 Self::Unavailable {
                     retry_after: DATABASE_RETRY_AFTER,
                 }
             }
             StoreError::InvalidInput(cause) => {
-                tracing::info!(error = %cause, "value refused by the database");
+                crate::log_budget::limited!(
+                    crate::log_budget::LogBudget::per_request(),
+                    |suppressed| tracing::info!(
+                        error = %cause,
+                        suppressed,
+                        "value refused by the database"
+                    )
+                );
                 Self::InvalidRequest("a parameter holds a value the server cannot store")
             }
             other => Self::internal(other),
@@ -209,7 +219,10 @@ impl IntoResponse for AppError {
                 chain.push_str(&s.to_string());
                 source = s.source();
             }
-            tracing::error!(error = %chain, "internal error");
+            crate::log_budget::limited!(
+                crate::log_budget::LogBudget::per_request(),
+                |suppressed| tracing::error!(error = %chain, suppressed, "internal error")
+            );
         }
         let status = self.status();
         let body = ErrorBody {

@@ -15,38 +15,49 @@
 //!
 //! Fields are identifiers only: a family id is cut to 8 characters, and no
 //! token, password, secret or key ever is a field.
+//!
+//! The events any client can cause once per request — `login_failed`,
+//! `login_rate_limited`, `client_auth_failed` — are rate-limited (at most 10
+//! lines a second each; see `crate::log_budget`): the first line after a
+//! flood carries `suppressed`, the number left out. The
+//! `reauth_logins_total` metric still counts every attempt.
 
 /// The target of every audit event (`RUST_LOG=reauth::audit=info`).
 pub(crate) const TARGET: &str = "reauth::audit";
 
+use crate::log_budget::{LogBudget, limited};
+
 pub(crate) fn login_failed(username: &str, client_id: Option<&str>, reason: &'static str) {
-    tracing::info!(
+    limited!(LogBudget::per_request(), |suppressed| tracing::info!(
         target: TARGET,
         event = "login_failed",
         username,
         client_id,
         reason,
+        suppressed,
         "login failed"
-    );
+    ));
 }
 
 pub(crate) fn login_rate_limited(username: &str) {
-    tracing::warn!(
+    limited!(LogBudget::per_request(), |suppressed| tracing::warn!(
         target: TARGET,
         event = "login_rate_limited",
         username,
+        suppressed,
         "login rate limited"
-    );
+    ));
 }
 
 pub(crate) fn client_auth_failed(client_id: &str, reason: &'static str) {
-    tracing::info!(
+    limited!(LogBudget::per_request(), |suppressed| tracing::info!(
         target: TARGET,
         event = "client_auth_failed",
         client_id,
         reason,
+        suppressed,
         "client authentication failed"
-    );
+    ));
 }
 
 pub(crate) fn reuse_detected(

@@ -2,11 +2,13 @@
 //!
 //! Every time-dependent rule of the server (access-token expiry, the grace
 //! window, idle timeout, absolute lifetime, login rate limiting) reads the
-//! time through a [`Clock`], so tests drive it with a [`ManualClock`] and never
-//! sleep for real.
+//! time through a [`Clock`], so tests drive it with a `ManualClock` (feature
+//! `test-util`) and never sleep for real.
 
 use std::fmt;
+#[cfg(any(test, feature = "test-util"))]
 use std::sync::Arc;
+#[cfg(any(test, feature = "test-util"))]
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,11 +32,14 @@ impl Clock for SystemClock {
 }
 
 /// A clock that only moves when told to. Cloning shares the same time.
+/// A test helper: feature `test-util`.
+#[cfg(any(test, feature = "test-util"))]
 #[derive(Debug, Clone)]
 pub struct ManualClock {
     now: Arc<AtomicI64>,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl ManualClock {
     /// A manual clock starting at the current system time.
     pub fn new() -> Self {
@@ -59,12 +64,14 @@ impl ManualClock {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl Default for ManualClock {
     fn default() -> Self {
         Self::new()
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl Clock for ManualClock {
     fn now_millis(&self) -> i64 {
         self.now.load(Ordering::SeqCst)

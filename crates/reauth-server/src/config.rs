@@ -17,7 +17,9 @@ use crate::secret::Secret;
 /// config.database_url = "sqlite://reauth.db".into();
 /// config.grace_window = Duration::from_secs(5);
 /// ```
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` output hides the password of [`database_url`](Self::database_url).
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
     /// The `iss` of issued tokens and the RFC 8414 `issuer`. When `None`, the
@@ -47,10 +49,19 @@ pub struct ServerConfig {
     /// it is `None`, the public demo secret is refused for every client,
     /// even one an earlier run stored.
     pub demo_client: Option<ClientCredentials>,
-    /// Failed-login budget per account (username), whatever the client
-    /// address: attempts are reserved before the password check and given
-    /// back when it succeeds (DESIGN.md S11).
+    /// Failed-login budget of one client address against one account
+    /// (username); an IPv6 client counts by its /64. Attempts are reserved
+    /// before the password check and given back when it succeeds (DESIGN.md
+    /// S11). An address that spends it is refused; the account's owner,
+    /// elsewhere, is not. Default 10, then one every 6 s.
     pub login_rate_limit: RateLimit,
+    /// Ceiling of failed logins against one account from all addresses
+    /// together (S11): what many addresses can try is bounded too. Reserved
+    /// together with [`login_rate_limit`](Self::login_rate_limit), only when
+    /// both have an attempt left. Default 50, then one every 2 s (three
+    /// addresses trickling at their own budget's pace cannot empty it).
+    /// A `burst` of 0 turns either limit off.
+    pub login_account_limit: RateLimit,
     /// Cost of argon2id password hashes created by this server.
     pub password_hashing: PasswordHashing,
     /// SQLite durability (ignored for Postgres). Default [`SqliteSynchronous::Normal`].
@@ -91,6 +102,10 @@ impl Default for ServerConfig {
             absolute_lifetime: Duration::from_secs(30 * 24 * 3600),
             demo_client: None,
             login_rate_limit: RateLimit::default(),
+            login_account_limit: RateLimit {
+                burst: 50,
+                refill_every: Duration::from_secs(2),
+            },
             password_hashing: PasswordHashing::Default,
             sqlite_synchronous: SqliteSynchronous::Normal,
             max_body_bytes: 16 * 1024,
@@ -101,6 +116,71 @@ impl Default for ServerConfig {
             web_dir: None,
         }
     }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("bind_addr", &self.bind_addr)
+            .field("database_url", &redacted_url(&self.database_url))
+            .field("keys", &self.keys)
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("grace_window", &self.grace_window)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("absolute_lifetime", &self.absolute_lifetime)
+            .field("demo_client", &self.demo_client)
+            .field("login_rate_limit", &self.login_rate_limit)
+            .field("login_account_limit", &self.login_account_limit)
+            .field("password_hashing", &self.password_hashing)
+            .field("sqlite_synchronous", &self.sqlite_synchronous)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("revocation_poll_interval", &self.revocation_poll_interval)
+            .field("public_metrics", &self.public_metrics)
+            .field("max_db_connections", &self.max_db_connections)
+            .field("limits", &self.limits)
+            .field("web_dir", &self.web_dir)
+            .finish()
+    }
+}
+
+/// A database URL fit for logs: the password (in the authority or a
+/// `password` query parameter) is replaced by `***` (a URL that cannot be
+/// taken apart and might hold one, by `[redacted]`).
+pub(crate) fn redacted_url(database_url: &str) -> String {
+    const REDACTED: &str = "***";
+    let Ok(mut url) = url::Url::parse(database_url) else {
+        // Not a URL we can take apart: shown only if it cannot hold a password.
+        let may_hold_secret =
+            database_url.contains('@') || database_url.to_ascii_lowercase().contains("password");
+        return if may_hold_secret {
+            "[redacted]".to_owned()
+        } else {
+            database_url.to_owned()
+        };
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(Some(REDACTED));
+    }
+    if url
+        .query_pairs()
+        .any(|(k, _)| k.eq_ignore_ascii_case("password"))
+    {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k.eq_ignore_ascii_case("password") {
+                    REDACTED.to_owned()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 /// How much the server waits for, holds and accepts: the bounds that keep it
@@ -125,8 +205,9 @@ pub struct Limits {
     /// Logins that may wait for a hashing slot; beyond, `503` with
     /// `Retry-After`. Default 32.
     pub password_hash_queue: usize,
-    /// Accounts the failed-login limiter remembers at most (the ones that
-    /// matter least are forgotten first). Default 100 000.
+    /// Buckets the failed-login limiter remembers at most, for (account,
+    /// address) pairs and for accounts each (the ones that matter least are
+    /// forgotten first). Default 100 000.
     pub login_limiter_max_keys: usize,
     /// Time a client has to send a request's headers; an idle keep-alive
     /// connection is closed after it too. Default 10 s.
@@ -136,6 +217,14 @@ pub struct Limits {
     /// Longest a whole request may take, its body included (`408` beyond).
     /// Default 30 s.
     pub request_timeout: Duration,
+    /// Longest a response write may make no progress (a client that stops
+    /// reading): the connection is closed. Default 10 s.
+    pub write_timeout: Duration,
+    /// A connection this old is closed after its request in flight (and
+    /// dropped `shutdown_deadline` later if that request does not end), so
+    /// no client holds a connection forever, however busy it keeps it.
+    /// Default 10 min.
+    pub max_connection_age: Duration,
     /// Open connections at most; more clients wait in the listen backlog
     /// until one closes. Default 1024.
     pub max_connections: usize,
@@ -158,6 +247,8 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(10),
+            max_connection_age: Duration::from_secs(600),
             max_connections: 1024,
             shutdown_deadline: Duration::from_secs(10),
             clock_leeway: Duration::from_secs(60),
@@ -178,7 +269,7 @@ pub enum KeySource {
     Provided(ServerKeys),
 }
 
-/// An OAuth client id and secret.
+/// An OAuth client id and secret (its `Debug` output hides the secret).
 #[derive(Debug, Clone)]
 pub struct ClientCredentials {
     /// The `client_id`.
@@ -240,4 +331,30 @@ pub enum SqliteSynchronous {
     Normal,
     /// Survives power loss: one fsync per commit.
     Full,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn o6_debug_of_the_config_hides_the_database_password() {
+        let config = ServerConfig {
+            database_url: "postgres://app:hunter2@db.local:5432/reauth".to_owned(),
+            demo_client: Some(ClientCredentials::demo()),
+            ..ServerConfig::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("reauth-demo-secret"), "{shown}");
+        assert!(
+            shown.contains("postgres://app:***@db.local:5432/reauth"),
+            "{shown}"
+        );
+        let query = redacted_url("postgres://db.local/reauth?user=app&password=hunter2");
+        assert_eq!(query, "postgres://db.local/reauth?user=app&password=***");
+        assert_eq!(redacted_url("sqlite://reauth.db"), "sqlite://reauth.db");
+        assert_eq!(redacted_url("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(redacted_url("not a url with password=x"), "[redacted]");
+    }
 }

@@ -6,13 +6,14 @@
 //! a tampered header, payload or signature, a wrong `iss` or `aud`, a missing
 //! claim and an expired token are all refused.
 //!
-//! Signature checks are cached by the exact token text: a token seen before is
-//! re-checked only for expiry (and, by the caller, revocation). A token that
-//! differs in any byte misses the cache and is verified in full.
+//! Signature checks are cached by the SHA-256 digest of the exact token text
+//! (the cache holds no bearer token): a token seen before is re-checked only
+//! for expiry (and, by the caller, revocation). A token that differs in any
+//! byte misses the cache and is verified in full. The cache is bounded in
+//! bytes (keys, claims and bookkeeping, [`CACHE_BYTES`] in all): a full shard
+//! drops its expired entries, and everything if that is not enough.
 
 use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +21,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::{Signature, Signer, VerifyingKey};
 use serde::{Deserialize, Serialize};
+
+use sha2::Digest as _;
 
 use crate::keys::ServerKeys;
 
@@ -68,6 +71,14 @@ impl Audience {
             Self::Many(list) => list.iter().any(|a| a == audience),
         }
     }
+
+    /// Bytes its strings take (for the cache's budget).
+    fn byte_len(&self) -> usize {
+        match self {
+            Self::One(a) => a.len(),
+            Self::Many(list) => list.iter().map(|a| a.len() + 24).sum(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -83,7 +94,55 @@ struct Header {
 
 const MAX_TOKEN_LEN: usize = 8 * 1024;
 const CACHE_SHARDS: usize = 16;
-const CACHE_SHARD_CAPACITY: usize = 4096;
+/// Bytes the verified-token cache may hold, all shards together.
+const CACHE_BYTES: usize = 16 << 20;
+
+/// The SHA-256 digest of a token: the cache's key.
+type Digest = [u8; 32];
+
+/// One shard of the verified-token cache and the bytes it holds.
+#[derive(Default)]
+struct Shard {
+    map: HashMap<Digest, Arc<AccessClaims>>,
+    bytes: usize,
+}
+
+impl Shard {
+    /// Adds `claims` (costing `cost` bytes) within `budget` bytes.
+    fn insert(
+        &mut self,
+        key: Digest,
+        claims: Arc<AccessClaims>,
+        cost: usize,
+        budget: usize,
+        now_secs: i64,
+    ) {
+        if self.bytes + cost > budget {
+            self.map.retain(|_, c| c.exp > now_secs);
+            self.bytes = self.map.values().map(|c| entry_cost(c)).sum();
+            if self.bytes + cost > budget {
+                self.map.clear();
+                self.bytes = 0;
+            }
+        }
+        if cost <= budget && self.map.insert(key, claims).is_none() {
+            self.bytes += cost;
+        }
+    }
+}
+
+/// What one cache entry holds: its key, the claims with their strings, and
+/// the map's and the `Arc`'s bookkeeping.
+fn entry_cost(claims: &AccessClaims) -> usize {
+    let strings = claims.iss.len()
+        + claims.sub.len()
+        + claims.jti.len()
+        + claims.sid.len()
+        + claims.scope.as_ref().map_or(0, String::len)
+        + claims.client_id.as_ref().map_or(0, String::len)
+        + claims.aud.byte_len();
+    std::mem::size_of::<Digest>() + std::mem::size_of::<AccessClaims>() + strings + 64
+}
 
 /// Signs and verifies access tokens.
 pub(crate) struct JwtCodec {
@@ -93,11 +152,18 @@ pub(crate) struct JwtCodec {
     verifying: HashMap<String, VerifyingKey>,
     /// The JWKS order: active first.
     kids: Vec<String>,
-    cache: Vec<Mutex<HashMap<Box<str>, Arc<AccessClaims>>>>,
+    cache: Vec<Mutex<Shard>>,
+    /// Bytes one shard may hold.
+    shard_budget: usize,
 }
 
 impl JwtCodec {
     pub(crate) fn new(keys: ServerKeys) -> Self {
+        Self::with_cache_budget(keys, CACHE_BYTES)
+    }
+
+    /// A codec whose verified-token cache holds at most `cache_bytes`.
+    pub(crate) fn with_cache_budget(keys: ServerKeys, cache_bytes: usize) -> Self {
         let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": keys.kid()});
         let encoded_header = URL_SAFE_NO_PAD.encode(header.to_string());
         // The active key and every retired one still verify (key rotation
@@ -115,9 +181,8 @@ impl JwtCodec {
             encoded_header,
             kids,
             verifying,
-            cache: (0..CACHE_SHARDS)
-                .map(|_| Mutex::new(HashMap::new()))
-                .collect(),
+            cache: (0..CACHE_SHARDS).map(|_| Mutex::default()).collect(),
+            shard_budget: cache_bytes / CACHE_SHARDS,
         }
     }
 
@@ -171,20 +236,16 @@ impl JwtCodec {
         if token.len() > MAX_TOKEN_LEN {
             return Err("token too long");
         }
-        let shard = &self.cache[shard_of(token)];
-        let cached = shard.lock().ok().and_then(|m| m.get(token).cloned());
+        let key: Digest = sha2::Sha256::digest(token.as_bytes()).into();
+        let shard = &self.cache[usize::from(key[0]) % CACHE_SHARDS];
+        let cached = shard.lock().ok().and_then(|s| s.map.get(&key).cloned());
         let claims = match cached {
             Some(claims) => claims,
             None => {
                 let claims = Arc::new(self.verify_signature(token)?);
-                if let Ok(mut map) = shard.lock() {
-                    if map.len() >= CACHE_SHARD_CAPACITY {
-                        map.retain(|_, c| c.exp > now_secs);
-                        if map.len() >= CACHE_SHARD_CAPACITY {
-                            map.clear();
-                        }
-                    }
-                    map.insert(token.into(), claims.clone());
+                if let Ok(mut shard) = shard.lock() {
+                    let cost = entry_cost(&claims);
+                    shard.insert(key, claims.clone(), cost, self.shard_budget, now_secs);
                 }
                 claims
             }
@@ -246,13 +307,6 @@ impl JwtCodec {
     }
 }
 
-fn shard_of(token: &str) -> usize {
-    let tail = &token.as_bytes()[token.len().saturating_sub(16)..];
-    let mut hasher = DefaultHasher::new();
-    tail.hash(&mut hasher);
-    (hasher.finish() as usize) % CACHE_SHARDS
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +326,43 @@ mod tests {
             scope: None,
             client_id: None,
         }
+    }
+
+    #[test]
+    fn the_token_cache_stays_within_its_byte_budget_and_holds_no_token_text() {
+        // 16 shards of 1 KiB: two entries each, so 200 tokens keep evicting.
+        let budget = 16 * 1024;
+        let codec = JwtCodec::with_cache_budget(ServerKeys::generate(), budget);
+        let mut big = claims(1_000);
+        big.sub = "s".repeat(200);
+        for i in 0..200 {
+            big.jti = format!("j{i}");
+            let token = codec.sign(&big);
+            assert!(codec.verify(&token, "iss", "aud", 1, LEEWAY).is_ok());
+            let held: usize = codec.cache.iter().map(|s| s.lock().unwrap().bytes).sum();
+            let counted: usize = codec
+                .cache
+                .iter()
+                .flat_map(|s| {
+                    let shard = s.lock().unwrap();
+                    shard
+                        .map
+                        .values()
+                        .map(|c| entry_cost(c))
+                        .collect::<Vec<_>>()
+                })
+                .sum();
+            assert_eq!(held, counted);
+            assert!(held > 0 && held <= budget, "{held} bytes cached");
+        }
+        // A cached token still verifies (from its digest), a changed one does not.
+        let token = codec.sign(&claims(1_000));
+        assert!(codec.verify(&token, "iss", "aud", 1, LEEWAY).is_ok());
+        assert!(codec.verify(&token, "iss", "aud", 1, LEEWAY).is_ok());
+        let mut forged = token.clone();
+        forged.pop();
+        forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+        assert!(codec.verify(&forged, "iss", "aud", 1, LEEWAY).is_err());
     }
 
     #[test]

@@ -35,6 +35,7 @@ mod error;
 mod faults;
 mod jwt;
 mod keys;
+mod log_budget;
 mod metrics;
 mod password;
 mod rate_limit;
@@ -50,7 +51,9 @@ mod web;
 
 pub use app_error::AppError;
 pub use clients::{ClientInfo, ClientSpec, GrantType};
-pub use clock::{Clock, ManualClock, SystemClock};
+#[cfg(any(test, feature = "test-util"))]
+pub use clock::ManualClock;
+pub use clock::{Clock, SystemClock};
 pub use config::{
     ClientCredentials, KeySource, Limits, PasswordHashing, RateLimit, ServerConfig,
     SqliteSynchronous,

@@ -82,6 +82,11 @@ pub(crate) fn refresh(outcome: &'static str) {
     }
 }
 
+/// An accepted connection failed (`EMFILE` and the like).
+pub(crate) fn accept_failed() {
+    metrics::counter!("reauth_accept_errors_total").increment(1);
+}
+
 pub(crate) fn revocation(reason: &'static str) {
     metrics::counter!("reauth_revocations_total", "reason" => reason).increment(1);
 }

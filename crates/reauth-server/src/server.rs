@@ -65,8 +65,8 @@ impl Server {
         Self::with_clock(config, Arc::new(SystemClock)).await
     }
 
-    /// Like [`Server::new`] with an injected clock (tests use
-    /// [`ManualClock`](crate::ManualClock)).
+    /// Like [`Server::new`] with an injected clock (tests use `ManualClock`,
+    /// feature `test-util`).
     ///
     /// # Errors
     ///
@@ -128,6 +128,7 @@ impl Server {
             jwt: JwtCodec::new(keys.clone()),
             limiter: LoginLimiter::new(
                 config.login_rate_limit,
+                config.login_account_limit,
                 config.limits.login_limiter_max_keys,
             ),
             hashing: Hashing::new(config.password_hashing, &config.limits, faults.clone()),
@@ -146,12 +147,15 @@ impl Server {
         Ok(server)
     }
 
-    /// The axum router of every endpoint (DESIGN.md §4.1).
+    /// The axum router of every endpoint (DESIGN.md §4.1). A request body
+    /// over [`ServerConfig::max_body_bytes`] is answered `413` on every
+    /// route — before any of it is read when its `Content-Length` says so.
     pub fn router(&self) -> Router {
-        crate::web::with_page(
+        let router = crate::web::with_page(
             crate::routes::router(self.state.clone()),
             self.state.config.web_dir.as_deref(),
-        )
+        );
+        crate::routes::with_body_limit(router, self.state.config.max_body_bytes)
     }
 
     /// The operator's router: `/metrics`, `/healthz` and `/readyz`, for a

@@ -60,7 +60,7 @@ pub(crate) struct LabArgs {
     /// Postgres for C16 (`postgres://user@host/db`); C16 on Postgres is
     /// skipped without it.
     #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
-    database_url: Option<String>,
+    database_url: Option<crate::serve::DatabaseUrl>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,

@@ -74,19 +74,19 @@ impl Shared {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Services {
     pub(crate) redis_url: Option<String>,
-    pub(crate) database_url: Option<String>,
+    pub(crate) database_url: Option<crate::serve::DatabaseUrl>,
 }
 
 impl Services {
     /// Why `shared` cannot run here, if it cannot.
     pub(crate) fn missing(&self, shared: Shared) -> Option<String> {
-        let given = |url: &Option<String>| url.as_deref().is_some_and(|u| !u.is_empty());
+        let given = |url: Option<&str>| url.is_some_and(|u| !u.is_empty());
         match shared {
             Shared::File => None,
-            Shared::Redis if !given(&self.redis_url) => {
+            Shared::Redis if !given(self.redis_url.as_deref()) => {
                 Some("no REDIS_URL / --redis-url".to_owned())
             }
-            Shared::Postgres if !given(&self.database_url) => {
+            Shared::Postgres if !given(self.database_url.as_deref()) => {
                 Some("no DATABASE_URL / --database-url".to_owned())
             }
             Shared::Postgres => {

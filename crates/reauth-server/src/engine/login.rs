@@ -41,7 +41,8 @@ impl Engine {
     }
 
     /// Checks username and password: one attempt is reserved from the
-    /// account's failed-login budget first (S11), the argon2id check runs in
+    /// failed-login budgets of (account, `address`) and of the account
+    /// first (S11), the argon2id check runs in
     /// the bounded hashing pool (S12), and the attempt is given back if the
     /// password was right or never checked. `client_id`: the OAuth client
     /// asking (for the audit log).
@@ -50,8 +51,9 @@ impl Engine {
         username: &str,
         password: String,
         client_id: Option<&str>,
+        address: Option<std::net::IpAddr>,
     ) -> Result<(), AppError> {
-        let attempt = match self.limiter.reserve(username, self.now_ms()) {
+        let attempt = match self.limiter.reserve(username, address, self.now_ms()) {
             Ok(attempt) => attempt,
             Err(retry_after) => {
                 crate::metrics::login("rate_limited");

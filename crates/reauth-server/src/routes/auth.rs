@@ -30,7 +30,7 @@ pub(super) async fn login(
     validate::param("username", &login.username)?;
     validate::param("password", &login.password)?;
     state
-        .check_password(&login.username, login.password, None)
+        .check_password(&login.username, login.password, None, extract::peer(&parts))
         .await?;
     let tokens = state.start_session(&login.username, None, None).await?;
     Ok(token_json(&tokens))

@@ -62,7 +62,12 @@ pub(super) async fn submit(State(state): State<AppStateRef>, request: Request) -
     };
     let client_id = checked.client.client_id.as_str();
     match state
-        .check_password(username, password.clone(), Some(client_id))
+        .check_password(
+            username,
+            password.clone(),
+            Some(client_id),
+            extract::peer(&parts),
+        )
         .await
     {
         Ok(()) => {}

@@ -132,7 +132,22 @@ pub(crate) fn has_body(headers: &HeaderMap) -> bool {
             .is_some_and(|v| v.trim() != "0")
 }
 
-/// The bearer token of the `Authorization` header, if any.
+/// The client's IP address (known when served by this crate's listener).
+pub(crate) fn peer(parts: &axum::http::request::Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
+}
+
+/// The bearer token of the `Authorization` header, if any. A header of
+/// another scheme (`Basic`, `Digest`, …) carries no bearer credentials:
+/// `None`, so the caller answers the bare challenge of RFC 6750 §3.1.
+///
+/// # Errors
+///
+/// `invalid_token` for a header that is not text, or a `Bearer` scheme
+/// without a token.
 pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
@@ -140,12 +155,12 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
     let value = value
         .to_str()
         .map_err(|_| AppError::InvalidToken("malformed Authorization header"))?;
-    match value.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Ok(Some(token.trim()))
-        }
-        _ => Err(AppError::InvalidToken("expected a Bearer token")),
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    match token.trim() {
+        "" => Err(AppError::InvalidToken("expected a Bearer token")),
+        token => Ok(Some(token)),
     }
 }

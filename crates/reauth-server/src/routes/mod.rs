@@ -56,14 +56,37 @@ pub(crate) fn router(state: AppStateRef) -> Router {
         .with_state(state)
 }
 
+/// Refuses a body over `limit` bytes with `413` and an RFC 6749 body: at
+/// once when its `Content-Length` says so (nothing of it is read), else as
+/// soon as the bytes read pass the limit.
+pub(crate) fn with_body_limit(router: Router, limit: usize) -> Router {
+    router
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
+        .layer(middleware::map_response(render_too_large))
+}
+
+/// tower-http's plain-text `413` as an RFC 6749 error.
+async fn render_too_large(response: Response) -> Response {
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !json {
+        return crate::app_error::AppError::PayloadTooLarge.into_response();
+    }
+    response
+}
+
 /// `/metrics`, `/healthz` (and `/readyz`) alone, for a private listener.
 pub(crate) fn metrics_router(state: AppStateRef) -> Router {
-    Router::new()
+    let limit = state.config.max_body_bytes;
+    let router = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { rfc6749_error(StatusCode::NOT_FOUND, "no such endpoint") })
-        .with_state(state)
+        .with_state(state);
+    with_body_limit(router, limit)
 }
 
 /// Liveness: the process serves HTTP.
@@ -78,7 +101,14 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppStateRef>) 
     match state.repo.ping().await {
         Ok(()) => "ready\n".into_response(),
         Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed: the database does not answer");
+            crate::log_budget::limited!(
+                crate::log_budget::LogBudget::per_request(),
+                |suppressed| tracing::warn!(
+                    error = %e,
+                    suppressed,
+                    "readiness check failed: the database does not answer"
+                )
+            );
             crate::app_error::AppError::Unavailable {
                 retry_after: std::time::Duration::from_secs(1),
             }

@@ -85,7 +85,12 @@ pub(super) async fn token(
             let username = required(&params, "username")?;
             let password = required(&params, "password")?;
             state
-                .check_password(username, password.to_owned(), Some(&client.client_id))
+                .check_password(
+                    username,
+                    password.to_owned(),
+                    Some(&client.client_id),
+                    extract::peer(&parts),
+                )
                 .await?;
             state
                 .start_session(username, Some(&client.client_id), scope.as_deref())

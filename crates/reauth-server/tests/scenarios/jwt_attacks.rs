@@ -197,3 +197,33 @@ async fn s7_jwt_attacks_are_invalid_token() {
     clock.advance(Duration::from_secs(301));
     assert_invalid_token(&server, "expired", &tokens.access_token).await;
 }
+
+/// RFC 6750 §3.1: a request that carries no bearer credentials — none at
+/// all, or only those of another scheme — gets a challenge without an error
+/// code; one whose bearer token is bad gets `error="invalid_token"`.
+#[tokio::test]
+async fn s7_no_bearer_credentials_get_a_bare_challenge_and_bad_ones_invalid_token() {
+    let server = TestServer::start().await;
+    for authorization in [
+        None,
+        Some("Basic YWxpY2U6d29uZGVybGFuZA=="),
+        Some("Digest x"),
+    ] {
+        let mut request = server.http.get(format!("{}/api/resources", server.url));
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "{authorization:?}"
+        );
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            "Bearer realm=\"reauth\"",
+            "{authorization:?}"
+        );
+    }
+    assert_invalid_token(&server, "junk bearer", "not-a-jwt").await;
+}

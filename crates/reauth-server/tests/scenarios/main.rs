@@ -29,3 +29,4 @@ mod s14_locked_database;
 mod s15_hostile_input;
 mod s16_clocks;
 mod storage;
+mod test_util_gate;

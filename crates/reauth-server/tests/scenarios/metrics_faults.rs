@@ -178,3 +178,50 @@ async fn logs_and_debug_output_never_contain_secrets() {
     assert!(!debug.contains(crate::common::CLIENT_SECRET), "{debug}");
     assert!(debug.contains("[redacted]"));
 }
+
+// One thread: every server task logs through the thread-local subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn o6_a_flood_of_failed_logins_writes_a_bounded_number_of_log_lines() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut config = test_config();
+    config.login_rate_limit.burst = 0; // every attempt reaches the password check
+    config.login_account_limit.burst = 0;
+    config.limits.password_hash_queue = 1_000;
+    let server = TestServer::start_with(config).await;
+    let floods = 1_000;
+    for _ in 0..floods / 50 {
+        let batch = (0..50).map(|_| server.login_as("nobody", "guess"));
+        for (status, body) in futures::future::join_all(batch).await {
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        }
+    }
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines = logs.matches("login failed").count();
+    // At most 10 lines a second: the flood would have to take 50 s to
+    // write half its events.
+    assert!(lines >= 1, "the failures are logged:\n{logs}");
+    assert!(
+        lines < floods / 2,
+        "{lines} lines for {floods} failed logins"
+    );
+}
+
+#[test]
+fn o6_debug_of_a_config_hides_the_database_password() {
+    let mut config = test_config();
+    config.database_url = "postgres://app:hunter2@db.local/reauth".to_owned();
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(
+        shown.contains("postgres://app:***@db.local/reauth"),
+        "{shown}"
+    );
+}

@@ -723,3 +723,86 @@ impl Repository for Flaky {
         self.inner.ping().await
     }
 }
+
+#[tokio::test]
+async fn o4_a_removed_or_rekeyed_client_is_refused_at_its_next_token_request_and_refresh() {
+    let server = TestServer::start().await;
+    let grants = [
+        GrantType::Password,
+        GrantType::RefreshToken,
+        GrantType::ClientCredentials,
+    ];
+    // Re-keyed: the old secret stops working at once, for every grant.
+    let rekeyed = register(&server, confidential("rekeyed", &grants, &[])).await;
+    let (status, body) = password_grant(&server, &rekeyed, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let tokens = Tokens::from_json(&body);
+    let fresh = server
+        .server()
+        .rotate_client_secret("rekeyed")
+        .await
+        .unwrap();
+    for form in [
+        &[("grant_type", "client_credentials")][..],
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &tokens.refresh_token),
+        ],
+    ] {
+        let (status, body) = post(&server, &rekeyed, "/oauth/token", form).await;
+        assert_error(status, &body, StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    let rekeyed = Client {
+        id: rekeyed.id,
+        secret: Some(fresh.expose().to_owned()),
+    };
+    let refresh = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", tokens.refresh_token.as_str()),
+    ];
+    let (status, body) = post(&server, &rekeyed, "/oauth/token", &refresh).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the session survives a new secret: {body}"
+    );
+
+    // Removed: refused for every grant, and its sessions are over.
+    let removed = register(&server, confidential("removed", &grants, &[])).await;
+    let (status, body) = post(
+        &server,
+        &removed,
+        "/oauth/token",
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = password_grant(&server, &removed, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let tokens = Tokens::from_json(&body);
+    assert!(server.server().remove_client("removed").await.unwrap());
+    for form in [
+        &[("grant_type", "client_credentials")][..],
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &tokens.refresh_token),
+        ],
+    ] {
+        let (status, body) = post(&server, &removed, "/oauth/token", form).await;
+        assert_error(status, &body, StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    let (status, body) = password_grant(&server, &removed, None).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "invalid_client");
+    assert_eq!(
+        server.resource(&tokens.access_token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // Registered again under the same id, it does not inherit the old sessions.
+    let again = register(&server, confidential("removed", &grants, &[])).await;
+    let refresh = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", tokens.refresh_token.as_str()),
+    ];
+    let (status, body) = post(&server, &again, "/oauth/token", &refresh).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+}

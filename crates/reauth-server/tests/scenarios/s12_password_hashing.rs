@@ -14,6 +14,7 @@ async fn s12_login_flood_is_hashed_under_a_bound_and_turned_away_beyond_the_queu
     let mut config = test_config();
     config.password_hashing = PasswordHashing::Default; // real argon2id, 19 MiB
     config.login_rate_limit.burst = 0; // S11 is not what this tests
+    config.login_account_limit.burst = 0;
     config.limits.password_hash_concurrency = 2;
     config.limits.password_hash_queue = 4;
     let server = TestServer::start_with(config).await;

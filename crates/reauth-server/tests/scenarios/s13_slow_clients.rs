@@ -191,3 +191,88 @@ async fn s13_stalled_tls_handshake_is_dropped_after_the_header_timeout() {
     let _ = stop.send(());
     serving.await.unwrap().unwrap();
 }
+
+/// Sends one request on `stream` and reads its answer to `GET /healthz`
+/// (`ok\n`); `None` when the server closed the connection instead.
+async fn healthz_on(stream: &mut TcpStream) -> Option<String> {
+    if stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return None;
+    }
+    let mut received = Vec::new();
+    let mut chunk = [0_u8; 1024];
+    while !received.ends_with(b"\r\n\r\nok\n") {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => received.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Some(String::from_utf8_lossy(&received).into_owned())
+}
+
+#[tokio::test]
+async fn s13_a_client_that_stops_reading_frees_its_connection_after_the_write_timeout() {
+    // A 64 MiB page (sparse: no disk written), far more than the socket
+    // buffers of both ends hold, so the server's writes stall.
+    let site = tempfile::tempdir().unwrap();
+    std::fs::File::create(site.path().join("index.html"))
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let mut config = config();
+    config.web_dir = Some(site.path().to_owned());
+    config.limits.max_connections = 1;
+    let server = TestServer::start_with(config).await;
+    tokio::time::pause();
+    // The slow reader takes the only slot, asks for the page and never reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut slow = socket.connect(server.running.addr()).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // A real client is served once the stalled write times out.
+    let start = Instant::now();
+    let mut real = TcpStream::connect(server.running.addr()).await.unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(3600), healthz_on(&mut real))
+        .await
+        .expect("the slow reader held the only connection slot for an hour");
+    assert!(answered.is_some_and(|r| r.starts_with("HTTP/1.1 200")));
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(10) && waited < Duration::from_secs(12),
+        "served after {waited:?}"
+    );
+    drop(slow);
+}
+
+#[tokio::test]
+async fn s13_a_busy_keep_alive_connection_is_closed_at_its_maximum_age() {
+    let mut config = config();
+    config.limits.max_connection_age = Duration::from_secs(60);
+    let server = TestServer::start_with(config).await;
+    tokio::time::pause();
+    let start = Instant::now();
+    let mut busy = TcpStream::connect(server.running.addr()).await.unwrap();
+    // One request every 5 s: never idle long enough for the header timeout.
+    let mut served = 0;
+    for _ in 0..60 {
+        if healthz_on(&mut busy).await.is_none() {
+            break;
+        }
+        served += 1;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    let closed_after = start.elapsed();
+    assert!(served < 60, "still open after {closed_after:?}");
+    assert!(
+        closed_after >= Duration::from_secs(60) && closed_after < Duration::from_secs(66),
+        "closed after {closed_after:?} ({served} requests)"
+    );
+    // A fresh connection is served as usual.
+    let mut fresh = TcpStream::connect(server.running.addr()).await.unwrap();
+    assert!(healthz_on(&mut fresh).await.is_some());
+}

@@ -2,6 +2,8 @@
 //! SQLite and Postgres: `400 invalid_request` with an RFC 6749 body, never a
 //! 500, and nothing written.
 
+use std::time::Duration;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use reauth_server::{KeySource, ManualClock, ServerKeys};
@@ -191,4 +193,64 @@ async fn s15_postgres_hostile_parameters_are_400_never_500() {
     config.keys = KeySource::Provided(ServerKeys::generate());
     let server = TestServer::start_with_clock(config, ManualClock::new()).await;
     s15_scenario(&server).await;
+}
+
+#[tokio::test]
+async fn s15_a_huge_content_length_is_413_on_every_route_before_the_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    tokio::time::pause();
+    let routes = [
+        ("POST", "/auth/login", "application/json"),
+        ("POST", "/auth/refresh", "application/json"),
+        ("POST", "/auth/logout", "application/json"),
+        ("POST", "/oauth/token", "application/x-www-form-urlencoded"),
+        ("POST", "/oauth/revoke", "application/x-www-form-urlencoded"),
+        (
+            "POST",
+            "/oauth/introspect",
+            "application/x-www-form-urlencoded",
+        ),
+        (
+            "POST",
+            "/oauth/authorize",
+            "application/x-www-form-urlencoded",
+        ),
+        ("GET", "/api/resources", "application/json"),
+        ("GET", "/healthz", "text/plain"),
+    ];
+    for (method, path, kind) in routes {
+        let start = tokio::time::Instant::now();
+        let mut stream = tokio::net::TcpStream::connect(server.running.addr())
+            .await
+            .unwrap();
+        // Headers only: the promised gigabyte never comes.
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {kind}\r\n\
+             Content-Length: 1000000000\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(3600), stream.read_to_end(&mut response))
+                .await
+                .expect("no answer");
+        if let Err(e) = read {
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+        }
+        let response = String::from_utf8_lossy(&response);
+        assert!(
+            response.starts_with("HTTP/1.1 413"),
+            "{method} {path}: {response}"
+        );
+        assert!(
+            response.contains("\"error\":\"invalid_request\""),
+            "{method} {path}: {response}"
+        );
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_secs(1),
+            "{method} {path}: answered after {took:?}"
+        );
+    }
 }
