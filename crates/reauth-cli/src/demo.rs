@@ -245,7 +245,7 @@ async fn reauth_run(n: usize, grace: Duration) -> anyhow::Result<Run> {
     let logouts = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&logouts);
     let session = Session::builder(RecordingRefresher::new(
-        endpoints.refresher(),
+        endpoints.refresher()?,
         Arc::clone(&log),
     ))
     .refresh_ahead(RefreshAhead::disabled())

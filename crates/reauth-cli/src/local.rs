@@ -116,10 +116,12 @@ impl Endpoints {
     }
 
     /// An OAuth2 refresher for this server (HTTP Basic client authentication).
-    pub(crate) fn refresher(&self) -> OAuth2Refresher {
-        self.refresher_config()
-            .build()
-            .expect("the endpoints' URLs are valid")
+    ///
+    /// # Errors
+    ///
+    /// If an endpoint URL does not parse or the HTTP client cannot be built.
+    pub(crate) fn refresher(&self) -> anyhow::Result<OAuth2Refresher> {
+        self.refresher_config().build()
     }
 
     /// What another process needs to build [`refresher`](Self::refresher).
@@ -137,14 +139,14 @@ impl Endpoints {
     pub(crate) async fn login(&self) -> anyhow::Result<TokenSet> {
         match &self.login {
             Login::Password { username, password } => self
-                .refresher()
+                .refresher()?
                 .password_grant(username, password)
                 .await
                 .with_context(|| format!("logging in as {username:?} at {}", self.token)),
             Login::RefreshToken(chain) => {
                 let current = chain.lock().unwrap_or_else(PoisonError::into_inner).clone();
                 let tokens = self
-                    .refresher()
+                    .refresher()?
                     .refresh(&TokenSet::new("-").with_refresh_token(current.clone()))
                     .await
                     .with_context(|| {
@@ -211,13 +213,8 @@ pub(crate) async fn discover(issuer: &Url) -> anyhow::Result<(Url, Option<Url>)>
         let Ok(meta) = response.json::<serde_json::Value>().await else {
             continue;
         };
-        let endpoint = |name: &str| {
-            meta.get(name)
-                .and_then(|v| v.as_str())
-                .and_then(|s| Url::parse(s).ok())
-        };
-        if let Some(token) = endpoint("token_endpoint") {
-            return Ok((token, endpoint("revocation_endpoint")));
+        if meta.get("token_endpoint").is_some() {
+            return endpoints_of(issuer, &meta);
         }
     }
     anyhow::bail!(
@@ -225,6 +222,56 @@ pub(crate) async fn discover(issuer: &Url) -> anyhow::Result<(Url, Option<Url>)>
         tried.join(" or ")
     )
 }
+
+/// The token and revocation endpoints in `meta`, the metadata published for
+/// `issuer` — only if it is really `issuer`'s (RFC 8414 §3.3: the `issuer`
+/// value must be identical to the one asked for; a trailing `/` aside) and
+/// its endpoints are on the issuer's origin. Otherwise a server (or whoever
+/// answers for it) could point the lab's refresh tokens and client secret
+/// at another host; give `--token-url` to use an endpoint elsewhere.
+fn endpoints_of(issuer: &Url, meta: &serde_json::Value) -> anyhow::Result<(Url, Option<Url>)> {
+    let published = meta.get("issuer").and_then(|v| v.as_str());
+    let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+    match published {
+        Some(p) if same(p, issuer.as_str()) => {}
+        Some(p) => anyhow::bail!(
+            "the metadata at {issuer} is for another issuer ({p:?}); refusing it (RFC 8414 §3.3)"
+        ),
+        None => {
+            anyhow::bail!("the metadata at {issuer} names no issuer; refusing it (RFC 8414 §3.3)")
+        }
+    }
+    let endpoint = |name: &str| -> anyhow::Result<Option<Url>> {
+        let Some(text) = meta.get(name).and_then(|v| v.as_str()) else {
+            return Ok(None);
+        };
+        let url = Url::parse(text).with_context(|| format!("{name} is not a URL"))?;
+        if url.origin() != issuer.origin() {
+            anyhow::bail!(
+                "{name} {url} is not on the issuer's origin {}; give it explicitly if you trust it",
+                issuer.origin().ascii_serialization()
+            );
+        }
+        Ok(Some(url))
+    };
+    let token = endpoint("token_endpoint")?.context("the metadata has no token_endpoint")?;
+    Ok((token, endpoint("revocation_endpoint")?))
+}
+
+/// The HTTP client of the lab's refreshers and logins: no redirects (as the
+/// refreshers' own), and bounded — a server that never answers fails a
+/// login after `TOKEN_REQUEST_TIMEOUT`, it does not hang the lab.
+fn token_http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(TOKEN_REQUEST_TIMEOUT)
+        .build()
+        .context("building the token endpoint's HTTP client")
+}
+
+/// The longest one request to a token endpoint (a login, a refresh) takes.
+const TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to build an OAuth2 refresher, in a form that can be handed to another
 /// process (the lab's children). `Debug` hides the secret.
@@ -249,7 +296,8 @@ impl RefresherConfig {
     /// The refresher (HTTP Basic client authentication when there is a secret).
     pub(crate) fn build(&self) -> anyhow::Result<OAuth2Refresher> {
         let token = Url::parse(&self.token_url).context("token endpoint URL")?;
-        let mut refresher = OAuth2Refresher::new(token, self.client_id.clone());
+        let mut refresher =
+            OAuth2Refresher::new(token, self.client_id.clone()).http_client(token_http_client()?);
         if let Some(secret) = &self.client_secret {
             refresher = refresher
                 .client_secret(secret.clone())
@@ -260,5 +308,71 @@ impl RefresherConfig {
                 refresher.revocation_url(Url::parse(revoke).context("revocation endpoint URL")?);
         }
         Ok(refresher)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server answering every request with `body` (JSON), on loopback.
+    async fn metadata_server(body: impl Fn(u16) -> serde_json::Value + Send + 'static) -> Url {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let json = body(port).to_string();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
+                    json.len()
+                );
+                let _ = conn.write_all(answer.as_bytes()).await;
+            }
+        });
+        format!("http://127.0.0.1:{port}").parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn discover_refuses_metadata_of_another_issuer() {
+        let issuer = metadata_server(|port| {
+            serde_json::json!({
+                "issuer": "https://evil.example",
+                "token_endpoint": format!("http://127.0.0.1:{port}/token"),
+            })
+        })
+        .await;
+        let got = discover(&issuer).await;
+        assert!(got.is_err(), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn discover_refuses_a_token_endpoint_on_another_origin() {
+        let issuer = metadata_server(|port| {
+            serde_json::json!({
+                "issuer": format!("http://127.0.0.1:{port}"),
+                "token_endpoint": "https://collector.example/token",
+            })
+        })
+        .await;
+        let got = discover(&issuer).await;
+        assert!(got.is_err(), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn discover_takes_the_issuers_own_metadata() {
+        let issuer = metadata_server(|port| {
+            serde_json::json!({
+                "issuer": format!("http://127.0.0.1:{port}"),
+                "token_endpoint": format!("http://127.0.0.1:{port}/token"),
+                "revocation_endpoint": format!("http://127.0.0.1:{port}/revoke"),
+            })
+        })
+        .await;
+        let (token, revoke) = discover(&issuer).await.unwrap();
+        assert_eq!(token.path(), "/token");
+        assert_eq!(revoke.unwrap().path(), "/revoke");
     }
 }

@@ -20,10 +20,9 @@ pub(crate) fn write_line(args: std::fmt::Arguments<'_>) {
     if let Err(e) = stdout
         .write_fmt(args)
         .and_then(|()| stdout.write_all(b"\n"))
+        && e.kind() == std::io::ErrorKind::BrokenPipe
     {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
+        std::process::exit(0);
     }
 }
 

@@ -65,8 +65,19 @@ impl PostgresStore {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Backend`] if the database cannot be reached or migrated.
+    /// [`StoreError::Backend`] if the URL is not a `postgres://` (or
+    /// `postgresql://`) URL, or the database cannot be reached or migrated.
+    ///
+    /// TLS (`sslmode=require`, `verify-full` …) runs on rustls with the
+    /// webpki roots.
     pub async fn connect(url: &str, key: &str) -> Result<Self, StoreError> {
+        let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        if !matches!(scheme.as_deref(), Some("postgres" | "postgresql")) {
+            return Err(StoreError::Backend(Box::new(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a postgres:// URL",
+            ))));
+        }
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .connect(url)

@@ -38,7 +38,8 @@
 //!
 //! * The lease expiry is measured by the Redis server's clock alone, so
 //!   replicas' clocks do not matter. Its TTL is the session's lease TTL
-//!   ([`reauth::coord::lease_ttl`]`(refresh_timeout)` by default); the holder
+//!   ([`reauth::coord::lease_ttl`]`(refresh_timeout)` by default, never under
+//!   1.5 × the refresh timeout: [`reauth::coord::clamp_lease_ttl`]); the holder
 //!   renews it (`PEXPIRE`, owner-checked) every third of it while it works.
 //! * Waiters poll the lease (one `SET NX` each, backing off from 10 ms to
 //!   200 ms), never the tokens; they read the tokens once, when they hold it.
@@ -46,6 +47,13 @@
 //!   may be lost. The compare-and-swap still prevents a stale overwrite on the
 //!   new primary, but two refreshes may then happen once. Use one primary (or
 //!   `WAIT`-backed durability) if that matters.
+//! * **Redis must not evict these keys: set `maxmemory-policy noeviction`**
+//!   (or give the instance no `maxmemory`). Under an evicting policy
+//!   (`allkeys-lru`, `volatile-ttl` …) a full Redis may drop the lease — a
+//!   second replica then refreshes the same token while the first is still
+//!   at it — or drop `{p}:tokens`, which every replica then reads as a
+//!   logout elsewhere. `noeviction` makes a full Redis fail writes instead:
+//!   a transient store error the session retries.
 
 mod store;
 

@@ -77,12 +77,24 @@ fn backend(e: redis::RedisError) -> StoreError {
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://host:port/db`) and uses the keys under `prefix`.
+    /// Connects to `url` (`redis://host:port/db`, or `rediss://…` for TLS)
+    /// and uses the keys under `prefix`.
+    ///
+    /// TLS runs on rustls with the platform's root certificates. rustls needs
+    /// a process-wide crypto provider: if none is installed yet, a
+    /// `rediss://` URL installs *ring*'s (install your own first to choose).
     ///
     /// # Errors
     ///
-    /// [`StoreError::Backend`] if the URL is invalid or Redis cannot be reached.
+    /// [`StoreError::Backend`] if the URL is invalid (another scheme than
+    /// `redis`, `rediss`, `redis+unix`, `unix`) or Redis cannot be reached.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        if url.trim_start().to_ascii_lowercase().starts_with("rediss:")
+            && rustls::crypto::CryptoProvider::get_default().is_none()
+        {
+            // Losing a race with another installer is fine: one is installed.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         let client = redis::Client::open(url).map_err(backend)?;
         let conn = ConnectionManager::new(client).await.map_err(backend)?;
         Ok(Self::new(conn, prefix))

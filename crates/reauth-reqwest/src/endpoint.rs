@@ -7,11 +7,11 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use http::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use reauth::{Clock, RefreshError, RefreshErrorKind, SystemClock, TokenSet};
 use reqwest::RequestBuilder;
 
-use crate::classify::{ErrorBody, classify, parse_retry_after};
+use crate::classify::{ErrorBody, classify, is_html, parse_retry_after};
 use crate::error::Error;
 use crate::token_response::{self, Fields};
 
@@ -97,7 +97,9 @@ impl Credentials {
 /// The HTTP client and clock a refresher uses.
 #[derive(Clone)]
 pub(crate) struct Transport {
-    pub(crate) http: reqwest::Client,
+    /// The client, or why the default one could not be built (reported as
+    /// `Misconfigured` by every request, never a panic).
+    pub(crate) http: Result<reqwest::Client, Arc<reqwest::Error>>,
     pub(crate) clock: Arc<dyn Clock>,
 }
 
@@ -126,17 +128,36 @@ pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// `Location` header points (C23). In a browser the page's `fetch` follows
 /// redirects by itself; a redirected answer is then refused (see
 /// [`Transport::send`]).
-fn token_client() -> reqwest::Client {
+fn token_client() -> Result<reqwest::Client, Arc<reqwest::Error>> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .expect("a reqwest client with default TLS settings builds")
+            .map_err(|e| {
+                tracing::error!(error = %e, "the token endpoint's HTTP client could not be built");
+                Arc::new(e)
+            })
     }
     #[cfg(target_arch = "wasm32")]
     {
-        reqwest::Client::new()
+        Ok(reqwest::Client::new())
+    }
+}
+
+impl Transport {
+    /// The HTTP client.
+    ///
+    /// # Errors
+    ///
+    /// `Misconfigured` if the default client could not be built (its TLS
+    /// backend failed to initialise).
+    pub(crate) fn client(&self) -> Result<&reqwest::Client, RefreshError> {
+        self.http.as_ref().map_err(|e| {
+            RefreshError::misconfigured(std::io::Error::other(format!(
+                "the token endpoint's HTTP client could not be built: {e}"
+            )))
+        })
     }
 }
 
@@ -208,6 +229,11 @@ impl Transport {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, self.clock.now()));
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = capped_body(response, MAX_RESPONSE_BYTES).await?;
         if status.is_success() {
             return Ok(Success {
@@ -217,7 +243,8 @@ impl Transport {
             });
         }
         let parsed = ErrorBody::parse(&body);
-        let kind = classify(status, parsed.error.as_deref(), refused);
+        let html = is_html(content_type.as_deref(), &body);
+        let kind = classify(status, parsed.error.as_deref(), refused, html);
         tracing::debug!(%status, error = parsed.error.as_deref(), ?kind, "token endpoint refused");
         let err = Error::Endpoint {
             status,
@@ -246,7 +273,7 @@ impl Transport {
         if let Some(scope) = scope {
             form.push(("scope", scope.to_owned()));
         }
-        let req = credentials.apply(self.http.post(url.clone()), &mut form);
+        let req = credentials.apply(self.client()?.post(url.clone()), &mut form);
         let req = req
             .header(http::header::ACCEPT, "application/json")
             .form(&form);
@@ -303,7 +330,7 @@ macro_rules! transport_setters {
         /// [`AuthMiddleware`](crate::AuthMiddleware).
         #[must_use]
         pub fn http_client(mut self, client: reqwest::Client) -> Self {
-            self.transport.http = client;
+            self.transport.http = Ok(client);
             self
         }
 

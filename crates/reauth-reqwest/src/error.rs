@@ -43,9 +43,12 @@ pub enum Error {
     Endpoint {
         /// The HTTP status.
         status: StatusCode,
-        /// The RFC 6749 §5.2 `error` code, if the body had one.
+        /// The RFC 6749 §5.2 `error` code, if the body had one (at most 64
+        /// characters, control characters as spaces).
         code: Option<String>,
-        /// The server's `error_description`, if any.
+        /// The server's `error_description`, if any: at most 256 characters
+        /// (longer ones are cut, ending in `…`), control characters as
+        /// spaces, so it is safe in a log line.
         description: Option<String>,
     },
     /// The token endpoint answered with a redirect (3xx), or its answer came

@@ -154,7 +154,7 @@ impl JsonRefresher {
         login_url: Url,
         credentials: &impl Serialize,
     ) -> Result<TokenSet, RefreshError> {
-        let req = self.transport.http.post(login_url).json(credentials);
+        let req = self.transport.client()?.post(login_url).json(credentials);
         self.transport
             .token(req, &self.fields, RefreshErrorKind::Rejected)
             .await
@@ -170,7 +170,7 @@ impl Refresher for JsonRefresher {
         };
         let req = self
             .transport
-            .http
+            .client()?
             .request(self.method.clone(), self.url.clone())
             .header(http::header::ACCEPT, "application/json");
         let req = match &self.refresh_token_in {

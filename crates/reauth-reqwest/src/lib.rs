@@ -63,7 +63,8 @@
 //! | `invalid_grant` (any status) | `Rejected` | the refresh token is expired, revoked or rotated |
 //! | `invalid_client`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`, `invalid_request` | `Misconfigured` | the client is set up wrong; logging out would not help |
 //! | `temporarily_unavailable`, `server_error`, `slow_down` | `Transient` | the server says so |
-//! | 400, 401 or 403 with no or an unknown code | `Rejected` (refresh and JSON refreshers); `Misconfigured` (`client_credentials`) | DESIGN §3.1: a 400/401 from the refresh endpoint refuses the refresh token; with `client_credentials` there is no user token, so it is the client's credentials |
+//! | 400, 401 or 403 with no or an unknown code, as an **HTML page** (`text/html`, or a body opening with `<`) | `Transient` | not an RFC 6749 §5.2 answer: a proxy, WAF or captive portal in front of the endpoint — no verdict on the refresh token, so no logout |
+//! | 400, 401 or 403 with no or an unknown code, not HTML | `Rejected` (refresh and JSON refreshers); `Misconfigured` (`client_credentials`) | DESIGN §3.1: a 400/401 from the refresh endpoint refuses the refresh token; with `client_credentials` there is no user token, so it is the client's credentials |
 //! | 429, 408, 5xx | `Transient`, with `Retry-After` (seconds or HTTP date) | the session honours it up to `RetryPolicy::max_retry_after` (5 min by default) |
 //! | any other status (404, 405, 415 …) | `Misconfigured` | wrong URL or method |
 //! | a redirect (3xx), or an answer from another URL than the one asked | `Misconfigured` ([`Error::Redirected`]) | never followed: the refresh token and client secret are not re-sent elsewhere (C23) |
@@ -71,8 +72,19 @@
 //! | connect error, timeout, broken body | `Transient` | |
 //! | invalid URL or request | `Misconfigured` | |
 //!
-//! Errors carry status, code and `error_description` only; tokens, secrets
-//! and response bodies never appear in errors, `Debug` output or logs.
+//! # Features
+//!
+//! * `rustls` (default): HTTPS through reqwest's rustls backend (aws-lc-rs,
+//!   the platform's certificate verifier). Turn default features off only if
+//!   you enable another TLS backend of reqwest yourself: without one an
+//!   `https://` endpoint cannot be reached. An unsupported URL scheme
+//!   (`ftp:`, `file:` …) is a `Misconfigured` refresh error, never a panic.
+//!
+//! Errors carry status, code and `error_description` only — the code cut
+//! to 64 characters, the description to 256 (ending in `…`), control
+//! characters as spaces, so a hostile endpoint cannot flood or forge log
+//! lines; tokens, secrets and response bodies never appear in errors,
+//! `Debug` output or logs.
 
 mod classify;
 mod client_credentials;

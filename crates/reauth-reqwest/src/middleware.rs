@@ -25,7 +25,10 @@ use crate::refused::{DefaultRefusal, TokenRefused};
 /// third-party URL never receives the token. A request to any other origin
 /// goes out untouched (no `Authorization` set, no refresh, no replay), and so
 /// does a request carrying the [`WithoutBearer`] extension. Redirects followed
-/// by reqwest drop the `Authorization` header when they leave the origin.
+/// by reqwest drop the `Authorization` header when they leave the origin, and
+/// a refusal from a response whose final URL is on another origin (a redirect
+/// away, then a 401 there) is not taken for a refusal of the token: it is
+/// returned as is, with no refresh and no replay.
 ///
 /// For each request to an allowed origin it:
 ///
@@ -175,7 +178,11 @@ impl Middleware for AuthMiddleware {
         let replay = req.try_clone();
         authorize(&mut req, &sent)?;
         let response = next.clone().run(req, extensions).await?;
-        if !self.refused.token_refused(&response) {
+        // A refusal counts only from an origin the bearer goes to: after a
+        // redirect to another origin (which never got the bearer — reqwest
+        // drops `Authorization` when a redirect leaves the origin), a 401 is
+        // not a verdict on our token. No refresh, no replay (C22).
+        if !self.refused.token_refused(&response) || !self.allows(response.url()) {
             return Ok(response);
         }
         // Boxed so that the rare path does not enlarge every request's future.
@@ -224,7 +231,7 @@ impl AuthMiddleware {
             .map_err(|e| reqwest_middleware::Error::middleware(Error::Session(e)))?;
         authorize(&mut replay, &fresh)?;
         let response = next.run(replay, extensions).await?;
-        if self.refused.token_refused(&response) {
+        if self.refused.token_refused(&response) && self.allows(response.url()) {
             // C10: returned as is; no second refresh for this request.
             tracing::warn!(generation = %fresh.generation(), status = %response.status(), "replayed request refused again");
             self.session.replay_rejected(&fresh);

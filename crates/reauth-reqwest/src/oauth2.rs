@@ -143,7 +143,7 @@ impl Refresher for OAuth2Refresher {
                 ("token_type_hint", "access_token".to_owned()),
             ],
         };
-        let req = self.transport.http.post(url.clone());
+        let req = self.transport.client()?.post(url.clone());
         let req = self.credentials.apply(req, &mut form).form(&form);
         // RFC 7009 §2.2: 200 whether or not the token was known. Anything else is
         // reported; logout goes ahead regardless.

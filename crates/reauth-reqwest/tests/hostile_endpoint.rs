@@ -180,3 +180,61 @@ async fn c23_retry_after_of_years_and_garbage_are_typed_errors() {
         "{garbage}"
     );
 }
+
+/// A token endpoint giving every request `template`, and a refresher for it
+/// (the server lives as long as the pair).
+async fn endpoint_answering(template: ResponseTemplate) -> (MockServer, OAuth2Refresher) {
+    let endpoint = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(template)
+        .mount(&endpoint)
+        .await;
+    let url = format!("{}/token", endpoint.uri()).parse().unwrap();
+    (endpoint, OAuth2Refresher::new(url, "client"))
+}
+
+#[tokio::test]
+async fn c23_a_huge_error_description_is_cut_in_errors_and_logs() {
+    let description = format!("line one\nline two {}", "x".repeat(60_000));
+    let (_server, refresher) = endpoint_answering(ResponseTemplate::new(400).set_body_json(
+        serde_json::json!({"error": "invalid_grant", "error_description": description}),
+    ))
+    .await;
+    let err = refresher.refresh(&current()).await.unwrap_err();
+    assert_eq!(err.kind(), RefreshErrorKind::Rejected);
+    let shown = format!("{err}: {}", cause(&err));
+    assert!(shown.len() < 1_000, "{} bytes shown", shown.len());
+    assert!(!shown.contains('\n'), "no forged log lines: {shown:?}");
+    let Error::Endpoint { description, .. } = cause(&err) else {
+        panic!("{err}")
+    };
+    let d = description.as_deref().unwrap();
+    assert!(d.starts_with("line one"), "{d:?}");
+    assert!(d.ends_with('…'), "marked as cut: {d:?}");
+}
+
+#[tokio::test]
+async fn c6_an_html_401_from_a_proxy_is_transient_not_a_rejection() {
+    // A proxy or WAF in front of the token endpoint: not an RFC 6749 §5.2
+    // answer, so not a verdict on the refresh token — no logout.
+    for status in [400u16, 401, 403] {
+        let (_server, refresher) = endpoint_answering(
+            ResponseTemplate::new(status)
+                .insert_header("content-type", "text/html; charset=utf-8")
+                .set_body_string("<html><body><h1>401 Authorization Required</h1></body></html>"),
+        )
+        .await;
+        let err = refresher.refresh(&current()).await.unwrap_err();
+        assert_eq!(err.kind(), RefreshErrorKind::Transient, "{status}: {err}");
+    }
+    // The server's own verdicts keep their meaning.
+    let (_server, refresher) = endpoint_answering(
+        ResponseTemplate::new(401).set_body_json(serde_json::json!({"error": "invalid_grant"})),
+    )
+    .await;
+    let err = refresher.refresh(&current()).await.unwrap_err();
+    assert_eq!(err.kind(), RefreshErrorKind::Rejected);
+    let (_server, refresher) = endpoint_answering(ResponseTemplate::new(401)).await;
+    let err = refresher.refresh(&current()).await.unwrap_err();
+    assert_eq!(err.kind(), RefreshErrorKind::Rejected, "a bare 401: {err}");
+}

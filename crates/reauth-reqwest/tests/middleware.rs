@@ -469,3 +469,50 @@ fn c22_origins_compare_scheme_host_and_port() {
     assert!(!allows("https://api.example.com.evil.test/"));
     assert!(!allows("data:text/plain,hi"), "an opaque origin");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c22_a_401_from_another_origin_after_a_redirect_refreshes_nothing() {
+    // The API redirects to another origin, which answers 401: that is not a
+    // verdict on our token (it never saw it), so no refresh, no replay.
+    let api = MockServer::start().await;
+    let other = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/moved"))
+        .respond_with(
+            ResponseTemplate::new(302).insert_header("location", format!("{}/login", other.uri())),
+        )
+        .mount(&api)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(401)
+                .insert_header("www-authenticate", r#"Bearer error="invalid_token""#),
+        )
+        .mount(&other)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(token_response(1))
+        .mount(&api)
+        .await;
+    let session = wiremock_session(&api, RetryPolicy::never()).await;
+    let client = client(&session, &api.uri());
+
+    let got = within_a_minute(client.get(format!("{}/api/moved", api.uri())).send())
+        .await
+        .unwrap();
+    assert_eq!(got.status(), StatusCode::UNAUTHORIZED, "returned as is");
+    assert_eq!(hits(&api, "/oauth/token").await, 0, "no refresh");
+    assert_eq!(hits(&api, "/api/moved").await, 1, "no replay");
+    let seen = other.received_requests().await.unwrap();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        !seen[0].headers.contains_key("authorization"),
+        "the other origin never got the bearer"
+    );
+    assert_eq!(
+        session.access_token().await.unwrap().token().secret(),
+        "broken",
+        "the token was not marked refused"
+    );
+}

@@ -436,3 +436,48 @@ fn refreshers_never_print_secrets() {
     );
     assert!(!a.contains("hunter2") && !b.contains("hunter2"), "{a} {b}");
 }
+
+#[tokio::test]
+async fn c7_an_unsupported_url_scheme_is_a_misconfiguration_not_a_panic() {
+    for url in ["ftp://example.invalid/token", "file:///etc/passwd"] {
+        let refresher = OAuth2Refresher::new(url.parse().unwrap(), "client");
+        let err = refresher
+            .refresh(&TokenSet::new("a").with_refresh_token("r"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.kind(),
+            reauth::RefreshErrorKind::Misconfigured,
+            "{url}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn https_token_endpoints_are_spoken_to_in_tls_by_default() {
+    // A listener that records the first byte a client sends: a TLS
+    // handshake record starts with 0x16. (A build without TLS never gets
+    // there, or sends a plaintext request: the secrets in clear.)
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let first = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut byte = [0u8; 1];
+        conn.read_exact(&mut byte).await.map(|_| byte[0]).ok()
+    });
+    let refresher = OAuth2Refresher::new(
+        format!("https://127.0.0.1:{port}/token").parse().unwrap(),
+        "client",
+    );
+    let err = refresher
+        .refresh(&TokenSet::new("a").with_refresh_token("r"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), RefreshErrorKind::Transient, "{err}");
+    let first = tokio::time::timeout(Duration::from_secs(60), first)
+        .await
+        .expect("the client connected")
+        .unwrap();
+    assert_eq!(first, Some(0x16), "a TLS ClientHello");
+}

@@ -286,10 +286,11 @@ impl JwtCodec {
         if header.crit.is_some() {
             return Err("unsupported critical header");
         }
-        if let Some(typ) = &header.typ {
-            if !typ.eq_ignore_ascii_case("JWT") && !typ.eq_ignore_ascii_case("at+jwt") {
-                return Err("unsupported token type");
-            }
+        if let Some(typ) = &header.typ
+            && !typ.eq_ignore_ascii_case("JWT")
+            && !typ.eq_ignore_ascii_case("at+jwt")
+        {
+            return Err("unsupported token type");
         }
         let kid = header.kid.as_deref().ok_or("missing kid")?;
         let key = self.verifying.get(kid).ok_or("unknown kid")?;

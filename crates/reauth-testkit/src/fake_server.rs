@@ -32,6 +32,7 @@ struct ServerState {
     refresh_valid: Option<String>,
     script: VecDeque<Step>,
     delay: Duration,
+    revoke_delay: Duration,
     revoked: usize,
 }
 
@@ -119,6 +120,12 @@ impl FakeServer {
         self.state().delay = delay;
     }
 
+    /// Delays every revocation by `delay`: it counts (and takes effect) only
+    /// once the delay is over, so a revocation cancelled meanwhile never lands.
+    pub fn set_revoke_delay(&self, delay: Duration) {
+        self.state().revoke_delay = delay;
+    }
+
     /// Makes the server forget the current refresh token (as if it was revoked).
     pub fn revoke_all(&self) {
         self.state().refresh_valid = None;
@@ -178,6 +185,10 @@ impl Refresher for FakeServer {
     }
 
     async fn revoke(&self, _tokens: &TokenSet) -> Result<(), RefreshError> {
+        let delay = self.state().revoke_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let mut st = self.state();
         st.revoked += 1;
         st.refresh_valid = None;

@@ -1,5 +1,5 @@
 //! A coordinating memory store whose lease runs on tokio's (virtual) clock,
-//! with scripted slowness and failing renewals (C18 on virtual time).
+//! with scripted slowness, failing renewals and lost leases (C18 on virtual time).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,13 +20,15 @@ struct State {
 /// clock (virtual under `tokio::time::pause`). Clones share the same slot.
 ///
 /// Knobs: every `load` can take a while ([`set_load_delay`](Self::set_load_delay)),
-/// renewals can fail ([`fail_renewals`](Self::fail_renewals)).
+/// renewals can fail ([`fail_renewals`](Self::fail_renewals)), the lease can
+/// vanish ([`lose_lease`](Self::lose_lease)).
 #[derive(Clone, Debug, Default)]
 pub struct TimedStore {
     state: Arc<Mutex<State>>,
     load_delay_ms: Arc<AtomicU64>,
     fail_renewals: Arc<AtomicBool>,
     renewals: Arc<AtomicUsize>,
+    renew_calls: Arc<AtomicUsize>,
 }
 
 impl TimedStore {
@@ -48,6 +50,17 @@ impl TimedStore {
     /// Renewals fail (the store cannot be reached for them) from now on.
     pub fn fail_renewals(&self) {
         self.fail_renewals.store(true, Ordering::SeqCst);
+    }
+
+    /// Forgets the current lease, as a store that evicted or expired it early
+    /// would: the holder's next renewal answers `false`.
+    pub fn lose_lease(&self) {
+        self.state().lease = None;
+    }
+
+    /// Renewal requests so far, answered or not.
+    pub fn renew_calls(&self) -> usize {
+        self.renew_calls.load(Ordering::SeqCst)
     }
 
     /// Successful renewals so far.
@@ -115,6 +128,7 @@ impl Coordinator for TimedStore {
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
+        self.renew_calls.fetch_add(1, Ordering::SeqCst);
         if self.fail_renewals.load(Ordering::SeqCst) {
             return Err(StoreError::Io(std::io::Error::other(
                 "the store is unreachable (scripted)",

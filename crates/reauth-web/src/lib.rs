@@ -79,6 +79,6 @@ pub use events::{Coordination, OffReason, TabEvent};
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 pub use runtime::{LocalSpawn, TimeoutSleep, runtime};
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
-pub use store::WebStorageStore;
+pub use store::{TAB_EVENT_BUFFER, WebStorageStore};
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 pub use tabs::{TabEvents, TabSync};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::channel::mpsc;
 use reauth::coord::{Coordinator, Lease, new_owner_token};
-use reauth::{Stamp, StoreError, TokenSet, TokenStore};
+use reauth::{Lineage, Stamp, StoreError, TokenSet, TokenStore};
 use wasm_bindgen::JsValue;
 
 use crate::error::{WebError, describe, is_quota_exceeded};
@@ -18,6 +18,13 @@ use crate::message::{Message, What};
 
 /// How long a non-blocking lock request may take to be answered.
 const LOCK_ANSWER_WITHIN: Duration = Duration::from_secs(2);
+
+/// The most [`TabEvent`]s held for a subscriber that does not read them;
+/// later ones are dropped (memory stays bounded).
+pub const TAB_EVENT_BUFFER: usize = 64;
+
+/// How many ended logins a tab remembers, to ignore late news of them.
+const ENDED_REMEMBERED: usize = 16;
 
 /// A [`TokenStore`] in the browser's `localStorage` under one key, shared by
 /// every tab of the origin, and the [`Coordinator`] that makes those tabs
@@ -63,7 +70,11 @@ struct Shared {
     heard: Mutex<Option<TokenSet>>,
     /// Whether posting on the channel failed once (reported once).
     channel_failed: AtomicBool,
-    subscribers: Mutex<Vec<mpsc::UnboundedSender<TabEvent>>>,
+    subscribers: Mutex<Vec<mpsc::Sender<TabEvent>>>,
+    /// Logins that ended (cleared here or announced cleared by another tab):
+    /// a late message carrying one of their sets is ignored, so a logout is
+    /// never undone by news that was already on its way.
+    ended: Mutex<std::collections::VecDeque<Lineage>>,
 }
 
 impl WebStorageStore {
@@ -86,6 +97,7 @@ impl WebStorageStore {
                 heard: Mutex::new(None),
                 channel_failed: AtomicBool::new(false),
                 subscribers: Mutex::new(Vec::new()),
+                ended: Mutex::new(std::collections::VecDeque::new()),
             }),
         }
     }
@@ -111,27 +123,54 @@ impl WebStorageStore {
         )
     }
 
-    pub(crate) fn subscribe(&self) -> mpsc::UnboundedReceiver<TabEvent> {
-        let (tx, rx) = mpsc::unbounded();
+    pub(crate) fn subscribe(&self) -> mpsc::Receiver<TabEvent> {
+        let (tx, rx) = mpsc::channel(TAB_EVENT_BUFFER);
         lock(&self.shared.subscribers).push(tx);
         rx
     }
 
+    /// Sends `event` to every subscriber; one whose buffer is full misses it
+    /// (bounded memory), one that is gone is dropped.
     pub(crate) fn emit(&self, event: TabEvent) {
-        lock(&self.shared.subscribers).retain(|tx| tx.unbounded_send(event.clone()).is_ok());
+        lock(&self.shared.subscribers).retain_mut(|tx| match tx.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(e) => e.is_full(),
+        });
     }
 
-    /// Another tab announced `set`.
+    /// Another tab announced `set` (ignored if its login has ended).
     pub(crate) fn hear(&self, set: TokenSet) {
+        if self.has_ended(&set.lineage) {
+            return;
+        }
         let mut heard = lock(&self.shared.heard);
         if heard.as_ref().is_none_or(|h| set.generation > h.generation) {
             *heard = Some(set);
         }
     }
 
-    /// Another tab cleared the store.
-    pub(crate) fn forget_heard(&self) {
-        *lock(&self.shared.heard) = None;
+    /// Another tab cleared the store: what was heard is gone, and its login
+    /// (and `also`, the login this tab's session had) has ended.
+    pub(crate) fn forget_heard(&self, also: Option<Lineage>) {
+        let heard = lock(&self.shared.heard).take();
+        for lineage in heard.map(|h| h.lineage).into_iter().chain(also) {
+            self.end_lineage(lineage);
+        }
+    }
+
+    /// Remembers that `lineage`'s login ended.
+    fn end_lineage(&self, lineage: Lineage) {
+        let mut ended = lock(&self.shared.ended);
+        if !ended.contains(&lineage) {
+            if ended.len() >= ENDED_REMEMBERED {
+                ended.pop_front();
+            }
+            ended.push_back(lineage);
+        }
+    }
+
+    fn has_ended(&self, lineage: &Lineage) -> bool {
+        lock(&self.shared.ended).contains(lineage)
     }
 
     fn read(&self) -> Result<Option<TokenSet>, WebError> {
@@ -222,7 +261,9 @@ impl WebStorageStore {
     /// The stored set, or the newer one another tab announced.
     fn newest(&self) -> Result<Option<TokenSet>, WebError> {
         let stored = self.read()?;
-        let heard = lock(&self.shared.heard).clone();
+        let heard = lock(&self.shared.heard)
+            .clone()
+            .filter(|h| !self.has_ended(&h.lineage));
         Ok(match (stored, heard) {
             (Some(s), Some(h)) if h.generation > s.generation => Some(h),
             (None, Some(h)) => Some(h),
@@ -305,6 +346,9 @@ impl TokenStore for WebStorageStore {
     }
 
     async fn clear(&self) -> Result<(), StoreError> {
+        if let Ok(Some(cleared)) = self.newest() {
+            self.end_lineage(cleared.lineage);
+        }
         self.remove().map_err(store_error)?;
         self.announce(What::Cleared);
         Ok(())

@@ -47,7 +47,7 @@ pub struct TabSync {
     channel: Option<web_sys::BroadcastChannel>,
     _on_message: Option<Closure<dyn FnMut(web_sys::MessageEvent)>>,
     _on_storage: Option<Closure<dyn FnMut(web_sys::StorageEvent)>>,
-    events: Option<mpsc::UnboundedReceiver<TabEvent>>,
+    events: Option<mpsc::Receiver<TabEvent>>,
 }
 
 impl std::fmt::Debug for TabSync {
@@ -126,7 +126,9 @@ impl TabSync {
 
     /// The cross-tab events, from [`attach`](Self::attach) on (the first is
     /// [`TabEvent::CoordinationOff`] when coordination is off). Can be taken
-    /// once; later calls return an empty stream.
+    /// once; later calls return an empty stream. Bounded: a subscriber that
+    /// does not read misses events beyond
+    /// [`TAB_EVENT_BUFFER`](crate::TAB_EVENT_BUFFER), memory does not grow.
     pub fn events(&mut self) -> TabEvents {
         TabEvents {
             rx: self.events.take(),
@@ -150,7 +152,7 @@ impl Drop for TabSync {
 /// The stream of [`TabEvent`]s of a [`TabSync`].
 #[derive(Debug)]
 pub struct TabEvents {
-    rx: Option<mpsc::UnboundedReceiver<TabEvent>>,
+    rx: Option<mpsc::Receiver<TabEvent>>,
 }
 
 impl Stream for TabEvents {
@@ -177,10 +179,7 @@ fn on_message(session: &reauth::Session, store: &WebStorageStore, data: Option<S
             store.hear(set);
             adopt(session, store);
         }
-        What::Cleared => {
-            store.forget_heard();
-            ended(session, store);
-        }
+        What::Cleared => ended(session, store),
     }
 }
 
@@ -211,7 +210,12 @@ fn adopt(session: &reauth::Session, store: &WebStorageStore) {
     });
 }
 
+/// Another tab cleared the store (its `cleared` message, or the `storage`
+/// event — whichever comes first). This login has ended everywhere: its
+/// lineage is remembered first, so a late `stored` of it (a refresh that
+/// landed in a third tab just before the logout) cannot bring it back.
 fn ended(session: &reauth::Session, store: &WebStorageStore) {
+    store.forget_heard(session.tokens().map(|t| t.lineage));
     if session.end_elsewhere() {
         store.emit(TabEvent::EndedInOtherTab);
     }

@@ -192,6 +192,16 @@ pub enum StoreError {
     /// never ran to completion (its runtime shut down).
     #[error("the token store operation was abandoned before it finished")]
     Abandoned,
+    /// The store's file or directory is not private to this user (owned by
+    /// another user, or writable by the group or the world): another user
+    /// could read, plant or swap tokens. Nothing was read or written.
+    #[error("the token store at {} is not private: {reason}", path.display())]
+    Insecure {
+        /// The file or directory refused.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 /// Why a session ended.

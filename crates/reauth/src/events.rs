@@ -243,10 +243,15 @@ impl Drop for Events {
 impl Events {
     pub(crate) fn subscribe(&self) -> EventStream {
         let queue = Arc::new(Queue::default());
-        self.subscribers
+        let mut subs = self
+            .subscribers
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Arc::downgrade(&queue));
+            .unwrap_or_else(PoisonError::into_inner);
+        // Dropped subscribers go here too, not only when an event is sent:
+        // subscribing and dropping in a loop must not grow the list.
+        subs.retain(|w| w.strong_count() > 0);
+        subs.push(Arc::downgrade(&queue));
+        drop(subs);
         self.live.fetch_add(1, Ordering::AcqRel);
         EventStream {
             queue,
@@ -277,7 +282,12 @@ impl Events {
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
             for cb in callbacks {
-                cb(*reason);
+                // A subscriber's bug must not break the session: the other
+                // callbacks, the event and the waiters still get their turn.
+                let reason = *reason;
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(reason))).is_err() {
+                    tracing::error!("an on_session_ended callback panicked; ignored");
+                }
             }
         }
         let live: Vec<Arc<Queue>> = {
@@ -291,5 +301,26 @@ impl Events {
         for q in live {
             q.push(event.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn c24_dropped_subscribers_are_pruned_without_any_event() {
+        let events = Events::default();
+        let kept = events.subscribe();
+        for _ in 0..1000 {
+            drop(events.subscribe());
+        }
+        let listed = events
+            .subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        assert!(listed <= 2, "{listed} subscribers listed for 1 live");
+        drop(kept);
     }
 }

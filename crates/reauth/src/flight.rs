@@ -49,7 +49,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use futures::channel::oneshot;
@@ -145,7 +145,8 @@ pub(crate) enum Finish {
 
 /// A `Retry-After` that outlasted the retry budget: no new refresh starts
 /// before `until`; callers get `RefreshUnavailable` at once meanwhile (C5).
-pub(crate) type CoolDown = (SystemTime, Arc<RefreshError>);
+/// Until when (a reading of the runtime's monotonic clock), and why.
+pub(crate) type CoolDown = (Duration, Arc<RefreshError>);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -168,7 +169,7 @@ struct State {
     flight: Option<InFlight>,
     next_id: u64,
     /// After a refresh gave up on a `Retry-After`: no new refresh before then.
-    cool_down: Option<(SystemTime, Arc<RefreshError>)>,
+    cool_down: Option<CoolDown>,
 }
 
 /// The published token set and the flight that replaces it.
@@ -273,7 +274,7 @@ impl Cell {
         &self,
         seen: Generation,
         trigger: Trigger,
-        now: SystemTime,
+        mono_now: Duration,
     ) -> Result<Join, Error> {
         let mut st = lock(&self.state);
         match st.phase {
@@ -296,7 +297,7 @@ impl Cell {
             return Ok(Join::Wait(flight.waiter.clone()));
         }
         if let Some((until, source)) = &st.cool_down
-            && let Ok(left) = until.duration_since(now)
+            && let left = until.saturating_sub(mono_now)
             && !left.is_zero()
         {
             return Err(Error::RefreshUnavailable {

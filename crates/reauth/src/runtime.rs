@@ -13,7 +13,9 @@ use std::time::{Duration, SystemTime};
 use crate::maybe_send::BoxFuture;
 
 /// A source of wall-clock time. Token expiry is wall-clock time, because it is
-/// persisted and shared between processes.
+/// persisted and shared between processes. Nothing else is: lease deadlines,
+/// retry budgets and cool-downs run on [`Sleep::monotonic`], which does not
+/// jump when the wall clock does (a suspend, an NTP step).
 pub trait Clock: Send + Sync + 'static {
     /// The current time.
     fn now(&self) -> SystemTime;
@@ -26,10 +28,62 @@ impl<C: Clock + ?Sized> Clock for Arc<C> {
     }
 }
 
-/// Asynchronous sleep.
+/// Asynchronous sleep, and the monotonic clock its timers run on.
 pub trait Sleep: Send + Sync + 'static {
     /// A future that completes after `duration`.
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
+
+    /// The timer's monotonic clock: the time since an origin fixed for the
+    /// process (only differences between readings mean anything). Lease
+    /// deadlines, retry budgets and `Retry-After` cool-downs are measured on
+    /// it, never on the wall [`Clock`], so a wall-clock jump neither expires
+    /// nor stretches them.
+    ///
+    /// The default reads [`std::time::Instant`] (in a browser,
+    /// `performance.now()`). A sleep whose timers run on another clock — a
+    /// virtual one in tests — returns that clock here ([`TokioSleep`] follows
+    /// tokio's, which `tokio::time::pause` makes virtual).
+    fn monotonic(&self) -> Duration {
+        monotonic_default()
+    }
+}
+
+/// Readings are offset by this so that an instant a little before the
+/// process-wide origin (a paused tokio clock started before it) is still a
+/// `Duration`.
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+const MONOTONIC_OFFSET: Duration = Duration::from_secs(1 << 32);
+
+/// `at` as a reading of the process-wide monotonic origin.
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+fn since_origin(at: std::time::Instant) -> Duration {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(std::time::Instant::now);
+    match at.checked_duration_since(origin) {
+        Some(after) => MONOTONIC_OFFSET.saturating_add(after),
+        None => MONOTONIC_OFFSET.saturating_sub(origin.duration_since(at)),
+    }
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+fn monotonic_default() -> Duration {
+    since_origin(std::time::Instant::now())
+}
+
+/// `performance.now()` (milliseconds since the page or worker started,
+/// monotonic); `Date.now()` where it is missing.
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+fn monotonic_default() -> Duration {
+    let global = js_sys::global();
+    let ms = js_sys::Reflect::get(&global, &js_sys::JsString::from("performance"))
+        .ok()
+        .filter(|p| p.is_object())
+        .and_then(|perf| {
+            let now = js_sys::Reflect::get(&perf, &js_sys::JsString::from("now")).ok()?;
+            js_sys::Function::from(now).call0(&perf).ok()?.as_f64()
+        })
+        .unwrap_or_else(js_sys::Date::now);
+    Duration::from_secs_f64(ms.max(0.0) / 1000.0)
 }
 
 /// Runs a future to completion in the background, detached from the caller.
@@ -128,6 +182,11 @@ impl Runtime {
     pub fn now(&self) -> SystemTime {
         self.clock.now()
     }
+
+    /// The timer's monotonic clock ([`Sleep::monotonic`]): for deadlines.
+    pub(crate) fn mono(&self) -> Duration {
+        self.sleep.monotonic()
+    }
 }
 
 impl fmt::Debug for Runtime {
@@ -147,6 +206,11 @@ mod tokio_rt {
     impl Sleep for TokioSleep {
         fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
             Box::pin(tokio::time::sleep(duration))
+        }
+
+        /// tokio's clock: virtual under `tokio::time::pause`.
+        fn monotonic(&self) -> Duration {
+            since_origin(tokio::time::Instant::now().into_std())
         }
     }
 
@@ -205,6 +269,18 @@ pub use tokio_rt::{TokioClock, TokioSleep, TokioSpawn};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_monotonic_clock_moves_forward_from_any_origin() {
+        let a = monotonic_default();
+        let b = monotonic_default();
+        assert!(b >= a);
+        let origin = std::time::Instant::now();
+        let before = origin.checked_sub(Duration::from_secs(5));
+        if let Some(before) = before {
+            assert!(since_origin(before) < since_origin(origin));
+        }
+    }
 
     #[test]
     fn random_jitter_stays_within_bounds() {

@@ -1108,3 +1108,60 @@ async fn refresh_path_errors_are_matched_by_type_not_by_message() {
     assert!(matches!(err, Error::Misconfigured(_)), "{err:?}");
     assert!(err.refresh_error().unwrap().attempt_failure().is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn c17_the_store_is_cleared_before_the_end_is_announced() {
+    // What an observer of the end sees in the store: a handler that sends
+    // the user to the login page and restores "whatever is stored" must not
+    // find the logged-out set there.
+    let seen: Arc<std::sync::Mutex<Vec<bool>>> = Arc::default();
+    let rt = runtime();
+    let server = FakeServer::new(&rt, LIFETIME);
+    let store = FlakyStore::new();
+    let session = Session::builder(server.clone())
+        .runtime(rt)
+        .store(store.clone())
+        .refresh_ahead(RefreshAhead::disabled())
+        .on_session_ended({
+            let (seen, store) = (Arc::clone(&seen), store.clone());
+            move |_| seen.lock().unwrap().push(store.peek().is_some())
+        })
+        .build();
+    session.start(server.login()).await.unwrap();
+    session.logout().await.unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [false],
+        "announced once, with the store already cleared"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn c24_a_panicking_callback_breaks_neither_logout_nor_other_observers() {
+    let later = Arc::new(AtomicUsize::new(0));
+    let h = started_with(|b| {
+        let later = Arc::clone(&later);
+        b.refresh_ahead(RefreshAhead::disabled())
+            .on_session_ended(|_| panic!("a subscriber's bug"))
+            .on_session_ended(move |_| {
+                later.fetch_add(1, Ordering::SeqCst);
+            })
+    })
+    .await;
+    let mut h = h;
+    let s = h.session.clone();
+    let out = tokio::spawn(async move { s.logout().await }).await;
+    assert!(
+        matches!(out, Ok(Ok(()))),
+        "logout finished: {:?}",
+        out.map_err(|e| e.is_panic())
+    );
+    assert!(h.store.peek().is_none(), "the store was cleared");
+    assert_eq!(h.ended_callbacks.load(Ordering::SeqCst), 1);
+    assert_eq!(later.load(Ordering::SeqCst), 1, "later callbacks still ran");
+    assert_eq!(
+        ended_count(&drain(&mut h.events)),
+        1,
+        "the event was delivered"
+    );
+}

@@ -34,21 +34,23 @@ async fn c18_holder_renews_its_lease_while_the_store_is_slow() {
     let rt = runtime();
     let server = FakeServer::new(&rt, LIFETIME);
     let store = TimedStore::new();
-    // Lease TTL 2 s; a re-read under it takes 5 s.
+    // Lease TTL 15 s (the least a 10 s refresh timeout allows); a re-read
+    // under it takes 9 s and the refresh 8 s: the work outlasts the TTL.
     let build = || {
         Session::builder(server.clone())
             .runtime(runtime())
             .store(store.clone())
             .refresh_ahead(RefreshAhead::disabled())
             .refresh_timeout(Duration::from_secs(10))
-            .lease_ttl(Duration::from_secs(2))
+            .lease_ttl(Duration::from_secs(15))
             .build()
     };
     let a = build();
     let b = build();
     a.start(server.login()).await.unwrap();
     assert!(b.restore().await.unwrap());
-    store.set_load_delay(Duration::from_secs(5));
+    store.set_load_delay(Duration::from_secs(9));
+    server.set_delay(Duration::from_secs(8));
     let sent_a = a.access_token().await.unwrap();
     let sent_b = b.access_token().await.unwrap();
     let (ra, rb) = tokio::join!(a.invalidate(&sent_a), b.invalidate(&sent_b));
@@ -70,14 +72,14 @@ async fn c18_no_refresher_call_starts_after_the_lease_deadline() {
         .store(store.clone())
         .refresh_ahead(RefreshAhead::disabled())
         .refresh_timeout(Duration::from_secs(10))
-        .lease_ttl(Duration::from_secs(2))
+        .lease_ttl(Duration::from_secs(15))
         .retry(RetryPolicy::default().with_max_attempts(2))
         .build();
     session.start(server.login()).await.unwrap();
-    // Renewals fail and the re-read outlasts the lease: the work is dropped
-    // at the deadline, before the refresher is called.
+    // Renewals fail and the re-read leaves less of the lease than a refresh
+    // may take (6 s of 15 s for a 10 s call): the refresher is not called.
     store.fail_renewals();
-    store.set_load_delay(Duration::from_secs(5));
+    store.set_load_delay(Duration::from_secs(9));
     let sent = session.access_token().await.unwrap();
     let got = session.invalidate(&sent).await;
     let err = got.unwrap_err();
@@ -311,4 +313,134 @@ async fn c20_a_login_replaces_unreadable_data_but_not_an_unreadable_store() {
         )),
         "the corruption is reported"
     );
+}
+
+/// A refresher call that already went out spent the one-time refresh token:
+/// the store losing the lease meanwhile (evicted, expired early) must neither
+/// cancel it — its answer is the only copy of the rotated token — nor let a
+/// second refresh spend the old token again.
+#[tokio::test(start_paused = true)]
+async fn c18_a_lease_lost_mid_refresh_never_cancels_the_sent_refresh() {
+    let rt = runtime();
+    let server = FakeServer::new(&rt, LIFETIME);
+    let store = TimedStore::new();
+    let session = Session::builder(server.clone())
+        .runtime(runtime())
+        .store(store.clone())
+        .refresh_ahead(RefreshAhead::disabled())
+        .refresh_timeout(Duration::from_secs(10))
+        .build();
+    session.start(server.login()).await.unwrap();
+    // The server rotates at once and answers 6 s later; at 1 s the store
+    // forgets the lease, so the renewal at 5 s (a third of 15 s) says "lost".
+    server.push(reauth_testkit::Step::DelayAfterRotation(
+        Duration::from_secs(6),
+    ));
+    let sent = session.access_token().await.unwrap();
+    let waiting = tokio::spawn({
+        let session = session.clone();
+        async move { session.invalidate(&sent).await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    store.lose_lease();
+    let got = waiting
+        .await
+        .unwrap()
+        .expect("the rotated set is kept and stored under the next lease");
+    assert_eq!(got.token().secret(), "access-1");
+    assert_eq!(server.calls(), 1, "the old refresh token was spent once");
+    assert!(session.is_active(), "no logout");
+    let stored = store.peek().expect("stored");
+    assert_eq!(stored.access_token.secret(), "access-1");
+}
+
+/// The keep-alive stops when the lease is given back: work that goes on
+/// after the release (revoking a rotation nobody will use) is not dropped by
+/// a renewal of the lease it no longer holds.
+#[tokio::test(start_paused = true)]
+async fn c18_renewal_stops_at_release_and_an_orphan_is_still_revoked() {
+    let rt = runtime();
+    let server = FakeServer::new(&rt, LIFETIME);
+    let store = TimedStore::new();
+    let build = |server: &FakeServer| {
+        Session::builder(server.clone())
+            .runtime(runtime())
+            .store(store.clone())
+            .refresh_ahead(RefreshAhead::disabled())
+            .refresh_timeout(Duration::from_secs(10))
+            .build()
+    };
+    let a = build(&server);
+    let other = FakeServer::new(&rt, LIFETIME);
+    let b = build(&other);
+    a.start(server.login()).await.unwrap();
+    // Attempt 1 loses its lease mid-refresh and keeps the rotation (ends at
+    // 6 s, retries at 6.2 s); meanwhile another login takes the store, so
+    // attempt 2 releases its lease and revokes the rotation, which takes
+    // longer than a third of the lease TTL.
+    server.push(reauth_testkit::Step::DelayAfterRotation(
+        Duration::from_secs(6),
+    ));
+    server.set_revoke_delay(Duration::from_secs(8));
+    let sent = a.access_token().await.unwrap();
+    let waiting = tokio::spawn({
+        let a = a.clone();
+        async move { a.invalidate(&sent).await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    store.lose_lease();
+    tokio::time::sleep(Duration::from_millis(5_100)).await;
+    b.start(TokenSet::new("other-login").with_refresh_token("other-refresh"))
+        .await
+        .unwrap();
+    let got = waiting.await.unwrap();
+    assert!(
+        matches!(got, Err(Error::SessionEnded(EndReason::Superseded))),
+        "{got:?}"
+    );
+    assert_eq!(server.calls(), 1);
+    assert_eq!(server.revocations(), 1, "the orphaned rotation was revoked");
+    let stored = store.peek().expect("b's login is kept");
+    assert_eq!(stored.access_token.secret(), "other-login");
+}
+
+/// Lease deadlines run on the timer's monotonic clock, not the wall clock:
+/// a wall-clock jump (suspend, NTP step) while the holder works neither
+/// expires its lease nor stretches it. The wall clock is for token expiry
+/// only.
+#[tokio::test(start_paused = true)]
+async fn c18_a_wall_clock_jump_does_not_expire_a_held_lease() {
+    let clock = reauth_testkit::JumpClock::new();
+    let rt = reauth::Runtime::new(
+        clock.clone(),
+        reauth::TokioSleep,
+        reauth::TokioSpawn,
+        reauth::NoJitter,
+    );
+    // Tokens that live for a day: the jump does not expire them.
+    let server = FakeServer::new(&rt, Duration::from_secs(24 * 3600));
+    let store = TimedStore::new();
+    let session = Session::builder(server.clone())
+        .runtime(rt)
+        .store(store.clone())
+        .refresh_ahead(RefreshAhead::disabled())
+        .refresh_timeout(Duration::from_secs(10))
+        .retry(RetryPolicy::never())
+        .build();
+    session.start(server.login()).await.unwrap();
+    store.set_load_delay(Duration::from_secs(2));
+    let sent = session.access_token().await.unwrap();
+    let waiting = tokio::spawn({
+        let session = session.clone();
+        async move { session.invalidate(&sent).await }
+    });
+    // While the holder re-reads the store, the wall clock leaps an hour.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    clock.jump(Duration::from_secs(3600));
+    let got = waiting
+        .await
+        .unwrap()
+        .expect("the lease is still held: one attempt refreshes");
+    assert_eq!(got.token().secret(), "access-1");
+    assert_eq!(server.calls(), 1);
 }

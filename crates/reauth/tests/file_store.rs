@@ -111,3 +111,63 @@ async fn c21_a_symlink_planted_as_the_lock_file_is_not_followed() {
         "the symlink's target was not touched"
     );
 }
+
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn insecure(e: &reauth::StoreError) -> bool {
+    matches!(e, reauth::StoreError::Insecure { .. })
+}
+
+#[tokio::test]
+async fn file_store_refuses_a_file_or_directory_others_can_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.json");
+    let store = FileStore::new(&path);
+    store
+        .store(&TokenSet::new("a").with_refresh_token("r"))
+        .await
+        .unwrap();
+
+    // Another user could swap the file: refused, typed, nothing touched.
+    set_mode(dir.path(), 0o777);
+    let err = store.load().await.unwrap_err();
+    assert!(insecure(&err), "{err:?}");
+    let err = store.store(&TokenSet::new("b")).await.unwrap_err();
+    assert!(insecure(&err), "{err:?}");
+    set_mode(dir.path(), 0o700);
+
+    // A token file others may write (planted, or loosened): refused.
+    set_mode(&path, 0o666);
+    let err = store.load().await.unwrap_err();
+    assert!(insecure(&err), "{err:?}");
+    set_mode(&path, 0o600);
+    assert_eq!(
+        store.load().await.unwrap().unwrap().access_token.secret(),
+        "a",
+        "nothing was lost"
+    );
+}
+
+#[tokio::test]
+async fn file_store_refuses_a_file_owned_by_another_user() {
+    if rustix::process::geteuid().as_raw() != 0 {
+        eprintln!("skipped: needs root to give a file to another user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.json");
+    // Planted by another user (nobody), with a login of theirs: a session
+    // must not adopt it (session fixation).
+    std::fs::write(
+        &path,
+        serde_json::to_vec(&TokenSet::new("planted").with_refresh_token("theirs")).unwrap(),
+    )
+    .unwrap();
+    set_mode(&path, 0o600);
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    let err = FileStore::new(&path).load().await.unwrap_err();
+    assert!(insecure(&err), "{err:?}");
+}

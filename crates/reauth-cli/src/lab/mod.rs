@@ -57,7 +57,7 @@ pub(crate) struct LabArgs {
     #[arg(long = "scenario", value_name = "ID", num_args = 1..)]
     scenarios: Vec<String>,
     /// Redis for C16 (`redis://host:port`); C16 on Redis is skipped without it.
-    #[arg(long, env = "REDIS_URL", value_name = "URL")]
+    #[arg(long, env = "REDIS_URL", value_name = "URL", hide_env_values = true)]
     redis_url: Option<String>,
     /// Postgres for C16 (`postgres://user@host/db`); C16 on Postgres is
     /// skipped without it.
@@ -73,7 +73,7 @@ pub(crate) struct LabArgs {
     #[arg(long, env = "REAUTH_LAB_USERNAME", default_value = local::DEMO_USER)]
     username: String,
     /// Their password.
-    #[arg(long, env = "REAUTH_LAB_PASSWORD", default_value = local::DEMO_PASSWORD, hide_default_value = true)]
+    #[arg(long, env = "REAUTH_LAB_PASSWORD", default_value = local::DEMO_PASSWORD, hide_default_value = true, hide_env_values = true)]
     password: String,
     /// Instead of the password grant, start from this refresh token (each
     /// scenario's login refreshes it; the lab keeps the newest one, and runs

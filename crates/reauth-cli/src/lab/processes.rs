@@ -307,7 +307,7 @@ async fn measure(
     let now = SystemTime::now();
     login.obtained_at = Some(now - Duration::from_secs(600));
     login.expires_at = Some(now - Duration::from_secs(60));
-    let writer = Session::builder(endpoints.refresher())
+    let writer = Session::builder(endpoints.refresher()?)
         .store(Arc::clone(&store))
         .refresh_ahead(RefreshAhead::disabled())
         .build();

@@ -322,7 +322,7 @@ impl Rig {
         let first_access = tokens.access_token.secret().to_owned();
 
         let log = NetLog::new();
-        let mut refresher = RecordingRefresher::new(endpoints.refresher(), Arc::clone(&log));
+        let mut refresher = RecordingRefresher::new(endpoints.refresher()?, Arc::clone(&log));
         if let Some(after) = setup.after_refresh {
             refresher = refresher.after_refresh(after);
         }
@@ -636,7 +636,7 @@ async fn c6(env: &Env, n: usize) -> anyhow::Result<Measured> {
         // Anyone's server: RFC 7009 revocation of the refresh token.
         Err(_) => env
             .endpoints
-            .refresher()
+            .refresher()?
             .revoke(&rig.login)
             .await
             .context("revoking the refresh token at /oauth/revoke")?,

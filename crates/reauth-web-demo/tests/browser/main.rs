@@ -332,6 +332,69 @@ async fn b5_logout_in_one_tab_ends_every_tab_once() {
     w.end().await;
 }
 
+/// A logout is never undone by news already on its way: a `stored` message
+/// of the ended login (a refresh that landed in a third tab just before the
+/// logout, delivered after it) is ignored, in every tab.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b5_a_late_message_of_the_ended_login_does_not_undo_the_logout() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(w) = world(Setup::default()).await else {
+        return;
+    };
+    let b = &w.browser;
+    let a = w.first_tab("").await;
+    a.login(b).await;
+    let other = Tab::open(b, &w.site, "").await;
+    wait_for("tab B to restore the session", || async {
+        other.state(b).await["active"].as_bool().filter(|x| *x)
+    })
+    .await;
+    let old = other.stored(b).await;
+    let old = old.as_str().expect("a stored set").to_owned();
+
+    let r = a.run(b, "logout()").await;
+    assert_eq!(r["ok"], true, "{r}");
+    wait_for("tab B to end its session", || async {
+        (other.state(b).await["active"] == false).then_some(())
+    })
+    .await;
+
+    // The late news, then a message that is not ours: once B reports the
+    // latter, it has handled the former (one channel delivers in order).
+    b.switch_to(&a.0).await.expect("switch tab");
+    b.eval(
+        "const c = new BroadcastChannel('reauth:demo');
+         c.postMessage(JSON.stringify({v: 1, tab: 'late-tab', kind: 'stored', set: JSON.parse(arguments[0])}));
+         c.postMessage('not one of ours');
+         c.close();
+         return true;",
+        serde_json::json!([old]),
+    )
+    .await
+    .expect("post the late message");
+    for tab in [&other, &a] {
+        wait_for("the tab to handle both messages", || async {
+            let state = tab.state(b).await;
+            state["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| {
+                    e["debug"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("UnknownMessage"))
+                })
+                .then_some(())
+        })
+        .await;
+        let state = tab.state(b).await;
+        assert_eq!(state["active"], false, "the logout stands: {state}");
+        assert_eq!(tab.stored(b).await, Value::Null, "nothing stored again");
+        assert_eq!(tab.events(b, "ended").await.len(), 1);
+    }
+    w.end().await;
+}
+
 /// Another lineage's set (a new login in another tab) is never adopted as a
 /// rotation: the tab's session ends once as superseded, with the foreign set
 /// reported, and then follows the new login as a new session — no refresh.

@@ -67,11 +67,10 @@ impl Browser {
                 .get(format!("{}/status", browser.base))
                 .send()
                 .await
+                && r.status().is_success()
             {
-                if r.status().is_success() {
-                    ready = true;
-                    break;
-                }
+                ready = true;
+                break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -171,6 +171,22 @@ pub fn lease_ttl(refresh_timeout: Duration) -> Duration {
         .min(MAX_LEASE_TTL)
 }
 
+/// The lease TTL a session uses when `requested` was asked for: at least
+/// 1.5 × `refresh_timeout` (so a refresher call, bounded by the timeout,
+/// always fits in what is left of a freshly renewed lease), at most a day.
+///
+/// ```
+/// use std::time::Duration;
+/// let s = Duration::from_secs;
+/// assert_eq!(reauth::coord::clamp_lease_ttl(s(2), s(10)), s(15));
+/// assert_eq!(reauth::coord::clamp_lease_ttl(s(60), s(10)), s(60));
+/// ```
+pub fn clamp_lease_ttl(requested: Duration, refresh_timeout: Duration) -> Duration {
+    requested
+        .max(refresh_timeout.saturating_add(refresh_timeout / 2))
+        .min(MAX_LEASE_TTL)
+}
+
 /// The longest lease: a day, however long the refresh timeout (a
 /// `Duration::MAX` timeout means "none", not "block the others forever").
 const MAX_LEASE_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -197,6 +213,18 @@ mod tests {
             Duration::from_millis(1500)
         );
         assert_eq!(lease_ttl(Duration::MAX), MAX_LEASE_TTL);
+    }
+
+    #[test]
+    fn c18_lease_ttl_is_clamped_to_one_and_a_half_refresh_timeouts() {
+        let s = Duration::from_secs;
+        assert_eq!(clamp_lease_ttl(s(1), s(10)), s(15));
+        assert_eq!(clamp_lease_ttl(s(15), s(10)), s(15));
+        assert_eq!(clamp_lease_ttl(s(20), s(10)), s(20));
+        assert_eq!(clamp_lease_ttl(s(1), Duration::MAX), MAX_LEASE_TTL);
+        for t in [0u64, 1, 2, 10, 60] {
+            assert!(lease_ttl(s(t)) >= s(t) + s(t) / 2);
+        }
     }
 
     #[test]

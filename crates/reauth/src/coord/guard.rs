@@ -2,15 +2,23 @@
 //!
 //! [`acquire`] polls [`Coordinator::try_acquire`] until the lease is free,
 //! recording a **deadline** (the instant before the request plus the TTL, so
-//! never later than the store's own expiry). [`Held::hold`] runs the holder's
-//! work beside a keep-alive that renews the lease every third of the TTL: if
-//! the deadline passes without a renewal (the store says the lease is gone,
-//! or cannot be reached in time), the work is **dropped** where it stands,
-//! so nothing of it — no refresher call — runs past the deadline.
+//! never later than the store's own expiry), on the runtime's monotonic clock
+//! ([`Sleep::monotonic`](crate::Sleep::monotonic)): a wall-clock jump moves it
+//! neither way. [`Held::hold`] runs the holder's
+//! work beside a keep-alive that renews the lease every third of the TTL
+//! until the lease is released. If the deadline passes without a renewal
+//! (the store says the lease is gone, or cannot be reached in time), the
+//! lease counts as **lost** and the work is dropped where it stands — unless
+//! it is inside the refresher call ([`Held::call`]): that call already sent
+//! the one-time refresh token, so it runs to its own timeout and its answer
+//! is kept (the fenced write then fails and the rotation is written under
+//! the next lease). No refresher call starts unless the lease has at least
+//! the refresh timeout left ([`Held::ensure`]), so nobody else can take the
+//! lease while a call is out.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures::future::{Either, select};
 
@@ -63,10 +71,15 @@ pub(crate) async fn bounded<T>(
     }
 }
 
-fn coordinator(store: &Arc<dyn TokenStore>) -> &dyn Coordinator {
-    store
-        .coordinator()
-        .expect("a lease is only taken on a coordinating store")
+/// The store's coordinator. A lease is only taken on a coordinating store;
+/// one that stops offering coordination midway is a store failure, not a
+/// panic.
+pub(crate) fn coordinator(store: &Arc<dyn TokenStore>) -> Result<&dyn Coordinator, StoreError> {
+    store.coordinator().ok_or_else(|| {
+        StoreError::Backend(Box::new(std::io::Error::other(
+            "the token store stopped offering coordination",
+        )))
+    })
 }
 
 /// Waits for the lease, polling with bounded backoff plus jitter, for at most
@@ -82,24 +95,22 @@ pub(crate) async fn acquire(
     terms: &Terms,
     still_wanted: impl Fn() -> bool,
 ) -> Result<Option<Held>, RefreshError> {
-    let coord = coordinator(store);
-    let began = rt.now();
+    let coord = coordinator(store).map_err(RefreshError::misconfigured)?;
+    let began = rt.mono();
     let mut polls = 0u32;
     loop {
-        let asked_at = rt.now();
+        let asked_at = rt.mono();
         match bounded(rt, terms.step, coord.try_acquire(terms.ttl)).await {
             Ok(Some(lease)) => {
-                let deadline = lease.ttl().map(|ttl| {
-                    asked_at
-                        .checked_add(ttl)
-                        .unwrap_or(asked_at + Duration::from_secs(24 * 3600))
-                });
+                let deadline = lease.ttl().map(|ttl| asked_at.saturating_add(ttl));
                 return Ok(Some(Held {
                     store: Arc::clone(store),
                     rt: rt.clone(),
                     lease,
                     deadline: Mutex::new(deadline),
                     released: AtomicBool::new(false),
+                    lost: AtomicBool::new(false),
+                    in_call: AtomicBool::new(false),
                 }));
             }
             Ok(None) => {}
@@ -111,7 +122,7 @@ pub(crate) async fn acquire(
         if !still_wanted() {
             return Ok(None);
         }
-        if rt.now().duration_since(began).unwrap_or_default() >= terms.wait {
+        if rt.mono().saturating_sub(began) >= terms.wait {
             return Err(RefreshError::transient(AttemptFailure::LeaseBusy(
                 terms.wait,
             )));
@@ -128,9 +139,15 @@ pub(crate) struct Held {
     store: Arc<dyn TokenStore>,
     rt: Runtime,
     lease: Lease,
-    /// `None`: held until released.
-    deadline: Mutex<Option<SystemTime>>,
+    /// On the runtime's monotonic clock ([`Runtime::mono`]); `None`: held
+    /// until released.
+    deadline: Mutex<Option<Duration>>,
     released: AtomicBool,
+    /// The keep-alive gave up: the deadline passed, or the store said the
+    /// lease is gone.
+    lost: AtomicBool,
+    /// A refresher call is out under this lease ([`Held::call`]).
+    in_call: AtomicBool,
 }
 
 impl std::fmt::Debug for Held {
@@ -148,77 +165,141 @@ impl Held {
         &self.lease
     }
 
-    fn deadline(&self) -> Option<SystemTime> {
+    fn deadline(&self) -> Option<Duration> {
         *self.deadline.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether the lease is still ours at `now` by our own (conservative) reckoning.
-    pub(crate) fn live(&self, now: SystemTime) -> bool {
-        self.deadline().is_none_or(|d| now < d)
+    /// Whether the lease is ours for at least `need` more: if it has less
+    /// left, it is renewed once first (bounded by what is left). A refresher
+    /// call bounded by `need` that starts after a `true` ends before anyone
+    /// else can take the lease.
+    pub(crate) async fn ensure(&self, terms: &Terms, need: Duration) -> bool {
+        if self.lost.load(Ordering::Acquire) {
+            return false;
+        }
+        let (Some(ttl), Some(deadline)) = (self.lease.ttl(), self.deadline()) else {
+            return true; // held until released
+        };
+        let left = deadline.saturating_sub(self.rt.mono());
+        if left >= need {
+            return true;
+        }
+        if left.is_zero() || !self.renew_once(terms, ttl, deadline).await {
+            return false;
+        }
+        self.deadline()
+            .is_some_and(|d| d.saturating_sub(self.rt.mono()) >= need)
     }
 
-    /// Runs `work` while keeping the lease: renews it every third of the TTL,
-    /// and drops `work` (answering an [`AttemptFailure`]) when the deadline passes
-    /// without a renewal, when the store says the lease is gone, or after
-    /// `terms.hold`.
+    /// Runs the refresher call `call` under the lease: if the lease is lost
+    /// meanwhile, [`hold`](Self::hold) does not drop it — it already sent the
+    /// one-time refresh token, and its answer is the only copy of the
+    /// rotation. `call` must be bounded (the refresh timeout).
+    pub(crate) async fn call<T>(&self, call: impl std::future::Future<Output = T>) -> T {
+        struct Out<'a>(&'a AtomicBool);
+        impl Drop for Out<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        self.in_call.store(true, Ordering::Release);
+        let _out = Out(&self.in_call);
+        call.await
+    }
+
+    /// Runs `work` while keeping the lease: renews it every third of the TTL
+    /// until it is released, and drops `work` (answering an
+    /// [`AttemptFailure`]) when the deadline passes without a renewal, when
+    /// the store says the lease is gone, or after `terms.hold` — except
+    /// while `work` is inside [`call`](Self::call): then the lease is marked
+    /// lost (nothing else starts under it, its fenced writes fail) and `work`
+    /// runs on to its end.
     pub(crate) async fn hold<T>(
         &self,
         terms: &Terms,
         work: impl std::future::Future<Output = T>,
     ) -> Result<T, AttemptFailure> {
+        let mut work = std::pin::pin!(work);
         let keep = std::pin::pin!(self.keep_alive(terms));
         let limit = self.rt.sleep.sleep(terms.hold);
         let stop = select(keep, limit);
-        match select(std::pin::pin!(work), stop).await {
-            Either::Left((done, _)) => Ok(done),
-            Either::Right((Either::Left((lost, _)), _)) => {
-                tracing::warn!(lease = ?self.lease, "{lost}");
-                Err(lost)
+        let why = match select(work.as_mut(), stop).await {
+            Either::Left((done, _)) => return Ok(done),
+            Either::Right((Either::Left((lost, _)), _)) => lost,
+            Either::Right((Either::Right(((), _)), _)) => AttemptFailure::HeldTooLong(terms.hold),
+        };
+        self.lost.store(true, Ordering::Release);
+        tracing::warn!(lease = ?self.lease, "{why}");
+        if self.in_call.load(Ordering::Acquire) {
+            tracing::warn!("a refresh is in flight under the lost lease; keeping its answer");
+            return Ok(work.await);
+        }
+        Err(why)
+    }
+
+    /// Renews the lease once, bounded by the step and by what is left before
+    /// `deadline`; moves the deadline on success. `false` if the lease is
+    /// lost or the store could not confirm it.
+    async fn renew_once(&self, terms: &Terms, ttl: Duration, deadline: Duration) -> bool {
+        let asked_at = self.rt.mono();
+        let left = deadline.saturating_sub(asked_at);
+        if left.is_zero() {
+            return false;
+        }
+        let Ok(coord) = coordinator(&self.store) else {
+            self.lost.store(true, Ordering::Release);
+            return false;
+        };
+        match bounded(
+            &self.rt,
+            terms.step.min(left),
+            coord.renew(&self.lease, ttl),
+        )
+        .await
+        {
+            Ok(true) => {
+                let next = asked_at.saturating_add(ttl);
+                *self.deadline.lock().unwrap_or_else(PoisonError::into_inner) = Some(next);
+                true
             }
-            Either::Right((Either::Right(((), _)), _)) => {
-                Err(AttemptFailure::HeldTooLong(terms.hold))
+            Ok(false) => {
+                self.lost.store(true, Ordering::Release);
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "renewing the refresh lease failed");
+                false
             }
         }
     }
 
     /// Renews until the lease is lost; never returns for a lease held until
-    /// released.
+    /// released, nor once the lease was given back ([`release`](Self::release)):
+    /// work that goes on after the release is not the lease's any more.
     async fn keep_alive(&self, terms: &Terms) -> AttemptFailure {
         let Some(ttl) = self.lease.ttl() else {
             return futures::future::pending().await;
         };
-        let coord = coordinator(&self.store);
         let every = (ttl / 3).max(Duration::from_millis(1));
         loop {
+            if self.released.load(Ordering::Acquire) {
+                return futures::future::pending().await;
+            }
             let Some(deadline) = self.deadline() else {
                 return futures::future::pending().await;
             };
-            let now = self.rt.now();
-            let Ok(left) = deadline.duration_since(now) else {
-                return AttemptFailure::LeaseLost;
-            };
-            if left.is_zero() {
+            let left = deadline.saturating_sub(self.rt.mono());
+            if left.is_zero() || self.lost.load(Ordering::Acquire) {
                 return AttemptFailure::LeaseLost;
             }
             self.rt.sleep.sleep(every.min(left)).await;
-            let asked_at = self.rt.now();
-            let Ok(left) = deadline.duration_since(asked_at) else {
-                return AttemptFailure::LeaseLost;
-            };
-            if left.is_zero() {
+            if self.released.load(Ordering::Acquire) {
+                return futures::future::pending().await;
+            }
+            if !self.renew_once(terms, ttl, deadline).await && self.lost.load(Ordering::Acquire) {
                 return AttemptFailure::LeaseLost;
             }
-            let step = terms.step.min(left);
-            match bounded(&self.rt, step, coord.renew(&self.lease, ttl)).await {
-                Ok(true) => {
-                    if let Some(next) = asked_at.checked_add(ttl) {
-                        *self.deadline.lock().unwrap_or_else(PoisonError::into_inner) = Some(next);
-                    }
-                }
-                Ok(false) => return AttemptFailure::LeaseLost,
-                // Unknown: try again until the deadline.
-                Err(e) => tracing::warn!(error = %e, "renewing the refresh lease failed"),
-            }
+            // Renewed, or unknown (the store failed): try again until the deadline.
         }
     }
 
@@ -228,7 +309,9 @@ impl Held {
         if self.released.swap(true, Ordering::AcqRel) {
             return;
         }
-        let coord = coordinator(&self.store);
+        let Ok(coord) = coordinator(&self.store) else {
+            return; // nothing to release on: a timed lease lapses by its TTL
+        };
         if let Err(e) = bounded(&self.rt, step, coord.release(&self.lease)).await {
             tracing::warn!(error = %e, "releasing the refresh lease failed; it lapses by its TTL");
         }
@@ -249,7 +332,9 @@ impl Drop for Held {
         let store = Arc::clone(&self.store);
         let lease = self.lease.clone();
         self.rt.spawn.spawn(Box::pin(async move {
-            let _ = coordinator(&store).release(&lease).await;
+            if let Ok(coord) = coordinator(&store) {
+                let _ = coord.release(&lease).await;
+            }
         }));
     }
 }

@@ -10,14 +10,20 @@
 //! # The fenced protocol (run by the refresh task, behind the single flight)
 //!
 //! 1. **Lease.** [`Coordinator::try_acquire`] with a TTL
-//!    ([`lease_ttl`]`(refresh_timeout)` by default), polled with bounded
+//!    ([`lease_ttl`]`(refresh_timeout)` by default, never under 1.5 × the
+//!    refresh timeout: [`clamp_lease_ttl`]), polled with bounded
 //!    backoff plus jitter while someone else holds it. The holder keeps a
 //!    **deadline** — the instant *before* it asked plus the TTL, so it is
 //!    never later than the store's own expiry — and **renews** the lease every
 //!    third of the TTL while it works ([`Coordinator::renew`]). If the
 //!    deadline passes without a renewal, the work is dropped where it stands:
 //!    no step of it, and in particular **no refresher call, starts after the
-//!    deadline**. A lease the platform holds until its holder releases it or
+//!    deadline** — a refresher call starts only while the lease has at least
+//!    the refresh timeout left (renewed first if need be). A call that is
+//!    already out is never dropped, whatever happens to the lease: it spent
+//!    the one-time refresh token, and its answer is the only copy of the
+//!    rotation (kept, and written under the next lease if the fence refuses
+//!    it). The keep-alive stops when the lease is released. A lease the platform holds until its holder releases it or
 //!    dies (a browser's Web Lock) has no deadline and needs no renewal.
 //! 2. **Re-read** the store, and decide by the stored set's [`Stamp`](crate::Stamp)
 //!    (generation + [`Lineage`](crate::Lineage)):
@@ -74,4 +80,4 @@ mod coordinator;
 pub(crate) mod guard;
 
 pub(crate) use coordinator::lease_poll_delay;
-pub use coordinator::{Coordinator, Lease, lease_ttl, new_owner_token};
+pub use coordinator::{Coordinator, Lease, clamp_lease_ttl, lease_ttl, new_owner_token};

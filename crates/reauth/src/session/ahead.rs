@@ -8,7 +8,7 @@
 //! keep the still-valid token meanwhile (C4b).
 
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use super::inner::Inner;
 use super::refresh;
@@ -31,8 +31,9 @@ async fn run(weak: Weak<Inner>, epoch: u64) {
     let mut jitter: Option<(Generation, Duration)> = None;
     // When the timer last started (or joined) a refresh: it never does so more
     // often than every `gap`, even if a new token is already due when it
-    // arrives (a server answering `expires_in: 0`), so it cannot spin.
-    let mut last_fired: Option<SystemTime> = None;
+    // arrives (a server answering `expires_in: 0`), so it cannot spin. On the
+    // monotonic clock: a wall-clock jump back must not silence the timer.
+    let mut last_fired: Option<Duration> = None;
     loop {
         // Hold the session only while deciding, never while sleeping: a dropped
         // session stops its timer.
@@ -57,15 +58,16 @@ async fn run(weak: Weak<Inner>, epoch: u64) {
         let now = inner.rt.now();
         let due = refresh_at(cur.tokens.expires_at, obtained, &policy, j);
         let gap = policy.recheck.min(Duration::from_secs(5));
-        let next_allowed = last_fired.and_then(|t| t.checked_add(gap));
+        let mono = inner.rt.mono();
+        let next_allowed = last_fired.map(|t| t.saturating_add(gap));
         let sleep_for = match due {
-            Some(at) if now >= at && next_allowed.is_some_and(|t| now < t) => next_allowed
-                .and_then(|t| t.duration_since(now).ok())
-                .unwrap_or(gap),
+            Some(at) if now >= at && next_allowed.is_some_and(|t| mono < t) => {
+                next_allowed.map_or(gap, |t| t.saturating_sub(mono))
+            }
             Some(at) if now >= at => {
-                last_fired = Some(now);
+                last_fired = Some(mono);
                 inner.events.emit(SessionEvent::TimerFired { generation });
-                let next = match inner.cell.join(generation, Trigger::Ahead, now) {
+                let next = match inner.cell.join(generation, Trigger::Ahead, mono) {
                     Err(e) if e.is_session_ended() => Next::Stop,
                     // In a `Retry-After` cool-down: try again after the gap.
                     Err(_) => Next::Sleep(gap),

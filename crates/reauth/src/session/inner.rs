@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::coord::guard::{Terms, bounded};
-use crate::coord::lease_ttl;
+use crate::coord::{clamp_lease_ttl, lease_ttl};
 use crate::error::StoreError;
 use crate::events::{Events, SessionEvent};
 use crate::flight::{Cell, Published};
@@ -27,7 +27,8 @@ pub(crate) struct Config {
     pub(crate) wait_timeout: Duration,
     pub(crate) expiry_leeway: Duration,
     pub(crate) store_attempts: u32,
-    /// `None`: [`lease_ttl`] of the refresh timeout.
+    /// `None`: [`lease_ttl`] of the refresh timeout. Clamped by
+    /// [`clamp_lease_ttl`] when the session is built.
     pub(crate) lease_ttl: Option<Duration>,
 }
 
@@ -51,7 +52,10 @@ impl Config {
         let ttl = self
             .lease_ttl
             .unwrap_or_else(|| lease_ttl(self.refresh_timeout));
-        Terms::new(ttl, self.refresh_timeout)
+        Terms::new(
+            clamp_lease_ttl(ttl, self.refresh_timeout),
+            self.refresh_timeout,
+        )
     }
 }
 
@@ -107,8 +111,8 @@ impl Inner {
             .emit(SessionEvent::StoreFailed { error: Arc::new(e) });
     }
 
-    /// The time since `since` by the session's clock.
-    pub(crate) fn elapsed(&self, since: SystemTime) -> Duration {
-        self.rt.now().duration_since(since).unwrap_or_default()
+    /// The time since `since`, a reading of the runtime's monotonic clock.
+    pub(crate) fn elapsed(&self, since: Duration) -> Duration {
+        self.rt.mono().saturating_sub(since)
     }
 }

@@ -144,13 +144,23 @@ impl SessionBuilder {
     /// it every third of the TTL while it works. Default
     /// [`lease_ttl`](crate::coord::lease_ttl)`(refresh_timeout)`: 15 s with the
     /// default 10 s timeout.
+    ///
+    /// Clamped when the session is built to at least 1.5 × the
+    /// [`refresh_timeout`](Self::refresh_timeout) (and at most a day;
+    /// [`clamp_lease_ttl`](crate::coord::clamp_lease_ttl)): a refresher call
+    /// only starts while the lease has a whole refresh timeout left, so a
+    /// shorter TTL would leave no room for one between renewals.
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
-        self.config.lease_ttl = Some(ttl.max(Duration::from_millis(3)));
+        self.config.lease_ttl = Some(ttl);
         self
     }
 
     /// Called once when the session ends (rejected refresh or logout), before
-    /// the [`SessionEvent::SessionEnded`] event is delivered.
+    /// the [`SessionEvent::SessionEnded`] event is delivered; after a logout,
+    /// once the store was cleared. Runs after every lock of the session is
+    /// released, so it may call back into the session. A callback that
+    /// panics is caught and logged: the other callbacks, the event and the
+    /// waiters still get their turn.
     pub fn on_session_ended(mut self, f: impl Fn(EndReason) + Send + Sync + 'static) -> Self {
         self.on_ended.push(Arc::new(f));
         self
@@ -167,13 +177,15 @@ impl SessionBuilder {
             events.on_ended(cb);
         }
         let rt = self.runtime.unwrap_or_else(default_runtime);
+        let mut config = self.config;
+        config.lease_ttl = Some(config.lease_terms().ttl);
         Session {
             inner: Arc::new(Inner {
                 cell: Cell::new(),
                 refresher: self.refresher,
                 store: self.store,
                 rt,
-                config: self.config,
+                config,
                 events,
             }),
         }
@@ -383,7 +395,7 @@ impl Session {
         if let Ok(Join::Start(ticket, _)) =
             self.inner
                 .cell
-                .join(sent.generation(), Trigger::Rejected, self.inner.rt.now())
+                .join(sent.generation(), Trigger::Rejected, self.inner.rt.mono())
         {
             refresh::spawn(&self.inner, ticket, Trigger::Rejected);
         }
@@ -400,7 +412,7 @@ impl Session {
 
     async fn slow_path(&self, mut refused: Option<Generation>) -> Result<Bearer, Error> {
         let inner = &self.inner;
-        let started = inner.rt.now();
+        let started = inner.rt.mono();
         let mut deadline = inner.rt.sleep.sleep(inner.config.wait_timeout);
         // The generation of the last refresh this caller waited for.
         let mut waited_on: Option<Generation> = None;
@@ -430,7 +442,7 @@ impl Session {
                     }
                 },
             };
-            let waiter: Waiter = match inner.cell.join(seen, trigger, inner.rt.now()) {
+            let waiter: Waiter = match inner.cell.join(seen, trigger, inner.rt.mono()) {
                 Err(e) => break Err(e),
                 Ok(Join::Newer) => continue,
                 Ok(Join::Wait(w)) => {
@@ -456,15 +468,17 @@ impl Session {
             }
         };
         if waited_on.is_some() {
-            m::waited(inner.rt.now().duration_since(started).unwrap_or_default());
+            m::waited(inner.elapsed(started));
         }
         result
     }
 
-    /// Ends the session (C17): wakes every waiter with
-    /// [`Error::SessionEnded`], emits the end event once, removes this
-    /// login's set from the store, and asks the server to revoke the tokens
-    /// (RFC 7009, best effort). Does nothing if no session is active.
+    /// Ends the session (C17): stops handing out its tokens at once, removes
+    /// this login's set from the store, **then** wakes every waiter with
+    /// [`Error::SessionEnded`] and announces the end once (callbacks, then
+    /// the event) — an observer of the end never finds the logged-out set in
+    /// the store — and asks the server to revoke the tokens (RFC 7009, best
+    /// effort). Does nothing if no session is active.
     ///
     /// The store is cleared with a compare-and-set on the stored set's stamp,
     /// and only if the stored set is of this session's lineage: a newer set
@@ -486,19 +500,26 @@ impl Session {
     /// cannot leave the ended session's tokens in the store.
     pub async fn logout(&self) -> Result<(), StoreError> {
         let inner = &self.inner;
+        // The session stops handing out tokens at once; the end is
+        // announced (callbacks, event, waiters) only once the store was
+        // cleared, so an observer of the end never finds the logged-out set
+        // in the store (and cannot restore it).
         let Some((old, epoch, wake)) = inner.cell.end(EndReason::LoggedOut) else {
             return Ok(());
         };
-        wake.deliver(None, || {
-            m::session_ended(EndReason::LoggedOut);
-            inner.events.emit(SessionEvent::SessionEnded {
-                reason: EndReason::LoggedOut,
-            });
-        });
         let (tx, rx) = oneshot::channel();
         let task_inner = Arc::clone(inner);
         inner.rt.spawn.spawn(Box::pin(async move {
-            let _ = tx.send(finish_logout(&task_inner, &old.tokens, epoch).await);
+            let inner = &task_inner;
+            let (cleared, newest) = finish_logout(inner, &old.tokens, epoch).await;
+            wake.deliver(None, || {
+                m::session_ended(EndReason::LoggedOut);
+                inner.events.emit(SessionEvent::SessionEnded {
+                    reason: EndReason::LoggedOut,
+                });
+            });
+            refresh::revoke_best_effort(inner, newest.as_ref().unwrap_or(&old.tokens)).await;
+            let _ = tx.send(cleared);
         }));
         // A task that never ran (the runtime is shutting down) cleared nothing.
         rx.await.unwrap_or(Err(StoreError::Abandoned))
@@ -527,10 +548,14 @@ impl Session {
 
 /// The part of [`Session::logout`] that outlives its caller: remove this
 /// login's set from the store (unless a new session started meanwhile — its
-/// tokens are not ours to clear), then revoke the newest tokens this session
-/// had: a refresh that finished while logout began may have stored a set
-/// newer than `published`.
-async fn finish_logout(inner: &Inner, published: &TokenSet, epoch: u64) -> Result<(), StoreError> {
+/// tokens are not ours to clear). Returns whether that worked and the newest
+/// set of this login the store held, to revoke: a refresh that finished
+/// while logout began may have stored a set newer than `published`.
+async fn finish_logout(
+    inner: &Inner,
+    published: &TokenSet,
+    epoch: u64,
+) -> (Result<(), StoreError>, Option<TokenSet>) {
     let persist = inner.cell.persist().await;
     let mut newest: Option<TokenSet> = None;
     let mut cleared = Ok(());
@@ -574,6 +599,5 @@ async fn finish_logout(inner: &Inner, published: &TokenSet, epoch: u64) -> Resul
         }
     }
     drop(persist);
-    refresh::revoke_best_effort(inner, newest.as_ref().unwrap_or(published)).await;
-    cleared
+    (cleared, newest)
 }

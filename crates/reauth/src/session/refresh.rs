@@ -13,15 +13,14 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::{Either, select};
 use tracing::Instrument;
 
 use super::inner::Inner;
-use crate::coord::Coordinator;
-use crate::coord::guard::{Held, acquire};
+use crate::coord::guard::{Held, acquire, coordinator};
 use crate::error::{AttemptFailure, EndReason, Error, RefreshError, StoreError};
 use crate::events::{SessionEvent, Trigger};
 use crate::flight::{Finish, Persist, Ticket};
@@ -98,7 +97,7 @@ struct Pending {
 }
 
 async fn run(inner: Arc<Inner>, ticket: Ticket, trigger: Trigger) {
-    let started = inner.rt.now();
+    let started = inner.rt.mono();
     let retry = inner.config.retry;
     let mut pending: Option<Pending> = None;
     let mut attempt = 0u32;
@@ -147,9 +146,8 @@ async fn run(inner: Arc<Inner>, ticket: Ticket, trigger: Trigger) {
             // Honour the server's Retry-After beyond this flight too: no new
             // refresh before it (C5), so a caller in a loop cannot hammer a
             // rate-limited token endpoint — within `max_retry_after` (C23).
-            let cool_down = retry_after
-                .and_then(|ra| inner.rt.now().checked_add(ra))
-                .map(|until| (until, Arc::clone(&error)));
+            let cool_down =
+                retry_after.map(|ra| (inner.rt.mono().saturating_add(ra), Arc::clone(&error)));
             if let Some(wake) = inner.cell.fail(&ticket, failure, cool_down) {
                 wake.deliver(None, || {
                     inner.events.emit(SessionEvent::RefreshFailed { error });
@@ -208,7 +206,7 @@ async fn uncoordinated(
     inner: &Arc<Inner>,
     ticket: &Ticket,
     trigger: Trigger,
-    started: SystemTime,
+    started: Duration,
 ) -> Attempt {
     match attempt_once(inner, &ticket.from.tokens).await {
         Ok(tokens) => {
@@ -277,7 +275,7 @@ async fn coordinated(
     inner: &Arc<Inner>,
     ticket: &Ticket,
     trigger: Trigger,
-    started: SystemTime,
+    started: Duration,
     pending: &mut Option<Pending>,
 ) -> Attempt {
     let terms = inner.config.lease_terms();
@@ -299,20 +297,13 @@ async fn coordinated(
     outcome
 }
 
-fn coordinator(inner: &Inner) -> &dyn Coordinator {
-    inner
-        .store
-        .coordinator()
-        .expect("the coordinated path runs on a coordinating store")
-}
-
 /// Holding the lease: re-read, then write what is pending, adopt, end, or
 /// refresh and write with a fenced compare-and-set.
 async fn leased(
     inner: &Arc<Inner>,
     ticket: &Ticket,
     trigger: Trigger,
-    started: SystemTime,
+    started: Duration,
     held: &Held,
     pending: &mut Option<Pending>,
 ) -> Attempt {
@@ -345,11 +336,16 @@ async fn leased(
             return Attempt::Done;
         }
     };
-    // Step 3: the refresh, only while the lease is ours (C18).
-    if !held.live(inner.rt.now()) {
+    // Step 3: the refresh, only while the lease is ours for longer than the
+    // call may take (C18): nobody else can take it while the call is out,
+    // and a call that went out is never dropped (its answer is the only copy
+    // of the rotated token).
+    let terms = inner.config.lease_terms();
+    let need = inner.config.refresh_timeout.min(terms.ttl - terms.ttl / 3);
+    if !held.ensure(&terms, need).await {
         return Attempt::Failed(RefreshError::transient(AttemptFailure::LeaseLost));
     }
-    match attempt_once(inner, mine).await {
+    match held.call(attempt_once(inner, mine)).await {
         Ok(tokens) => {
             *pending = Some(Pending {
                 tokens: successor(mine, tokens, Some(&expected)),
@@ -374,7 +370,7 @@ async fn settle<'a>(
     ticket: &Ticket,
     decision: Decision,
     orphan: Option<TokenSet>,
-    started: SystemTime,
+    started: Duration,
 ) {
     if let Decision::Adopt(s) = decision {
         return adopt(inner, persist, ticket, s, started);
@@ -400,7 +396,7 @@ async fn write(
     inner: &Arc<Inner>,
     ticket: &Ticket,
     trigger: Trigger,
-    started: SystemTime,
+    started: Duration,
     held: &Held,
     pending: &mut Option<Pending>,
 ) -> Attempt {
@@ -419,11 +415,11 @@ async fn write(
         let Some(p) = pending.as_ref() else {
             return Attempt::Done;
         };
-        let cas = coordinator(inner).compare_and_swap(
-            Some(held.lease()),
-            p.expected.as_ref(),
-            Some(&p.tokens),
-        );
+        let cas = async {
+            coordinator(&inner.store)?
+                .compare_and_swap(Some(held.lease()), p.expected.as_ref(), Some(&p.tokens))
+                .await
+        };
         match inner.bounded(cas).await {
             Ok(true) => {
                 held.release(inner.config.refresh_timeout).await;
@@ -481,7 +477,7 @@ async fn rejected(
     inner: &Arc<Inner>,
     ticket: &Ticket,
     error: RefreshError,
-    started: SystemTime,
+    started: Duration,
     held: &Held,
 ) -> Attempt {
     let persist = inner.cell.persist().await;
@@ -508,7 +504,11 @@ async fn rejected(
                 return Attempt::Done;
             }
         };
-        let clear = coordinator(inner).compare_and_swap(Some(held.lease()), Some(&expected), None);
+        let clear = async {
+            coordinator(&inner.store)?
+                .compare_and_swap(Some(held.lease()), Some(&expected), None)
+                .await
+        };
         match inner.bounded(clear).await {
             Ok(true) => break,
             Ok(false) => continue, // the store moved: decide again
@@ -547,7 +547,7 @@ fn publish(
     ticket: &Ticket,
     tokens: TokenSet,
     trigger: Trigger,
-    started: SystemTime,
+    started: Duration,
 ) {
     let p = inner.publishable(tokens);
     let generation = p.generation();
@@ -570,7 +570,7 @@ fn adopt(
     persist: Persist<'_>,
     ticket: &Ticket,
     stored: TokenSet,
-    started: SystemTime,
+    started: Duration,
 ) {
     let p = inner.publishable(stored);
     let generation = p.generation();
@@ -588,7 +588,7 @@ fn end(
     persist: Persist<'_>,
     ticket: &Ticket,
     reason: EndReason,
-    started: SystemTime,
+    started: Duration,
 ) {
     end_after(inner, persist, ticket, reason, started, None);
 }
@@ -599,7 +599,7 @@ fn end_after(
     persist: Persist<'_>,
     ticket: &Ticket,
     reason: EndReason,
-    started: SystemTime,
+    started: Duration,
     first: Option<SessionEvent>,
 ) {
     if let Some(wake) = inner.cell.finish(&persist, ticket, Finish::End(reason)) {
@@ -621,7 +621,7 @@ fn superseded(
     persist: Persist<'_>,
     ticket: &Ticket,
     foreign: TokenSet,
-    started: SystemTime,
+    started: Duration,
 ) {
     tracing::warn!(lineage = %foreign.lineage, generation = %foreign.generation, "another login replaced this session in the shared store; not adopting it");
     let report = SessionEvent::ForeignSet {

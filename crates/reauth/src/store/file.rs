@@ -19,7 +19,18 @@ use crate::token::{Stamp, TokenSet};
 /// `0600` on Unix), is flushed to disk with `fsync`, and is renamed over the
 /// target; the directory is synced too. A crash at any point leaves either the
 /// old file or the new one. Unreadable contents are reported as
-/// [`StoreError::Corrupt`] and never overwritten by a load.
+/// [`StoreError::Corrupt`] and never overwritten by a load (nor by a
+/// compare-and-set, which answers the same error).
+///
+/// # Private to its user
+///
+/// On Unix every operation first checks that the directory, the token file
+/// and the lock file belong to the effective user (the directory may also
+/// be root's) and are not writable by the group or the world; otherwise it
+/// fails with [`StoreError::Insecure`] and touches nothing. Another user who
+/// could write there could plant a login of theirs (session fixation) or
+/// swap the file. Keep the file in a private directory (`0700`), not in a
+/// shared one such as `/tmp`.
 ///
 /// # Never on the async workers (C21)
 ///
@@ -111,7 +122,10 @@ impl FileStore {
         &self,
         f: impl FnOnce(&mut fs::File) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut file = open_lock(&self.lock_path())?;
+        self.check_dir()?;
+        let lock_path = self.lock_path();
+        let mut file = open_lock(&lock_path)?;
+        check_private(&lock_path, &file.metadata()?, false)?;
         lock_within(&file, LOCK_WAIT)?;
         let result = f(&mut file);
         // Closing the file releases the lock (and so does the kernel if we die).
@@ -128,18 +142,36 @@ impl FileStore {
         off_the_executor(move || op(&store)).await
     }
 
+    /// Refuses a directory another user could write to (C21's siblings: a
+    /// planted or swapped token file).
+    fn check_dir(&self) -> Result<(), StoreError> {
+        let dir = self.dir();
+        match fs::metadata(dir) {
+            Ok(meta) => check_private(dir, &meta, true),
+            // A missing directory fails the operation itself, as before.
+            Err(_) => Ok(()),
+        }
+    }
+
     pub(crate) fn read_sync(&self) -> Result<Option<TokenSet>, StoreError> {
-        let bytes = match fs::read(&self.path) {
-            Ok(b) => b,
+        use std::io::Read;
+        self.check_dir()?;
+        let mut file = match fs::File::open(&self.path) {
+            Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
         };
+        // Checked on the open file (no race with a swap of the path).
+        check_private(&self.path, &file.metadata()?, false)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
         serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| StoreError::Corrupt(Box::new(e)))
     }
 
     pub(crate) fn write_sync(&self, tokens: &TokenSet) -> Result<(), StoreError> {
+        self.check_dir()?;
         let json = serde_json::to_vec(tokens).map_err(|e| StoreError::Backend(Box::new(e)))?;
         let tmp = self.temp_path();
         let result = (|| -> io::Result<()> {
@@ -157,12 +189,40 @@ impl FileStore {
     }
 
     pub(crate) fn clear_sync(&self) -> Result<(), StoreError> {
+        self.check_dir()?;
         match fs::remove_file(&self.path) {
             Ok(()) => Ok(sync_dir(self.dir())?),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Refuses `path` (metadata `meta`) unless it is private to this user:
+/// owned by the effective user (a directory may also be root's) and not
+/// writable by the group or the world. A no-op off Unix.
+#[cfg(unix)]
+fn check_private(path: &Path, meta: &fs::Metadata, is_dir: bool) -> Result<(), StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    let refuse = |reason| {
+        Err(StoreError::Insecure {
+            path: path.to_owned(),
+            reason,
+        })
+    };
+    if meta.uid() != me && !(is_dir && meta.uid() == 0) {
+        return refuse("owned by another user");
+    }
+    if meta.mode() & 0o022 != 0 {
+        return refuse("writable by the group or the world");
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_path: &Path, _meta: &fs::Metadata, _is_dir: bool) -> Result<(), StoreError> {
+    Ok(())
 }
 
 /// The lease record kept in the lock file.

@@ -53,6 +53,13 @@ pub trait TokenStore: Send + Sync + 'static {
     /// store and writes with compare-and-set around every refresh, so that one
     /// refresh happens across all of them. The default is `None`: the store is
     /// private to one session and the in-process single flight is enough.
+    ///
+    /// **A store that wraps another must forward this** (as the blanket
+    /// implementation for `Arc<S>` does): a wrapper that keeps the default
+    /// silently turns a shared store into a private one, and the processes
+    /// sharing it then refresh — and spend one-time refresh tokens — each on
+    /// their own. Answer the same way every time: the session asks on each
+    /// refresh attempt.
     fn coordinator(&self) -> Option<&dyn Coordinator> {
         None
     }
