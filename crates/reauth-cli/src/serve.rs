@@ -304,21 +304,21 @@ pub(crate) fn must_exist(
     database_url: &str,
     key_file: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    if let Some(path) = reauth_server::store::SqliteRepository::file_path(database_url) {
-        if !path.exists() {
-            anyhow::bail!(
-                "no database at {} (nothing to list; `reauth serve` creates it)",
-                path.display()
-            );
-        }
+    if let Some(path) = reauth_server::store::SqliteRepository::file_path(database_url)
+        && !path.exists()
+    {
+        anyhow::bail!(
+            "no database at {} (nothing to list; `reauth serve` creates it)",
+            path.display()
+        );
     }
-    if let Some(key_file) = key_file {
-        if !key_file.exists() {
-            anyhow::bail!(
-                "no key file at {} (`reauth serve` creates it)",
-                key_file.display()
-            );
-        }
+    if let Some(key_file) = key_file
+        && !key_file.exists()
+    {
+        anyhow::bail!(
+            "no key file at {} (`reauth serve` creates it)",
+            key_file.display()
+        );
     }
     Ok(())
 }

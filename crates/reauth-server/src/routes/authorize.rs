@@ -116,10 +116,10 @@ pub(super) async fn submit(State(state): State<AppStateRef>, request: Request) -
 /// `null` is refused). A client sending neither header is not a browser
 /// another site can drive, and passes.
 fn is_cross_site(headers: &HeaderMap, issuer: &str) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site") {
-        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
-            return true;
-        }
+    if let Some(site) = headers.get("sec-fetch-site")
+        && !matches!(site.as_bytes(), b"same-origin" | b"none")
+    {
+        return true;
     }
     let Some(origin) = headers.get(header::ORIGIN) else {
         return false;
