@@ -371,7 +371,11 @@ impl Repository for MemoryRepository {
             .data()
             .families
             .values()
-            .filter_map(|f| f.revoked_at.filter(|t| *t >= since).map(|t| (f.id.clone(), t)))
+            .filter_map(|f| {
+                f.revoked_at
+                    .filter(|t| *t >= since)
+                    .map(|t| (f.id.clone(), t))
+            })
             .collect())
     }
 

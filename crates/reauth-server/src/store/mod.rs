@@ -261,6 +261,7 @@ pub(crate) fn client_detail(c: &NewClient) -> String {
 }
 
 /// Splits a space-separated column.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn split(column: &str) -> Vec<String> {
     column.split_whitespace().map(str::to_owned).collect()
 }
