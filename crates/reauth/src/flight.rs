@@ -58,7 +58,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use crate::error::{EndReason, Error, RefreshError};
 use crate::events::Trigger;
 use crate::sync::{AsyncMutex, AsyncMutexGuard, AtomicBool, Mutex, lock};
-use crate::token::{Bearer, Generation, TokenSet};
+use crate::token::{Bearer, Generation, Lineage, TokenSet};
 
 /// A published token set.
 #[derive(Debug)]
@@ -86,8 +86,7 @@ impl Published {
 
     /// The bearer whatever the clock says, unless a request was refused with it.
     pub(crate) fn unless_refused(&self) -> Option<Bearer> {
-        (!self.rejected.load(Ordering::Acquire))
-            .then(|| Bearer::new(self.tokens.access_token.clone(), self.tokens.generation))
+        (!self.rejected.load(Ordering::Acquire)).then(|| Bearer::of(&self.tokens))
     }
 
     /// The bearer, if this set may still be used at `now`.
@@ -98,10 +97,7 @@ impl Published {
         }
         match self.usable_until {
             Some(until) if now >= until => None,
-            _ => Some(Bearer::new(
-                self.tokens.access_token.clone(),
-                self.tokens.generation,
-            )),
+            _ => Some(Bearer::of(&self.tokens)),
         }
     }
 }
@@ -262,6 +258,10 @@ impl Cell {
 
     /// Joins the refresh of generation `seen`, or starts it. See the module docs.
     ///
+    /// `of`: the login (lineage) the caller's set came from, if it knows:
+    /// a set of another login is not the one the caller saw, whatever its
+    /// generation number (C3 across logins).
+    ///
     /// A `trigger` other than [`Trigger::Ahead`] marks the set as refused, so
     /// that new readers wait for the flight rather than use the token (C4a); a
     /// refresh-ahead leaves readers on the old, still valid token (C4b).
@@ -272,6 +272,7 @@ impl Cell {
     pub(crate) fn join(
         &self,
         seen: Generation,
+        of: Option<&Lineage>,
         trigger: Trigger,
         now: SystemTime,
     ) -> Result<Join, Error> {
@@ -285,7 +286,8 @@ impl Cell {
         let Some(cur) = self.current.load_full() else {
             return Err(Error::NoSession);
         };
-        if cur.generation() != seen {
+        if cur.generation() != seen || of.is_some_and(|l| !l.is_empty() && *l != cur.tokens.lineage)
+        {
             return Ok(Join::Newer);
         }
         if trigger != Trigger::Ahead {
