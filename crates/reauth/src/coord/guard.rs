@@ -154,7 +154,7 @@ impl Held {
 
     /// Whether the lease is still ours at `now` by our own (conservative) reckoning.
     pub(crate) fn live(&self, now: SystemTime) -> bool {
-        self.deadline().is_none_or(|d| now < d)
+        crate::mutant::on("lease_fence") || self.deadline().is_none_or(|d| now < d)
     }
 
     /// Runs `work` while keeping the lease: renews it every third of the TTL,
@@ -187,6 +187,9 @@ impl Held {
         let Some(ttl) = self.lease.ttl() else {
             return futures::future::pending().await;
         };
+        if crate::mutant::on("lease_fence") {
+            return futures::future::pending().await;
+        }
         let coord = coordinator(&self.store);
         let every = (ttl / 3).max(Duration::from_millis(1));
         loop {
