@@ -50,7 +50,8 @@ pub struct Report {
     pub steps: u64,
 }
 
-const TICK: Duration = Duration::from_millis(10);
+const TICK_MS: u64 = 20;
+const TICK: Duration = Duration::from_millis(TICK_MS);
 const WAIT_TIMEOUT: Duration = Duration::from_secs(4);
 const REFRESH_TIMEOUT: Duration = Duration::from_secs(1);
 const RPC_LIMIT: Duration = Duration::from_millis(800);
@@ -569,7 +570,8 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
     }
 
     // The fault schedule: one decision per simulated 250 ms of the workload.
-    let workload_steps = opts.workload_secs * 1000 / 10;
+    let workload_steps = opts.workload_secs * 1000 / TICK_MS;
+    let steps_of = |ms: u64| ms / TICK_MS;
     let mut crashed: Vec<(usize, u64)> = Vec::new();
     let mut links: Vec<(String, String, u64, bool)> = Vec::new(); // (a, b, until step, held)
     let mut steps = 0u64;
@@ -578,12 +580,12 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
         now_ms.store(t, Ordering::Relaxed);
         monitor::with(m, |m| m.now_ms = t);
     };
-    let check_deadline = (opts.workload_secs + 60) * 100;
+    let check_deadline = steps_of((opts.workload_secs + 60) * 1000);
     let mut failed = None;
     let mut reported = std::collections::BTreeSet::new();
     loop {
         set_now(&sim, &monitor);
-        if steps < workload_steps && steps % 25 == 0 {
+        if steps < workload_steps && steps % steps_of(250) == 0 {
             let c = rng.usize(0..opts.clients);
             let client = names[c].clone();
             match rng.u32(0..100) {
@@ -593,13 +595,13 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
                     } else {
                         format!("replica{}", rng.usize(0..opts.replicas))
                     };
-                    let d = rng.u64(50..300);
+                    let d = steps_of(rng.u64(500..3000));
                     let held = rng.bool();
                     monitor::with(&monitor, |m| {
                         m.note(format!(
                             "fault: {} {client} <-> {peer} for {}ms",
                             if held { "hold" } else { "partition" },
-                            d * 10
+                            d * TICK_MS
                         ));
                     });
                     if held {
@@ -610,9 +612,9 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
                     links.push((client, peer, steps + d, held));
                 }
                 8..11 if !crashed.iter().any(|(i, _)| *i == c) => {
-                    let d = rng.u64(20..250);
+                    let d = steps_of(rng.u64(200..2500));
                     monitor::with(&monitor, |m| {
-                        m.note(format!("fault: crash {client} for {}ms", d * 10));
+                        m.note(format!("fault: crash {client} for {}ms", d * TICK_MS));
                     });
                     sim.crash(client.as_str());
                     crashed.push((c, steps + d));
@@ -672,7 +674,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
             false
         });
         // After the heal, time for the clients to settle, then the check.
-        if steps == workload_steps + 1000 {
+        if steps == workload_steps + steps_of(8000) {
             monitor::with(&monitor, |m| {
                 m.note("check: every live client needs a working token")
             });
