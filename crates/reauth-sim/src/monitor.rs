@@ -32,6 +32,7 @@ pub struct Monitor {
     families: BTreeMap<String, String>,
     logged_out: BTreeSet<String>,
     logout_failed: BTreeSet<String>,
+    logged_out_ok: BTreeSet<String>,
     rejected: bool,
     pub(crate) logins: Vec<TokenSet>,
     pub(crate) now_ms: i64,
@@ -109,6 +110,25 @@ impl Monitor {
     /// `lineage` is being logged out by a client.
     pub(crate) fn logging_out(&mut self, lineage: &str) {
         self.logged_out.insert(lineage.to_owned());
+    }
+
+    /// The logout of `lineage` answered `Ok`: no set of it is left in the
+    /// store, and none may ever come back (no logout undone).
+    pub(crate) fn logged_out_ok(&mut self, lineage: &str) {
+        self.logged_out_ok.insert(lineage.to_owned());
+    }
+
+    /// The store holds `t` now.
+    pub(crate) fn stored(&mut self, who: &str, t: &TokenSet) {
+        self.observe(who, t);
+        let lineage = t.lineage.as_str();
+        if self.logged_out_ok.contains(lineage) {
+            self.logged_out_ok.remove(lineage);
+            self.violate(format!(
+                "logout undone: the store holds g{} of {lineage} after its logout answered Ok",
+                t.generation
+            ));
+        }
     }
 
     /// The logout of `lineage` reported that the store kept its set.

@@ -280,13 +280,19 @@ pub(crate) async fn store_host(
     data: Arc<Mutex<StoreData>>,
     now_ms: Arc<AtomicI64>,
     fenced: bool,
+    monitor: crate::monitor::Shared,
 ) -> turmoil::Result {
     serve(move |req: StoreReq| {
         let data = Arc::clone(&data);
+        let monitor = Arc::clone(&monitor);
         let now = now_ms.load(Ordering::Relaxed);
         async move {
             let mut d = data.lock().unwrap_or_else(PoisonError::into_inner);
-            apply(&mut d, now, req, fenced)
+            let answer = apply(&mut d, now, req, fenced);
+            if let Some(t) = &d.tokens {
+                crate::monitor::with(&monitor, |m| m.stored("store", t));
+            }
+            answer
         }
     })
     .await

@@ -394,9 +394,10 @@ async fn client(ctx: ClientCtx) -> turmoil::Result {
                 if let Some(t) = session.tokens() {
                     monitor::with(&ctx.monitor, |m| m.logging_out(t.lineage.as_str()));
                     let r = session.logout().await;
-                    if r.is_err() {
-                        monitor::with(&ctx.monitor, |m| m.logout_failed(t.lineage.as_str()));
-                    }
+                    monitor::with(&ctx.monitor, |m| match &r {
+                        Ok(()) => m.logged_out_ok(t.lineage.as_str()),
+                        Err(_) => m.logout_failed(t.lineage.as_str()),
+                    });
                     note(
                         &ctx.monitor,
                         format!(
@@ -516,9 +517,18 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
     {
         let fenced = !cfg!(reauth_sim_mutants)
             || std::env::var("REAUTH_SIM_MUTANT").as_deref() != Ok("lease_fence");
-        let (store, now_ms) = (Arc::clone(&store), Arc::clone(&now_ms));
+        let (store, now_ms, m) = (
+            Arc::clone(&store),
+            Arc::clone(&now_ms),
+            Arc::clone(&monitor),
+        );
         sim.host("store", move || {
-            net::store_host(Arc::clone(&store), Arc::clone(&now_ms), fenced)
+            net::store_host(
+                Arc::clone(&store),
+                Arc::clone(&now_ms),
+                fenced,
+                Arc::clone(&m),
+            )
         });
     }
     for (i, s) in servers.iter().enumerate() {
