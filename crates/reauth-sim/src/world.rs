@@ -352,6 +352,19 @@ async fn client(ctx: ClientCtx) -> turmoil::Result {
             }
         }
     });
+    // Two more callers of the same process, making requests concurrently:
+    // their 401s for one token race each other and the refresh (C3).
+    for _ in 0..2 {
+        let (session, ctx, mut rng) = (session.clone(), ctx.clone(), rng.fork());
+        tokio::task::spawn_local(async move {
+            while ctx.phase.load(Ordering::Relaxed) != CHECK {
+                tokio::time::sleep(Duration::from_millis(rng.u64(0..800))).await;
+                if session.is_active() {
+                    request(&ctx, &session, &mut rng).await;
+                }
+            }
+        });
+    }
     note(
         &ctx.monitor,
         format!("{} (incarnation {inc}) starts", ctx.name),
@@ -369,7 +382,13 @@ async fn client(ctx: ClientCtx) -> turmoil::Result {
         }
         let pause = Duration::from_millis(rng.u64(0..1500));
         tokio::time::sleep(pause).await;
-        match rng.u32(0..100) {
+        // A process without a session picks up the stored one now and then.
+        let op = if session.is_active() || rng.u32(0..3) > 0 {
+            rng.u32(0..100)
+        } else {
+            80
+        };
+        match op {
             0..70 => {
                 request(&ctx, &session, &mut rng).await;
             }
@@ -390,7 +409,7 @@ async fn client(ctx: ClientCtx) -> turmoil::Result {
                     }
                 }
             }
-            76..80 => {
+            76..78 => {
                 if let Some(t) = session.tokens() {
                     monitor::with(&ctx.monitor, |m| m.logging_out(t.lineage.as_str()));
                     let r = session.logout().await;
@@ -407,7 +426,7 @@ async fn client(ctx: ClientCtx) -> turmoil::Result {
                     );
                 }
             }
-            80..90 => {
+            78..92 => {
                 let r = session.restore().await;
                 note(&ctx.monitor, format!("{}: restore → {r:?}", ctx.name));
             }
@@ -484,7 +503,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
     let logins: Vec<TokenSet> = outer().block_on(async {
         servers[0].add_user("alice", "pw").await.expect("a user");
         let mut out = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..8 {
             use tower::ServiceExt;
             let req = http::Request::post("/auth/login")
                 .header("content-type", "application/json")
@@ -629,7 +648,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
                     sim.crash(client.as_str());
                     crashed.push((c, steps + d));
                 }
-                11..15 => {
+                11..25 => {
                     let jump = rng.i64(-20_000..20_000);
                     let (who, off) = if rng.bool() {
                         (client.clone(), &client_offsets[c])
@@ -638,7 +657,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
                         (format!("replica{r}"), &replica_offsets[r])
                     };
                     let jump = if who.starts_with("replica") {
-                        jump / 4
+                        jump
                     } else {
                         jump
                     };
