@@ -33,6 +33,8 @@ pub struct Monitor {
     logged_out: BTreeSet<String>,
     logout_failed: BTreeSet<String>,
     logged_out_ok: BTreeSet<String>,
+    stored_lineage: Option<String>,
+    replaced: BTreeSet<String>,
     rejected: bool,
     pub(crate) logins: Vec<TokenSet>,
     pub(crate) now_ms: i64,
@@ -118,8 +120,23 @@ impl Monitor {
         self.logged_out_ok.insert(lineage.to_owned());
     }
 
-    /// The store holds `t` now.
-    pub(crate) fn stored(&mut self, who: &str, t: &TokenSet) {
+    /// The store holds `t` now (`None`: nothing).
+    pub(crate) fn stored(&mut self, who: &str, t: Option<&TokenSet>) {
+        let now = t.map(|t| t.lineage.as_str().to_owned());
+        if now != self.stored_lineage {
+            if let Some(old) = self.stored_lineage.take() {
+                self.replaced.insert(old);
+            }
+            self.stored_lineage.clone_from(&now);
+            if let Some(l) = &now
+                && self.replaced.contains(l)
+            {
+                self.violate(format!(
+                    "login resurrected: the store holds {l} again after another login or a logout replaced it"
+                ));
+            }
+        }
+        let Some(t) = t else { return };
         self.observe(who, t);
         let lineage = t.lineage.as_str();
         if self.logged_out_ok.contains(lineage) {

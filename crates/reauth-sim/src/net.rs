@@ -289,9 +289,7 @@ pub(crate) async fn store_host(
         async move {
             let mut d = data.lock().unwrap_or_else(PoisonError::into_inner);
             let answer = apply(&mut d, now, req, fenced);
-            if let Some(t) = &d.tokens {
-                crate::monitor::with(&monitor, |m| m.stored("store", t));
-            }
+            crate::monitor::with(&monitor, |m| m.stored("store", d.tokens.as_ref()));
             answer
         }
     })
