@@ -656,11 +656,6 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
                         let r = rng.usize(0..opts.replicas);
                         (format!("replica{r}"), &replica_offsets[r])
                     };
-                    let jump = if who.starts_with("replica") {
-                        jump
-                    } else {
-                        jump
-                    };
                     monitor::with(&monitor, |m| {
                         m.note(format!("fault: clock of {who} jumps {jump}ms"));
                     });
