@@ -602,6 +602,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
     let workload_steps = opts.workload_secs * 1000 / TICK_MS;
     let steps_of = |ms: u64| ms / TICK_MS;
     let mut crashed: Vec<(usize, u64)> = Vec::new();
+    let mut slow: Vec<(usize, u64)> = Vec::new();
     let mut links: Vec<(String, String, u64, bool)> = Vec::new(); // (a, b, until step, held)
     let mut steps = 0u64;
     let set_now = |sim: &turmoil::Sim<'_>, m: &Shared| {
@@ -648,6 +649,20 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
                     sim.crash(client.as_str());
                     crashed.push((c, steps + d));
                 }
+                25..32 => {
+                    // A slow resource server: answers (and 401s) arrive late.
+                    let r = rng.usize(0..opts.replicas);
+                    let delay = Duration::from_millis(rng.u64(200..2500));
+                    let d = steps_of(rng.u64(500..3000));
+                    monitor::with(&monitor, |m| {
+                        m.note(format!(
+                            "fault: replica{r} answers resource requests after {delay:?} for {}ms",
+                            d * TICK_MS
+                        ));
+                    });
+                    servers[r].faults().set_resource_delay(delay);
+                    slow.push((r, steps + d));
+                }
                 11..25 => {
                     let jump = rng.i64(-20_000..20_000);
                     let (who, off) = if rng.bool() {
@@ -674,6 +689,9 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
             for (_, until) in &mut crashed {
                 *until = steps;
             }
+            for (_, until) in &mut slow {
+                *until = steps;
+            }
             for off in &replica_offsets {
                 off.store(0, Ordering::Relaxed);
             }
@@ -687,6 +705,13 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
             } else {
                 sim.repair(a.as_str(), b.as_str());
             }
+            false
+        });
+        slow.retain(|(r, until)| {
+            if *until > steps {
+                return true;
+            }
+            servers[*r].faults().set_resource_delay(Duration::ZERO);
             false
         });
         crashed.retain(|(c, until)| {
