@@ -244,6 +244,11 @@ async fn request(ctx: &ClientCtx, session: &Session, rng: &mut fastrand::Rng) ->
             return false;
         }
     };
+    // Some requests take a while to go out (a long upload, a queue): their
+    // token may be replaced, or expire, before the server sees it.
+    if rng.u32(0..10) < 3 {
+        tokio::time::sleep(Duration::from_millis(rng.u64(0..4000))).await;
+    }
     let first = resource(ctx, rng, &b).await;
     if first != Some(200) {
         note(
@@ -254,21 +259,24 @@ async fn request(ctx: &ClientCtx, session: &Session, rng: &mut fastrand::Rng) ->
     match first {
         Some(200) => true,
         Some(401) => {
-            // C3: a 401 concerns the set it was sent with, nothing newer.
-            let before = session.try_access_token();
+            // C3: a 401 concerns the set it was sent with, nothing newer:
+            // it never starts a refresh of another set.
+            let mut watch = session.events();
+            let cur = session.tokens();
             session.refused(&b);
-            if let Some(cur) = before
-                && cur.token() != b.token()
-                && session.try_access_token().is_none()
-            {
-                monitor::with(&ctx.monitor, |m| {
-                    m.violate(format!(
-                        "C3: {}: a late 401 for g{} of another set marked the published g{} refused",
-                        ctx.name,
-                        b.generation(),
-                        cur.generation()
-                    ));
-                });
+            while let Some(e) = watch.try_next() {
+                if let SessionEvent::RefreshStarted { generation, .. } = e
+                    && let Some(cur) = &cur
+                    && (generation != b.generation() || cur.access_token != *b.token())
+                {
+                    monitor::with(&ctx.monitor, |m| {
+                        m.violate(format!(
+                            "C3: {}: a late 401 for g{} started a refresh of g{generation}",
+                            ctx.name,
+                            b.generation()
+                        ));
+                    });
+                }
             }
             let Ok(b2) = timed(ctx, "access_token after 401", session.access_token()).await else {
                 return false;
