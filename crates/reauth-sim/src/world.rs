@@ -202,6 +202,9 @@ struct ClientCtx {
     phase: Arc<AtomicU8>,
     incarnation: Arc<AtomicI64>,
     done: Arc<AtomicI64>,
+    /// The login this process chose (by `start` or `restore`), and whether
+    /// it is choosing one right now.
+    login: Arc<Mutex<(Option<String>, bool)>>,
 }
 
 fn note(m: &Shared, line: String) {
@@ -297,7 +300,38 @@ async fn request(ctx: &ClientCtx, session: &Session, rng: &mut fastrand::Rng) ->
 fn observe(ctx: &ClientCtx, session: &Session) {
     if let Some(t) = session.tokens() {
         monitor::with(&ctx.monitor, |m| m.observe(&ctx.name, &t));
+        // C19: only `start` and `restore` change the login a session holds.
+        let login = ctx.login.lock().map(|l| l.clone()).unwrap_or_default();
+        if let (Some(chosen), false) = login
+            && chosen != t.lineage.as_str()
+        {
+            monitor::with(&ctx.monitor, |m| {
+                m.violate(format!(
+                    "C19: {} holds login {} without having started or restored it (chose {chosen})",
+                    ctx.name, t.lineage
+                ));
+            });
+        }
     }
+}
+
+/// Runs `start` or `restore` (`choose`), recording the login it leaves the session on.
+async fn choosing<T>(
+    ctx: &ClientCtx,
+    session: &Session,
+    choose: impl std::future::Future<Output = T>,
+) -> T {
+    if let Ok(mut l) = ctx.login.lock() {
+        l.1 = true;
+    }
+    let out = choose.await;
+    if let Ok(mut l) = ctx.login.lock() {
+        *l = (
+            session.tokens().map(|t| t.lineage.as_str().to_owned()),
+            false,
+        );
+    }
+    out
 }
 
 async fn client(ctx: ClientCtx) -> turmoil::Result {
@@ -377,7 +411,7 @@ async fn client(ctx: ClientCtx) -> turmoil::Result {
         &ctx.monitor,
         format!("{} (incarnation {inc}) starts", ctx.name),
     );
-    let restored = session.restore().await;
+    let restored = choosing(&ctx, &session, session.restore()).await;
     note(
         &ctx.monitor,
         format!("{}: restore → {restored:?}", ctx.name),
@@ -406,7 +440,7 @@ async fn client(ctx: ClientCtx) -> turmoil::Result {
                     // A failed login is retried with the same tokens, as the
                     // docs of `Session::start` allow.
                     for attempt in 1..=3 {
-                        let r = session.start(tokens.clone()).await;
+                        let r = choosing(&ctx, &session, session.start(tokens.clone())).await;
                         note(
                             &ctx.monitor,
                             format!("{}: login attempt {attempt} → {r:?}", ctx.name),
@@ -435,7 +469,7 @@ async fn client(ctx: ClientCtx) -> turmoil::Result {
                 }
             }
             78..92 => {
-                let r = session.restore().await;
+                let r = choosing(&ctx, &session, session.restore()).await;
                 note(&ctx.monitor, format!("{}: restore → {r:?}", ctx.name));
             }
             _ => {}
@@ -448,7 +482,7 @@ async fn client(ctx: ClientCtx) -> turmoil::Result {
 async fn final_check(ctx: &ClientCtx, session: &Session, rng: &mut fastrand::Rng) {
     for _ in 0..4 {
         if !session.is_active() {
-            let _ = session.restore().await;
+            let _ = choosing(ctx, session, session.restore()).await;
         }
         if !session.is_active() {
             note(&ctx.monitor, format!("{}: check: no session", ctx.name));
@@ -578,6 +612,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
             phase: Arc::clone(&phase),
             incarnation: Arc::default(),
             done: Arc::clone(&done),
+            login: Arc::default(),
         };
         let first = (i == 0).then(|| first_login.clone());
         sim.host(name.as_str(), move || {
