@@ -58,7 +58,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use crate::error::{EndReason, Error, RefreshError};
 use crate::events::Trigger;
 use crate::sync::{AsyncMutex, AsyncMutexGuard, AtomicBool, Mutex, lock};
-use crate::token::{Bearer, Generation, TokenSet};
+use crate::token::{Bearer, Generation, Lineage, TokenSet};
 
 /// A published token set.
 #[derive(Debug)]
@@ -86,8 +86,7 @@ impl Published {
 
     /// The bearer whatever the clock says, unless a request was refused with it.
     pub(crate) fn unless_refused(&self) -> Option<Bearer> {
-        (!self.rejected.load(Ordering::Acquire))
-            .then(|| Bearer::new(self.tokens.access_token.clone(), self.tokens.generation))
+        (!self.rejected.load(Ordering::Acquire)).then(|| Bearer::of(&self.tokens))
     }
 
     /// The bearer, if this set may still be used at `now`.
@@ -98,10 +97,7 @@ impl Published {
         }
         match self.usable_until {
             Some(until) if now >= until => None,
-            _ => Some(Bearer::new(
-                self.tokens.access_token.clone(),
-                self.tokens.generation,
-            )),
+            _ => Some(Bearer::of(&self.tokens)),
         }
     }
 }
@@ -263,6 +259,10 @@ impl Cell {
 
     /// Joins the refresh of generation `seen`, or starts it. See the module docs.
     ///
+    /// `of`: the login (lineage) the caller's set came from, if it knows:
+    /// a set of another login is not the one the caller saw, whatever its
+    /// generation number (C3 across logins).
+    ///
     /// A `trigger` other than [`Trigger::Ahead`] marks the set as refused, so
     /// that new readers wait for the flight rather than use the token (C4a); a
     /// refresh-ahead leaves readers on the old, still valid token (C4b).
@@ -273,6 +273,7 @@ impl Cell {
     pub(crate) fn join(
         &self,
         seen: Generation,
+        of: Option<&Lineage>,
         trigger: Trigger,
         mono_now: Duration,
     ) -> Result<Join, Error> {
@@ -286,7 +287,9 @@ impl Cell {
         let Some(cur) = self.current.load_full() else {
             return Err(Error::NoSession);
         };
-        if cur.generation() != seen {
+        let moved_on = cur.generation() != seen
+            || of.is_some_and(|l| !l.is_empty() && *l != cur.tokens.lineage);
+        if moved_on && !crate::mutant::on("generation_recheck") {
             return Ok(Join::Newer);
         }
         if trigger != Trigger::Ahead {
@@ -407,5 +410,114 @@ impl Cell {
             outcome: Outcome::Failed(Error::SessionEnded(reason)),
         };
         Some((old, st.epoch, wake))
+    }
+}
+
+#[cfg(all(test, not(reauth_shuttle)))]
+mod tests {
+    use super::*;
+    use crate::token::Lineage;
+
+    fn published(generation: u64, lineage: &str) -> Arc<Published> {
+        let tokens = TokenSet::new(format!("access-{generation}"))
+            .with_generation(Generation::new(generation))
+            .with_lineage(Lineage::new(lineage));
+        Arc::new(Published::new(tokens, None))
+    }
+
+    fn start(cell: &Cell, generation: u64, lineage: &str) -> u64 {
+        futures::executor::block_on(async {
+            let persist = cell.persist().await;
+            let (epoch, wake) = cell.start(&persist, published(generation, lineage));
+            wake.deliver(Some(persist), || {});
+            epoch
+        })
+    }
+
+    fn ticket(cell: &Cell, seen: u64) -> Ticket {
+        let now = Duration::ZERO;
+        match cell.join(Generation::new(seen), None, Trigger::Rejected, now) {
+            Ok(Join::Start(ticket, _)) => ticket,
+            _ => panic!("expected to start a flight"),
+        }
+    }
+
+    #[test]
+    fn every_start_is_a_new_epoch() {
+        let cell = Cell::new();
+        assert_eq!(cell.epoch(), 0);
+        assert_eq!(start(&cell, 1, "a"), 1);
+        assert_eq!(start(&cell, 2, "b"), 2);
+        assert_eq!(start(&cell, 3, "c"), 3);
+        assert_eq!(cell.epoch(), 3, "the epoch the last start returned");
+    }
+
+    #[test]
+    fn last_generation_is_the_highest_ever_published() {
+        let cell = Cell::new();
+        assert_eq!(cell.last_generation(), Generation::new(0));
+        start(&cell, 5, "a");
+        assert_eq!(cell.last_generation(), Generation::new(5));
+        start(&cell, 2, "b"); // a restore of a lower set
+        assert_eq!(cell.last_generation(), Generation::new(5));
+        let t = ticket(&cell, 2);
+        futures::executor::block_on(async {
+            let persist = cell.persist().await;
+            let wake = cell
+                .finish(&persist, &t, Finish::Publish(published(9, "b")))
+                .expect("the flight is current");
+            wake.deliver(Some(persist), || {});
+        });
+        assert_eq!(cell.last_generation(), Generation::new(9));
+    }
+
+    #[test]
+    fn two_flights_are_told_apart() {
+        let cell = Cell::new();
+        start(&cell, 1, "a");
+        let first = ticket(&cell, 1);
+        let failure = Error::NoSession;
+        cell.fail(&first, failure.clone(), None)
+            .expect("the first flight is current")
+            .deliver(None, || {});
+        let second = ticket(&cell, 1);
+        let third_id_differs = {
+            // A third flight after the second, to tell apart more than two.
+            cell.fail(&second, failure.clone(), None)
+                .expect("the second flight is current")
+                .deliver(None, || {});
+            let third = ticket(&cell, 1);
+            assert!(cell.is_current(&third));
+            assert!(!cell.is_current(&second));
+            third
+        };
+        assert!(
+            !cell.is_current(&first),
+            "a finished flight's ticket is stale"
+        );
+        assert!(cell.fail(&first, failure.clone(), None).is_none());
+        assert!(cell.fail(&second, failure, None).is_none());
+        assert!(cell.is_current(&third_id_differs));
+    }
+
+    #[test]
+    fn a_bearer_of_another_login_is_not_the_current_set() {
+        let cell = Cell::new();
+        start(&cell, 2, "b");
+        let now = Duration::ZERO;
+        let other = Lineage::new("a");
+        let join = cell.join(Generation::new(2), Some(&other), Trigger::Rejected, now);
+        assert!(matches!(join, Ok(Join::Newer)));
+        assert!(
+            cell.load()
+                .as_ref()
+                .unwrap()
+                .usable(SystemTime::UNIX_EPOCH)
+                .is_some(),
+            "not refused"
+        );
+        let same = Lineage::new("b");
+        let join = cell.join(Generation::new(2), Some(&same), Trigger::Rejected, now);
+        assert!(matches!(join, Ok(Join::Start(..))));
     }
 }

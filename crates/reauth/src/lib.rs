@@ -45,6 +45,7 @@ mod flight;
 mod future;
 mod maybe_send;
 mod metrics;
+mod mutant;
 mod policy;
 mod refresher;
 mod runtime;

@@ -85,6 +85,10 @@ impl Lineage {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl fmt::Display for Lineage {
@@ -260,6 +264,9 @@ impl TokenSet {
 /// Hand it back to [`Session::invalidate`](crate::Session::invalidate) when the
 /// server rejects it: the generation tells the session whether the rejection is
 /// news (refresh) or stale (a newer token already exists; replay with that).
+/// A bearer the session handed out also remembers the login (lineage) it
+/// came from, so that a late rejection of a previous login's token is never
+/// taken for one of the current login's, even at the same generation number.
 ///
 /// ```
 /// use reauth::{Bearer, AccessToken, Generation};
@@ -271,12 +278,32 @@ impl TokenSet {
 pub struct Bearer {
     token: AccessToken,
     generation: Generation,
+    /// Empty for a bearer built with [`Bearer::new`] (generation only).
+    lineage: Lineage,
 }
 
 impl Bearer {
     /// A bearer for `token` of `generation`.
     pub fn new(token: AccessToken, generation: Generation) -> Self {
-        Self { token, generation }
+        Self {
+            token,
+            generation,
+            lineage: Lineage::default(),
+        }
+    }
+
+    /// The bearer of `tokens`: its access token, generation and lineage.
+    pub(crate) fn of(tokens: &TokenSet) -> Self {
+        Self {
+            token: tokens.access_token.clone(),
+            generation: tokens.generation,
+            lineage: tokens.lineage.clone(),
+        }
+    }
+
+    /// The login the token came from; empty if unknown.
+    pub(crate) fn lineage(&self) -> &Lineage {
+        &self.lineage
     }
 
     /// The access token.

@@ -444,3 +444,34 @@ async fn c18_a_wall_clock_jump_does_not_expire_a_held_lease() {
     assert_eq!(got.token().secret(), "access-1");
     assert_eq!(server.calls(), 1);
 }
+
+/// C3 across logins: a late 401 for a request sent under a previous login's
+/// token never refreshes the new login, even when the new login's set has the
+/// same generation number (found by the simulation, crates/reauth-sim).
+#[tokio::test(start_paused = true)]
+async fn c3_a_late_401_of_a_previous_login_never_refreshes_the_new_one() {
+    let rt = runtime();
+    let server = FakeServer::new(&rt, LIFETIME);
+    let store = MemoryStore::new();
+    let p0 = session_on(&server, store.clone());
+    let p1 = session_on(&server, store.clone());
+    p0.start(server.login()).await.unwrap(); // login A, g1
+    assert!(p1.restore().await.unwrap()); // p1 saw g1 only
+    let a1 = p0.access_token().await.unwrap();
+    let a2 = p0.invalidate(&a1).await.unwrap(); // A g2, stored
+    p1.logout().await.unwrap(); // clears A g2 from the store
+    let g = p1.start(server.login()).await.unwrap(); // login B, above g1: g2
+    assert_eq!(
+        g,
+        a2.generation(),
+        "the new login's set has the old one's number"
+    );
+    assert!(p0.restore().await.unwrap()); // p0 switches to B g2
+    let calls = server.calls();
+    // The 401 of a request p0 sent with A g2 arrives now.
+    let replay = p0.invalidate(&a2).await.unwrap();
+    assert_eq!(server.calls(), calls, "no refresh for a token B never had");
+    assert_eq!(replay.generation(), g);
+    assert_ne!(replay.token(), a2.token());
+    assert!(p0.try_access_token().is_some(), "B's token was not refused");
+}

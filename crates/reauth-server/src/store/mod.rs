@@ -30,12 +30,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 mod error;
+#[cfg(feature = "test-util")]
+mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
 pub use error::{BoxError, StoreError};
+#[cfg(feature = "test-util")]
+pub use memory::MemoryRepository;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresRepository;
 #[cfg(feature = "sqlite")]

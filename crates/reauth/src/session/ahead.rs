@@ -67,7 +67,7 @@ async fn run(weak: Weak<Inner>, epoch: u64) {
             Some(at) if now >= at => {
                 last_fired = Some(mono);
                 inner.events.emit(SessionEvent::TimerFired { generation });
-                let next = match inner.cell.join(generation, Trigger::Ahead, mono) {
+                let next = match inner.cell.join(generation, None, Trigger::Ahead, mono) {
                     Err(e) if e.is_session_ended() => Next::Stop,
                     // In a `Retry-After` cool-down: try again after the gap.
                     Err(_) => Next::Sleep(gap),

@@ -380,7 +380,7 @@ impl Session {
     ///
     /// Cancel-safe, as [`access_token`](Self::access_token).
     pub async fn invalidate(&self, sent: &Bearer) -> Result<Bearer, Error> {
-        self.slow_path(Some(sent.generation())).await
+        self.slow_path(Some(sent)).await
     }
 
     /// Reports that the server refused `sent`, without waiting for the
@@ -392,11 +392,12 @@ impl Session {
     /// Starting the refresh uses the session's spawner, so call it where that
     /// works (with [`Runtime::tokio`], inside a tokio runtime).
     pub fn refused(&self, sent: &Bearer) {
-        if let Ok(Join::Start(ticket, _)) =
-            self.inner
-                .cell
-                .join(sent.generation(), Trigger::Rejected, self.inner.rt.mono())
-        {
+        if let Ok(Join::Start(ticket, _)) = self.inner.cell.join(
+            sent.generation(),
+            Some(sent.lineage()),
+            Trigger::Rejected,
+            self.inner.rt.mono(),
+        ) {
             refresh::spawn(&self.inner, ticket, Trigger::Rejected);
         }
     }
@@ -410,7 +411,7 @@ impl Session {
         });
     }
 
-    async fn slow_path(&self, mut refused: Option<Generation>) -> Result<Bearer, Error> {
+    async fn slow_path(&self, mut refused: Option<&Bearer>) -> Result<Bearer, Error> {
         let inner = &self.inner;
         let started = inner.rt.mono();
         let mut deadline = inner.rt.sleep.sleep(inner.config.wait_timeout);
@@ -424,8 +425,8 @@ impl Session {
             // A refused token asks for a refresh of *its* generation; the cell
             // answers `Newer` if that generation was already replaced, and the
             // request is replayed with the newer token, no refresh (C3).
-            let (seen, trigger) = match refused.take() {
-                Some(g) => (g, Trigger::Rejected),
+            let (seen, of, trigger) = match refused.take() {
+                Some(b) => (b.generation(), b.lineage().clone(), Trigger::Rejected),
                 None => match cur.usable(inner.rt.now()) {
                     Some(bearer) => break Ok(bearer),
                     None => {
@@ -438,11 +439,15 @@ impl Session {
                         {
                             break Ok(bearer);
                         }
-                        (cur.generation(), Trigger::Expired)
+                        (
+                            cur.generation(),
+                            cur.tokens.lineage.clone(),
+                            Trigger::Expired,
+                        )
                     }
                 },
             };
-            let waiter: Waiter = match inner.cell.join(seen, trigger, inner.rt.mono()) {
+            let waiter: Waiter = match inner.cell.join(seen, Some(&of), trigger, inner.rt.mono()) {
                 Err(e) => break Err(e),
                 Ok(Join::Newer) => continue,
                 Ok(Join::Wait(w)) => {

@@ -191,7 +191,9 @@ enum Decision {
 fn decide(mine: &TokenSet, stored: Option<TokenSet>) -> Decision {
     match stored {
         None => Decision::Cleared,
-        Some(s) if s.lineage != mine.lineage => Decision::Foreign(s),
+        Some(s) if s.lineage != mine.lineage && !crate::mutant::on("lineage") => {
+            Decision::Foreign(s)
+        }
         Some(s) if s.generation > mine.generation => Decision::Adopt(s),
         Some(s) => Decision::Refresh {
             expected: s.stamp(),
@@ -410,6 +412,16 @@ async fn write(
         }
         return Attempt::Done;
     }
+    #[cfg(reauth_sim_mutants)]
+    let persist = if crate::mutant::on("persist_before_publish")
+        && let Some(p) = pending.as_ref()
+    {
+        // SIM3 mutant: publish first, write after.
+        publish(inner, persist, ticket, p.tokens.clone(), trigger, started);
+        inner.cell.persist().await
+    } else {
+        persist
+    };
     let attempts = inner.config.store_attempts.max(1);
     for attempt in 1..=attempts {
         let Some(p) = pending.as_ref() else {
