@@ -116,6 +116,11 @@ struct SimRefresher {
     replicas: usize,
     rng: Mutex<fastrand::Rng>,
     clock: SimClock,
+    /// This process (host and incarnation), the store's data and the
+    /// monitor: a refresh is checked against the store's lease (C18).
+    who: String,
+    store: Arc<Mutex<StoreData>>,
+    monitor: Shared,
 }
 
 impl SimRefresher {
@@ -139,6 +144,21 @@ impl reauth::Refresher for SimRefresher {
         let Some(rt) = &current.refresh_token else {
             return Err(RefreshError::rejected("no refresh token"));
         };
+        let now = self.clock.now_ms.load(Ordering::Relaxed);
+        let holder = self
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .lease_holder(now)
+            .map(str::to_owned);
+        monitor::with(&self.monitor, |m| {
+            m.refreshing(
+                &self.who,
+                holder.as_deref(),
+                current.lineage.as_str(),
+                current.generation.get(),
+            );
+        });
         let body = serde_json::json!({ "refresh_token": rt.secret() }).to_string();
         let req = HttpReq {
             method: "POST".into(),
@@ -205,6 +225,10 @@ struct ClientCtx {
     /// The login this process chose (by `start` or `restore`), and whether
     /// it is choosing one right now.
     login: Arc<Mutex<(Option<String>, bool)>>,
+    /// The store's data (the monitor reads it when a caller gets a bearer).
+    store: Arc<Mutex<StoreData>>,
+    /// This incarnation: host and incarnation number.
+    who: String,
 }
 
 fn note(m: &Shared, line: String) {
@@ -224,6 +248,25 @@ async fn timed<T>(ctx: &ClientCtx, what: &str, f: impl std::future::Future<Outpu
         });
     }
     out
+}
+
+/// Nothing is answered as done before it is durable: when a caller gets
+/// `b`, the store holds its set, a newer one of its login, another login or
+/// nothing — unless this process's write of it failed (C13).
+fn answered(ctx: &ClientCtx, session: &Session, b: &Bearer) {
+    let Some(t) = session.tokens().filter(|t| t.access_token == *b.token()) else {
+        return;
+    };
+    let stored = ctx
+        .store
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .tokens
+        .as_ref()
+        .map(|s| (s.lineage.as_str().to_owned(), s.generation.get()));
+    monitor::with(&ctx.monitor, |m| {
+        m.answered(&ctx.who, t.lineage.as_str(), t.generation.get(), stored);
+    });
 }
 
 /// A request to the protected resource with `b`; `Some(status)`.
@@ -247,6 +290,7 @@ async fn request(ctx: &ClientCtx, session: &Session, rng: &mut fastrand::Rng) ->
             return false;
         }
     };
+    answered(ctx, session, &b);
     // Some requests take a while to go out (a long upload, a queue): their
     // token may be replaced, or expire, before the server sees it.
     if rng.u32(0..10) < 3 {
@@ -284,6 +328,7 @@ async fn request(ctx: &ClientCtx, session: &Session, rng: &mut fastrand::Rng) ->
             let Ok(b2) = timed(ctx, "access_token after 401", session.access_token()).await else {
                 return false;
             };
+            answered(ctx, session, &b2);
             match resource(ctx, rng, &b2).await {
                 Some(200) => true,
                 Some(401) => {
@@ -334,8 +379,9 @@ async fn choosing<T>(
     out
 }
 
-async fn client(ctx: ClientCtx) -> turmoil::Result {
+async fn client(mut ctx: ClientCtx) -> turmoil::Result {
     let inc = ctx.incarnation.fetch_add(1, Ordering::Relaxed);
+    ctx.who = format!("{}#{inc}", ctx.name);
     let mut rng = fastrand::Rng::with_seed(
         ctx.seed
             .wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -353,6 +399,9 @@ async fn client(ctx: ClientCtx) -> turmoil::Result {
         replicas: ctx.replicas,
         rng: Mutex::new(rng.fork()),
         clock: ctx.clock.clone(),
+        who: ctx.who.clone(),
+        store: Arc::clone(&ctx.store),
+        monitor: Arc::clone(&ctx.monitor),
     };
     let lineage: Arc<Mutex<String>> = Arc::default();
     let (cb_lineage, cb_monitor, cb_name) = (
@@ -361,7 +410,11 @@ async fn client(ctx: ClientCtx) -> turmoil::Result {
         ctx.name.clone(),
     );
     let session = Session::builder(refresher)
-        .store(SimStore { limit: RPC_LIMIT })
+        .store(SimStore {
+            limit: RPC_LIMIT,
+            who: ctx.who.clone(),
+            monitor: Arc::clone(&ctx.monitor),
+        })
         .runtime(runtime)
         .refresh_timeout(REFRESH_TIMEOUT)
         .wait_timeout(WAIT_TIMEOUT)
@@ -615,6 +668,8 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
             incarnation: Arc::default(),
             done: Arc::clone(&done),
             login: Arc::default(),
+            store: Arc::clone(&store),
+            who: name.clone(),
         };
         let first = (i == 0).then(|| first_login.clone());
         sim.host(name.as_str(), move || {
@@ -627,7 +682,11 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
                     // client0's first incarnation logs in before it runs.
                     let s =
                         Session::builder(reauth::refresh_fn(|t: TokenSet| async move { Ok(t) }))
-                            .store(SimStore { limit: RPC_LIMIT })
+                            .store(SimStore {
+                                limit: RPC_LIMIT,
+                                who: format!("{}#boot", ctx.name),
+                                monitor: Arc::clone(&ctx.monitor),
+                            })
                             .runtime(Runtime::new(
                                 ctx.clock.clone(),
                                 reauth::TokioSleep,
