@@ -43,6 +43,8 @@ pub struct Monitor {
     rejected: bool,
     /// (process, lineage, generation) whose store write failed (C13).
     write_failed: BTreeSet<(String, String, u64)>,
+    /// (lineage, generation) → who spent it, sent and answered when (ms).
+    spends: BTreeMap<(String, u64), Vec<(String, (i64, i64))>>,
     pub(crate) logins: Vec<TokenSet>,
     pub(crate) now_ms: i64,
     pub(crate) repo: Option<MemoryRepository>,
@@ -221,6 +223,48 @@ impl Monitor {
                 holder.map_or_else(|| "free".to_owned(), |h| format!("{h}'s"))
             ));
         }
+    }
+
+    /// C18: process `who` received the answer to its refresh of
+    /// g`generation` of `lineage`, sent and answered at `span` (ms), while
+    /// the store's live lease (if any) was `holder`'s. `spent`: the server
+    /// answered with a successor. A generation is spent at most once per
+    /// lineage, but for a retry inside the grace window by the process
+    /// that spent it — or by another after the spender's lease ended: two
+    /// processes' answered refreshes of one generation never overlap.
+    pub(crate) fn refreshed(
+        &mut self,
+        who: &str,
+        holder: Option<&str>,
+        lineage: &str,
+        generation: u64,
+        span: (i64, i64),
+        spent: bool,
+    ) {
+        if holder != Some(who) {
+            self.violate(format!(
+                "C18: {who} received the answer to its refresh of g{generation} of {lineage} after its lease ended (the store's lease was {})",
+                holder.map_or_else(|| "free".to_owned(), |h| format!("{h}'s"))
+            ));
+        }
+        if !spent {
+            return;
+        }
+        let spends = self
+            .spends
+            .entry((lineage.to_owned(), generation))
+            .or_default();
+        if let Some((other, _)) = spends
+            .iter()
+            .find(|(w, (a, b))| w != who && *a <= span.1 && span.0 <= *b)
+        {
+            let other = other.clone();
+            self.violate(format!(
+                "spent twice: {who} and {other} both spent g{generation} of {lineage} at once (the grace window hid it)"
+            ));
+            return;
+        }
+        spends.push((who.to_owned(), span));
     }
 
     /// Nothing is answered as done before it is durable: a caller of process

@@ -169,6 +169,24 @@ impl reauth::Refresher for SimRefresher {
         let resp = http(&self.replica(), req)
             .await
             .map_err(RefreshError::transient)?;
+        // The answer arrived: the call ran inside the lease (C18).
+        let done = self.clock.now_ms.load(Ordering::Relaxed);
+        let holder = self
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .lease_holder(done)
+            .map(str::to_owned);
+        monitor::with(&self.monitor, |m| {
+            m.refreshed(
+                &self.who,
+                holder.as_deref(),
+                current.lineage.as_str(),
+                current.generation.get(),
+                (now, done),
+                resp.status == 200,
+            );
+        });
         match resp.status {
             200 => parse_tokens(&resp.body, Clock::now(&self.clock))
                 .ok_or_else(|| RefreshError::misconfigured("unreadable token response")),
