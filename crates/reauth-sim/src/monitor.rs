@@ -44,11 +44,15 @@ pub struct Monitor {
     /// (process, lineage, generation) whose store write failed (C13).
     write_failed: BTreeSet<(String, String, u64)>,
     /// (lineage, generation) → who spent it, sent and answered when (ms).
-    spends: BTreeMap<(String, u64), Vec<(String, (i64, i64))>>,
+    spends: BTreeMap<(String, u64), Vec<Spend>>,
     pub(crate) logins: Vec<TokenSet>,
     pub(crate) now_ms: i64,
     pub(crate) repo: Option<MemoryRepository>,
 }
+
+/// A refresh the server answered with a successor: who sent it, and when it
+/// was sent and answered (ms of simulated time).
+type Spend = (String, (i64, i64));
 
 /// The monitor shared by every host of one seed.
 pub(crate) type Shared = Arc<Mutex<Monitor>>;
