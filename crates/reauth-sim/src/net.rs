@@ -203,6 +203,9 @@ pub(crate) struct SimStore {
     /// The process (host and incarnation) using this handle.
     pub(crate) who: String,
     pub(crate) monitor: crate::monitor::Shared,
+    /// A fault: each call goes out this many ms late (a slow connection),
+    /// inside its time limit.
+    pub(crate) slow_ms: Arc<AtomicI64>,
 }
 
 impl SimStore {
@@ -211,9 +214,15 @@ impl SimStore {
             StoreReq::Store(t) | StoreReq::Cas { new: Some(t), .. } => Some(t.stamp()),
             _ => None,
         };
-        let out = rpc("store", &req, self.limit)
-            .await
-            .map_err(|e| StoreError::Io(std::io::Error::other(e)));
+        let late =
+            Duration::from_millis(u64::try_from(self.slow_ms.load(Ordering::Relaxed)).unwrap_or(0));
+        let out = tokio::time::timeout(self.limit, async {
+            tokio::time::sleep(late).await;
+            rpc("store", &req, self.limit).await
+        })
+        .await
+        .unwrap_or_else(|_| Err("store did not answer in time".to_owned()))
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)));
         if out.is_err()
             && let Some(stamp) = writes
         {

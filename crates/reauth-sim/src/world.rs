@@ -121,6 +121,9 @@ struct SimRefresher {
     who: String,
     store: Arc<Mutex<StoreData>>,
     monitor: Shared,
+    /// A fault: refresh requests go out this many ms late (a slow
+    /// connection to the replica), inside the refresh timeout.
+    slow_ms: Arc<AtomicI64>,
 }
 
 impl SimRefresher {
@@ -144,6 +147,8 @@ impl reauth::Refresher for SimRefresher {
         let Some(rt) = &current.refresh_token else {
             return Err(RefreshError::rejected("no refresh token"));
         };
+        let late = u64::try_from(self.slow_ms.load(Ordering::Relaxed)).unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(late)).await;
         let now = self.clock.now_ms.load(Ordering::Relaxed);
         let holder = self
             .store
@@ -247,6 +252,9 @@ struct ClientCtx {
     store: Arc<Mutex<StoreData>>,
     /// This incarnation: host and incarnation number.
     who: String,
+    /// A fault: store calls and refresh requests of this host go out late.
+    slow_store_ms: Arc<AtomicI64>,
+    slow_refresh_ms: Arc<AtomicI64>,
 }
 
 fn note(m: &Shared, line: String) {
@@ -420,6 +428,7 @@ async fn client(mut ctx: ClientCtx) -> turmoil::Result {
         who: ctx.who.clone(),
         store: Arc::clone(&ctx.store),
         monitor: Arc::clone(&ctx.monitor),
+        slow_ms: Arc::clone(&ctx.slow_refresh_ms),
     };
     let lineage: Arc<Mutex<String>> = Arc::default();
     let (cb_lineage, cb_monitor, cb_name) = (
@@ -432,6 +441,7 @@ async fn client(mut ctx: ClientCtx) -> turmoil::Result {
             limit: RPC_LIMIT,
             who: ctx.who.clone(),
             monitor: Arc::clone(&ctx.monitor),
+            slow_ms: Arc::clone(&ctx.slow_store_ms),
         })
         .runtime(runtime)
         .refresh_timeout(REFRESH_TIMEOUT)
@@ -675,6 +685,10 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
     let done = Arc::new(AtomicI64::new(0));
     let client_offsets: Vec<Arc<AtomicI64>> = (0..opts.clients).map(|_| Arc::default()).collect();
     let names: Vec<String> = (0..opts.clients).map(|i| format!("client{i}")).collect();
+    // (store calls, refresh requests) of each client go out this late (ms).
+    let slow_offsets: Vec<(Arc<AtomicI64>, Arc<AtomicI64>)> = (0..opts.clients)
+        .map(|_| (Arc::default(), Arc::default()))
+        .collect();
     for (i, name) in names.iter().enumerate() {
         let ctx = ClientCtx {
             name: name.clone(),
@@ -688,6 +702,8 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
             login: Arc::default(),
             store: Arc::clone(&store),
             who: name.clone(),
+            slow_store_ms: Arc::clone(&slow_offsets[i].0),
+            slow_refresh_ms: Arc::clone(&slow_offsets[i].1),
         };
         let first = (i == 0).then(|| first_login.clone());
         sim.host(name.as_str(), move || {
@@ -704,6 +720,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
                                 limit: RPC_LIMIT,
                                 who: format!("{}#boot", ctx.name),
                                 monitor: Arc::clone(&ctx.monitor),
+                                slow_ms: Arc::default(),
                             })
                             .runtime(Runtime::new(
                                 ctx.clock.clone(),
@@ -725,6 +742,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
     let steps_of = |ms: u64| ms / TICK_MS;
     let mut crashed: Vec<(usize, u64)> = Vec::new();
     let mut slow: Vec<(usize, u64)> = Vec::new();
+    let mut slow_clients: Vec<(usize, u64)> = Vec::new();
     let mut links: Vec<(String, String, u64, bool)> = Vec::new(); // (a, b, until step, held)
     let mut steps = 0u64;
     let set_now = |sim: &turmoil::Sim<'_>, m: &Shared| {
@@ -785,6 +803,22 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
                     servers[r].faults().set_resource_delay(delay);
                     slow.push((r, steps + d));
                 }
+                32..38 if !slow_clients.iter().any(|(i, _)| *i == c) => {
+                    // A slow client: its store calls and its refresh requests
+                    // leave late (a slow connection), inside their limits.
+                    let store_ms = rng.i64(100..350);
+                    let refresh_ms = rng.i64(200..950);
+                    let d = steps_of(rng.u64(500..3000));
+                    monitor::with(&monitor, |m| {
+                        m.note(format!(
+                            "fault: {client} sends store calls {store_ms}ms and refreshes {refresh_ms}ms late for {}ms",
+                            d * TICK_MS
+                        ));
+                    });
+                    slow_offsets[c].0.store(store_ms, Ordering::Relaxed);
+                    slow_offsets[c].1.store(refresh_ms, Ordering::Relaxed);
+                    slow_clients.push((c, steps + d));
+                }
                 11..25 => {
                     let jump = rng.i64(-20_000..20_000);
                     let (who, off) = if rng.bool() {
@@ -814,6 +848,9 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
             for (_, until) in &mut slow {
                 *until = steps;
             }
+            for (_, until) in &mut slow_clients {
+                *until = steps;
+            }
             for off in &replica_offsets {
                 off.store(0, Ordering::Relaxed);
             }
@@ -834,6 +871,14 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
                 return true;
             }
             servers[*r].faults().set_resource_delay(Duration::ZERO);
+            false
+        });
+        slow_clients.retain(|(c, until)| {
+            if *until > steps {
+                return true;
+            }
+            slow_offsets[*c].0.store(0, Ordering::Relaxed);
+            slow_offsets[*c].1.store(0, Ordering::Relaxed);
             false
         });
         crashed.retain(|(c, until)| {
