@@ -52,15 +52,30 @@ fn no_crate_enables_test_util_outside_its_dev_dependencies() {
             "{line}"
         );
     }
+    // Test crates, never published and never a dependency of a shipped
+    // crate, may use the test helpers: the simulation runs the server on an
+    // in-memory database.
+    const TEST_CRATES: &[&str] = &["reauth-sim", "reauth-testkit"];
     for entry in std::fs::read_dir(root.join("crates")).unwrap() {
-        let manifest = entry.unwrap().path().join("Cargo.toml");
-        let Ok(manifest) = std::fs::read_to_string(&manifest) else {
+        let dir = entry.unwrap().path();
+        let name = dir.file_name().unwrap().to_str().unwrap().to_owned();
+        let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
             continue;
         };
+        if TEST_CRATES.contains(&name.as_str()) {
+            assert!(manifest.contains("publish = false"), "{name} is published");
+            continue;
+        }
         for line in section(&manifest, "dependencies") {
             assert!(
                 !(line.contains("reauth-server") && line.contains("test-util")),
                 "{line}"
+            );
+            assert!(
+                !TEST_CRATES
+                    .iter()
+                    .any(|t| line.starts_with(&format!("{t} "))),
+                "{name} depends on a test crate: {line}"
             );
         }
     }
