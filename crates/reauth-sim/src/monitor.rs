@@ -21,7 +21,12 @@ use reauth_server::store::MemoryRepository;
 ///   get a token the server accepts;
 /// * **deadline** — a caller waited past its `wait_timeout`;
 /// * **C3** — a 401 for a token set other than the published one marked the
-///   published one refused.
+///   published one refused;
+/// * **C18** — a process sent a refresh while the store did not hold a live
+///   lease granted to it;
+/// * **not durable** — a caller got a bearer of a rotated set the store did
+///   not hold yet (the store still held an older generation of its login),
+///   and no write of that set by that process had failed (C13).
 #[derive(Default, Debug)]
 pub struct Monitor {
     /// The schedule: faults and operations, in simulated time.
@@ -36,10 +41,18 @@ pub struct Monitor {
     stored_lineage: Option<String>,
     replaced: BTreeSet<String>,
     rejected: bool,
+    /// (process, lineage, generation) whose store write failed (C13).
+    write_failed: BTreeSet<(String, String, u64)>,
+    /// (lineage, generation) → who spent it, sent and answered when (ms).
+    spends: BTreeMap<(String, u64), Vec<Spend>>,
     pub(crate) logins: Vec<TokenSet>,
     pub(crate) now_ms: i64,
     pub(crate) repo: Option<MemoryRepository>,
 }
+
+/// A refresh the server answered with a successor: who sent it, and when it
+/// was sent and answered (ms of simulated time).
+type Spend = (String, (i64, i64));
 
 /// The monitor shared by every host of one seed.
 pub(crate) type Shared = Arc<Mutex<Monitor>>;
@@ -188,6 +201,95 @@ impl Monitor {
         {
             self.violate(format!(
                 "spurious logout: {who} ended {lineage} ({reason:?}) while its family is live and nobody logged it out"
+            ));
+        }
+    }
+
+    /// A write of (lineage, generation) by process `who` failed: it may be
+    /// published in memory only (C13).
+    pub(crate) fn write_failed(&mut self, who: &str, lineage: &str, generation: u64) {
+        self.write_failed
+            .insert((who.to_owned(), lineage.to_owned(), generation));
+    }
+
+    /// C18: process `who` is sending a refresh of g`generation` of `lineage`
+    /// while the store's live lease (if any) is `holder`'s.
+    pub(crate) fn refreshing(
+        &mut self,
+        who: &str,
+        holder: Option<&str>,
+        lineage: &str,
+        generation: u64,
+    ) {
+        if holder != Some(who) {
+            self.violate(format!(
+                "C18: {who} sent a refresh of g{generation} of {lineage} while the store's lease was {}",
+                holder.map_or_else(|| "free".to_owned(), |h| format!("{h}'s"))
+            ));
+        }
+    }
+
+    /// C18: process `who` received the answer to its refresh of
+    /// g`generation` of `lineage`, sent and answered at `span` (ms), while
+    /// the store's live lease (if any) was `holder`'s. `spent`: the server
+    /// answered with a successor. A generation is spent at most once per
+    /// lineage, but for a retry inside the grace window by the process
+    /// that spent it — or by another after the spender's lease ended: two
+    /// processes' answered refreshes of one generation never overlap.
+    pub(crate) fn refreshed(
+        &mut self,
+        who: &str,
+        holder: Option<&str>,
+        lineage: &str,
+        generation: u64,
+        span: (i64, i64),
+        spent: bool,
+    ) {
+        if holder != Some(who) {
+            self.violate(format!(
+                "C18: {who} received the answer to its refresh of g{generation} of {lineage} after its lease ended (the store's lease was {})",
+                holder.map_or_else(|| "free".to_owned(), |h| format!("{h}'s"))
+            ));
+        }
+        if !spent {
+            return;
+        }
+        let spends = self
+            .spends
+            .entry((lineage.to_owned(), generation))
+            .or_default();
+        if let Some((other, _)) = spends
+            .iter()
+            .find(|(w, (a, b))| w != who && *a <= span.1 && span.0 <= *b)
+        {
+            let other = other.clone();
+            self.violate(format!(
+                "spent twice: {who} and {other} both spent g{generation} of {lineage} at once (the grace window hid it)"
+            ));
+            return;
+        }
+        spends.push((who.to_owned(), span));
+    }
+
+    /// Nothing is answered as done before it is durable: a caller of process
+    /// `who` got a bearer of g`generation` of `lineage` while the store held
+    /// `stored` (lineage, generation).
+    pub(crate) fn answered(
+        &mut self,
+        who: &str,
+        lineage: &str,
+        generation: u64,
+        stored: Option<(String, u64)>,
+    ) {
+        let Some((l, g)) = stored else { return };
+        if l == lineage
+            && g < generation
+            && !self
+                .write_failed
+                .contains(&(who.to_owned(), lineage.to_owned(), generation))
+        {
+            self.violate(format!(
+                "not durable: {who} answered a caller with g{generation} of {lineage} while the store held g{g} and no write of it had failed"
             ));
         }
     }

@@ -85,6 +85,8 @@ pub(crate) enum StoreReq {
     Clear,
     Acquire {
         ttl_ms: u64,
+        /// The process asking (for the monitor: who holds the lease).
+        who: String,
     },
     Renew {
         owner: String,
@@ -113,7 +115,19 @@ pub(crate) enum StoreResp {
 pub(crate) struct StoreData {
     pub(crate) tokens: Option<TokenSet>,
     lease: Option<(String, i64)>,
+    /// The process the current lease was granted to.
+    holder: String,
     next_owner: u64,
+}
+
+impl StoreData {
+    /// The process holding a live lease at the store's time `now`, if any.
+    pub(crate) fn lease_holder(&self, now: i64) -> Option<&str> {
+        self.lease
+            .as_ref()
+            .filter(|(_, until)| *until > now)
+            .map(|_| self.holder.as_str())
+    }
 }
 
 /// Applies one request at the store's time `now` (ms). `fenced`: whether
@@ -134,10 +148,11 @@ pub(crate) fn apply(data: &mut StoreData, now: i64, req: StoreReq, fenced: bool)
             data.tokens = None;
             StoreResp::Done
         }
-        StoreReq::Acquire { ttl_ms } => {
+        StoreReq::Acquire { ttl_ms, who } => {
             if data.lease.as_ref().is_some_and(|(_, until)| *until > now) {
                 return StoreResp::Lease(None);
             }
+            data.holder = who;
             data.next_owner += 1;
             let owner = format!("lease-{}", data.next_owner);
             data.lease = Some((owner.clone(), now + ms(ttl_ms)));
@@ -185,13 +200,38 @@ fn ms(ms: u64) -> i64 {
 #[derive(Debug, Clone)]
 pub(crate) struct SimStore {
     pub(crate) limit: Duration,
+    /// The process (host and incarnation) using this handle.
+    pub(crate) who: String,
+    pub(crate) monitor: crate::monitor::Shared,
+    /// A fault: each call goes out this many ms late (a slow connection),
+    /// inside its time limit.
+    pub(crate) slow_ms: Arc<AtomicI64>,
 }
 
 impl SimStore {
     async fn call(&self, req: StoreReq) -> Result<StoreResp, StoreError> {
-        rpc("store", &req, self.limit)
-            .await
-            .map_err(|e| StoreError::Io(std::io::Error::other(e)))
+        let writes = match &req {
+            StoreReq::Store(t) | StoreReq::Cas { new: Some(t), .. } => Some(t.stamp()),
+            _ => None,
+        };
+        let late =
+            Duration::from_millis(u64::try_from(self.slow_ms.load(Ordering::Relaxed)).unwrap_or(0));
+        let out = tokio::time::timeout(self.limit, async {
+            tokio::time::sleep(late).await;
+            rpc("store", &req, self.limit).await
+        })
+        .await
+        .unwrap_or_else(|_| Err("store did not answer in time".to_owned()))
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)));
+        if out.is_err()
+            && let Some(stamp) = writes
+        {
+            // C13: a set whose write failed may be published in memory.
+            crate::monitor::with(&self.monitor, |m| {
+                m.write_failed(&self.who, stamp.lineage.as_str(), stamp.generation.get());
+            });
+        }
+        out
     }
 }
 
@@ -231,6 +271,7 @@ impl Coordinator for SimStore {
         match self
             .call(StoreReq::Acquire {
                 ttl_ms: ttl_ms(ttl),
+                who: self.who.clone(),
             })
             .await?
         {

@@ -116,6 +116,14 @@ struct SimRefresher {
     replicas: usize,
     rng: Mutex<fastrand::Rng>,
     clock: SimClock,
+    /// This process (host and incarnation), the store's data and the
+    /// monitor: a refresh is checked against the store's lease (C18).
+    who: String,
+    store: Arc<Mutex<StoreData>>,
+    monitor: Shared,
+    /// A fault: refresh requests go out this many ms late (a slow
+    /// connection to the replica), inside the refresh timeout.
+    slow_ms: Arc<AtomicI64>,
 }
 
 impl SimRefresher {
@@ -139,6 +147,23 @@ impl reauth::Refresher for SimRefresher {
         let Some(rt) = &current.refresh_token else {
             return Err(RefreshError::rejected("no refresh token"));
         };
+        let late = u64::try_from(self.slow_ms.load(Ordering::Relaxed)).unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(late)).await;
+        let now = self.clock.now_ms.load(Ordering::Relaxed);
+        let holder = self
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .lease_holder(now)
+            .map(str::to_owned);
+        monitor::with(&self.monitor, |m| {
+            m.refreshing(
+                &self.who,
+                holder.as_deref(),
+                current.lineage.as_str(),
+                current.generation.get(),
+            );
+        });
         let body = serde_json::json!({ "refresh_token": rt.secret() }).to_string();
         let req = HttpReq {
             method: "POST".into(),
@@ -149,6 +174,24 @@ impl reauth::Refresher for SimRefresher {
         let resp = http(&self.replica(), req)
             .await
             .map_err(RefreshError::transient)?;
+        // The answer arrived: the call ran inside the lease (C18).
+        let done = self.clock.now_ms.load(Ordering::Relaxed);
+        let holder = self
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .lease_holder(done)
+            .map(str::to_owned);
+        monitor::with(&self.monitor, |m| {
+            m.refreshed(
+                &self.who,
+                holder.as_deref(),
+                current.lineage.as_str(),
+                current.generation.get(),
+                (now, done),
+                resp.status == 200,
+            );
+        });
         match resp.status {
             200 => parse_tokens(&resp.body, Clock::now(&self.clock))
                 .ok_or_else(|| RefreshError::misconfigured("unreadable token response")),
@@ -205,6 +248,13 @@ struct ClientCtx {
     /// The login this process chose (by `start` or `restore`), and whether
     /// it is choosing one right now.
     login: Arc<Mutex<(Option<String>, bool)>>,
+    /// The store's data (the monitor reads it when a caller gets a bearer).
+    store: Arc<Mutex<StoreData>>,
+    /// This incarnation: host and incarnation number.
+    who: String,
+    /// A fault: store calls and refresh requests of this host go out late.
+    slow_store_ms: Arc<AtomicI64>,
+    slow_refresh_ms: Arc<AtomicI64>,
 }
 
 fn note(m: &Shared, line: String) {
@@ -224,6 +274,25 @@ async fn timed<T>(ctx: &ClientCtx, what: &str, f: impl std::future::Future<Outpu
         });
     }
     out
+}
+
+/// Nothing is answered as done before it is durable: when a caller gets
+/// `b`, the store holds its set, a newer one of its login, another login or
+/// nothing — unless this process's write of it failed (C13).
+fn answered(ctx: &ClientCtx, session: &Session, b: &Bearer) {
+    let Some(t) = session.tokens().filter(|t| t.access_token == *b.token()) else {
+        return;
+    };
+    let stored = ctx
+        .store
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .tokens
+        .as_ref()
+        .map(|s| (s.lineage.as_str().to_owned(), s.generation.get()));
+    monitor::with(&ctx.monitor, |m| {
+        m.answered(&ctx.who, t.lineage.as_str(), t.generation.get(), stored);
+    });
 }
 
 /// A request to the protected resource with `b`; `Some(status)`.
@@ -247,6 +316,7 @@ async fn request(ctx: &ClientCtx, session: &Session, rng: &mut fastrand::Rng) ->
             return false;
         }
     };
+    answered(ctx, session, &b);
     // Some requests take a while to go out (a long upload, a queue): their
     // token may be replaced, or expire, before the server sees it.
     if rng.u32(0..10) < 3 {
@@ -284,6 +354,7 @@ async fn request(ctx: &ClientCtx, session: &Session, rng: &mut fastrand::Rng) ->
             let Ok(b2) = timed(ctx, "access_token after 401", session.access_token()).await else {
                 return false;
             };
+            answered(ctx, session, &b2);
             match resource(ctx, rng, &b2).await {
                 Some(200) => true,
                 Some(401) => {
@@ -334,8 +405,9 @@ async fn choosing<T>(
     out
 }
 
-async fn client(ctx: ClientCtx) -> turmoil::Result {
+async fn client(mut ctx: ClientCtx) -> turmoil::Result {
     let inc = ctx.incarnation.fetch_add(1, Ordering::Relaxed);
+    ctx.who = format!("{}#{inc}", ctx.name);
     let mut rng = fastrand::Rng::with_seed(
         ctx.seed
             .wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -353,6 +425,10 @@ async fn client(ctx: ClientCtx) -> turmoil::Result {
         replicas: ctx.replicas,
         rng: Mutex::new(rng.fork()),
         clock: ctx.clock.clone(),
+        who: ctx.who.clone(),
+        store: Arc::clone(&ctx.store),
+        monitor: Arc::clone(&ctx.monitor),
+        slow_ms: Arc::clone(&ctx.slow_refresh_ms),
     };
     let lineage: Arc<Mutex<String>> = Arc::default();
     let (cb_lineage, cb_monitor, cb_name) = (
@@ -361,7 +437,12 @@ async fn client(ctx: ClientCtx) -> turmoil::Result {
         ctx.name.clone(),
     );
     let session = Session::builder(refresher)
-        .store(SimStore { limit: RPC_LIMIT })
+        .store(SimStore {
+            limit: RPC_LIMIT,
+            who: ctx.who.clone(),
+            monitor: Arc::clone(&ctx.monitor),
+            slow_ms: Arc::clone(&ctx.slow_store_ms),
+        })
         .runtime(runtime)
         .refresh_timeout(REFRESH_TIMEOUT)
         .wait_timeout(WAIT_TIMEOUT)
@@ -604,6 +685,10 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
     let done = Arc::new(AtomicI64::new(0));
     let client_offsets: Vec<Arc<AtomicI64>> = (0..opts.clients).map(|_| Arc::default()).collect();
     let names: Vec<String> = (0..opts.clients).map(|i| format!("client{i}")).collect();
+    // (store calls, refresh requests) of each client go out this late (ms).
+    let slow_offsets: Vec<(Arc<AtomicI64>, Arc<AtomicI64>)> = (0..opts.clients)
+        .map(|_| (Arc::default(), Arc::default()))
+        .collect();
     for (i, name) in names.iter().enumerate() {
         let ctx = ClientCtx {
             name: name.clone(),
@@ -615,6 +700,10 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
             incarnation: Arc::default(),
             done: Arc::clone(&done),
             login: Arc::default(),
+            store: Arc::clone(&store),
+            who: name.clone(),
+            slow_store_ms: Arc::clone(&slow_offsets[i].0),
+            slow_refresh_ms: Arc::clone(&slow_offsets[i].1),
         };
         let first = (i == 0).then(|| first_login.clone());
         sim.host(name.as_str(), move || {
@@ -627,7 +716,12 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
                     // client0's first incarnation logs in before it runs.
                     let s =
                         Session::builder(reauth::refresh_fn(|t: TokenSet| async move { Ok(t) }))
-                            .store(SimStore { limit: RPC_LIMIT })
+                            .store(SimStore {
+                                limit: RPC_LIMIT,
+                                who: format!("{}#boot", ctx.name),
+                                monitor: Arc::clone(&ctx.monitor),
+                                slow_ms: Arc::default(),
+                            })
                             .runtime(Runtime::new(
                                 ctx.clock.clone(),
                                 reauth::TokioSleep,
@@ -648,6 +742,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
     let steps_of = |ms: u64| ms / TICK_MS;
     let mut crashed: Vec<(usize, u64)> = Vec::new();
     let mut slow: Vec<(usize, u64)> = Vec::new();
+    let mut slow_clients: Vec<(usize, u64)> = Vec::new();
     let mut links: Vec<(String, String, u64, bool)> = Vec::new(); // (a, b, until step, held)
     let mut steps = 0u64;
     let set_now = |sim: &turmoil::Sim<'_>, m: &Shared| {
@@ -708,6 +803,22 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
                     servers[r].faults().set_resource_delay(delay);
                     slow.push((r, steps + d));
                 }
+                32..38 if !slow_clients.iter().any(|(i, _)| *i == c) => {
+                    // A slow client: its store calls and its refresh requests
+                    // leave late (a slow connection), inside their limits.
+                    let store_ms = rng.i64(100..350);
+                    let refresh_ms = rng.i64(200..950);
+                    let d = steps_of(rng.u64(500..3000));
+                    monitor::with(&monitor, |m| {
+                        m.note(format!(
+                            "fault: {client} sends store calls {store_ms}ms and refreshes {refresh_ms}ms late for {}ms",
+                            d * TICK_MS
+                        ));
+                    });
+                    slow_offsets[c].0.store(store_ms, Ordering::Relaxed);
+                    slow_offsets[c].1.store(refresh_ms, Ordering::Relaxed);
+                    slow_clients.push((c, steps + d));
+                }
                 11..25 => {
                     let jump = rng.i64(-20_000..20_000);
                     let (who, off) = if rng.bool() {
@@ -737,6 +848,9 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
             for (_, until) in &mut slow {
                 *until = steps;
             }
+            for (_, until) in &mut slow_clients {
+                *until = steps;
+            }
             for off in &replica_offsets {
                 off.store(0, Ordering::Relaxed);
             }
@@ -757,6 +871,14 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
                 return true;
             }
             servers[*r].faults().set_resource_delay(Duration::ZERO);
+            false
+        });
+        slow_clients.retain(|(c, until)| {
+            if *until > steps {
+                return true;
+            }
+            slow_offsets[*c].0.store(0, Ordering::Relaxed);
+            slow_offsets[*c].1.store(0, Ordering::Relaxed);
             false
         });
         crashed.retain(|(c, until)| {

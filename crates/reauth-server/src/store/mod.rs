@@ -260,6 +260,7 @@ pub(crate) fn client_detail(c: &NewClient) -> String {
     )
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// Splits a space-separated column.
 pub(crate) fn split(column: &str) -> Vec<String> {
     column.split_whitespace().map(str::to_owned).collect()
@@ -272,6 +273,7 @@ pub(crate) fn join_uris(list: &[String]) -> String {
     serde_json::to_string(list).unwrap_or_else(|_| "[]".to_owned())
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// Reads the redirect-URI column: a JSON array, or (rows written before
 /// the column held JSON) a space-separated list, read as before. A column
 /// that is neither reads as no URI at all: the client can then not be
