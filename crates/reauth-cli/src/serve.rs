@@ -323,42 +323,10 @@ pub(crate) fn must_exist(
     Ok(())
 }
 
-/// The database URL with any password replaced by `***`.
+/// The database URL with any password replaced by `***`: the server's own
+/// redaction, so the CLI and the server's logs show the same thing.
 pub(crate) fn redacted(database_url: &str) -> String {
-    match url::Url::parse(database_url) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        Ok(url)
-            if url
-                .query_pairs()
-                .any(|(k, _)| k.eq_ignore_ascii_case("password")) =>
-        {
-            let mut url = url;
-            let pairs: Vec<(String, String)> = url
-                .query_pairs()
-                .map(|(k, v)| {
-                    let v = if k.eq_ignore_ascii_case("password") {
-                        "***".to_owned()
-                    } else {
-                        v.into_owned()
-                    };
-                    (k.into_owned(), v)
-                })
-                .collect();
-            url.query_pairs_mut().clear().extend_pairs(pairs);
-            url.to_string()
-        }
-        Ok(_) => database_url.to_owned(),
-        Err(_)
-            if database_url.contains('@')
-                || database_url.to_ascii_lowercase().contains("password") =>
-        {
-            "***".to_owned()
-        }
-        Err(_) => database_url.to_owned(),
-    }
+    reauth_server::redacted_url(database_url)
 }
 
 /// Completes on Ctrl-C or SIGTERM.

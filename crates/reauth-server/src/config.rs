@@ -156,7 +156,14 @@ impl std::fmt::Debug for ServerConfig {
 /// A database URL fit for logs: the password (in the authority or a
 /// `password` query parameter) is replaced by `***` (a URL that cannot be
 /// taken apart and might hold one, by `[redacted]`).
-pub(crate) fn redacted_url(database_url: &str) -> String {
+///
+/// ```
+/// assert_eq!(
+///     reauth_server::redacted_url("postgres://app:hunter2@db/reauth"),
+///     "postgres://app:***@db/reauth"
+/// );
+/// ```
+pub fn redacted_url(database_url: &str) -> String {
     const REDACTED: &str = "***";
     let Ok(mut url) = url::Url::parse(database_url) else {
         // Not a URL we can take apart: shown only if it cannot hold a password.

@@ -56,7 +56,7 @@ pub use clock::ManualClock;
 pub use clock::{Clock, SystemClock};
 pub use config::{
     ClientCredentials, KeySource, Limits, PasswordHashing, RateLimit, ServerConfig,
-    SqliteSynchronous,
+    SqliteSynchronous, redacted_url,
 };
 pub use error::ServerError;
 pub use faults::{FaultCounters, Faults};
