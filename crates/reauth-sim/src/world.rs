@@ -761,6 +761,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
     let workload_steps = opts.workload_secs * 1000 / TICK_MS;
     let steps_of = |ms: u64| ms / TICK_MS;
     let mut crashed: Vec<(usize, u64)> = Vec::new();
+    let mut crashed_replicas: Vec<(usize, u64)> = Vec::new();
     let mut slow: Vec<(usize, u64)> = Vec::new();
     let mut slow_clients: Vec<(usize, u64)> = Vec::new();
     let mut links: Vec<(String, String, u64, bool)> = Vec::new(); // (a, b, until step, held)
@@ -852,6 +853,20 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
                         });
                     }
                 }
+                44..47 => {
+                    // A replica crashes: requests it was serving lose their
+                    // answers (a rotation may have committed), new ones are
+                    // refused until it restarts on the same database.
+                    let r = rng.usize(0..opts.replicas);
+                    if !crashed_replicas.iter().any(|(i, _)| *i == r) {
+                        let d = steps_of(rng.u64(200..2500));
+                        monitor::with(&monitor, |m| {
+                            m.note(format!("fault: crash replica{r} for {}ms", d * TICK_MS));
+                        });
+                        sim.crash(format!("replica{r}").as_str());
+                        crashed_replicas.push((r, steps + d));
+                    }
+                }
                 11..25 => {
                     let jump = rng.i64(-20_000..20_000);
                     let (who, off) = if rng.bool() {
@@ -876,6 +891,9 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
                 *until = steps;
             }
             for (_, until) in &mut crashed {
+                *until = steps;
+            }
+            for (_, until) in &mut crashed_replicas {
                 *until = steps;
             }
             for (_, until) in &mut slow {
@@ -915,6 +933,14 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
             }
             slow_offsets[*c].0.store(0, Ordering::Relaxed);
             slow_offsets[*c].1.store(0, Ordering::Relaxed);
+            false
+        });
+        crashed_replicas.retain(|(r, until)| {
+            if *until > steps {
+                return true;
+            }
+            monitor::with(&monitor, |m| m.note(format!("restart replica{r}")));
+            sim.bounce(format!("replica{r}").as_str());
             false
         });
         crashed.retain(|(c, until)| {
