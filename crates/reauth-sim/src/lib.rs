@@ -8,12 +8,14 @@
 //! `replica0…`) each run the **real** `reauth-server` router (handlers,
 //! rotation with its grace window and reuse detection) on one database (a
 //! [`MemoryRepository`] on the database's clock). The network drops, delays,
-//! holds and partitions; client processes crash and restart; clocks jump.
+//! holds and partitions; client processes crash, restart and pause; replicas
+//! crash and restart; clocks jump.
 //! Every schedule is checked against the invariants of SIM1 (see
 //! [`Monitor`]). See the crate README for what is and is not simulated.
 
 mod monitor;
 mod net;
+mod pause;
 mod world;
 
 pub use monitor::Monitor;

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use turmoil::net::{TcpListener, TcpStream};
 
+use crate::pause::Pause;
+
 /// The port every simulated service listens on.
 pub(crate) const PORT: u16 = 7000;
 
@@ -206,6 +208,11 @@ pub(crate) struct SimStore {
     /// A fault: each call goes out this many ms late (a slow connection),
     /// inside its time limit.
     pub(crate) slow_ms: Arc<AtomicI64>,
+    /// The process's pauses: no call goes out or comes back while it is
+    /// paused; an armed pause starts when a read answers under its lease.
+    pub(crate) pause: Pause,
+    /// The store's data (to see who holds the lease when a read answers).
+    pub(crate) data: Arc<Mutex<StoreData>>,
 }
 
 impl SimStore {
@@ -214,6 +221,8 @@ impl SimStore {
             StoreReq::Store(t) | StoreReq::Cas { new: Some(t), .. } => Some(t.stamp()),
             _ => None,
         };
+        let read = matches!(req, StoreReq::Load);
+        self.pause.gate().await;
         let late =
             Duration::from_millis(u64::try_from(self.slow_ms.load(Ordering::Relaxed)).unwrap_or(0));
         let out = tokio::time::timeout(self.limit, async {
@@ -231,6 +240,10 @@ impl SimStore {
                 m.write_failed(&self.who, stamp.lineage.as_str(), stamp.generation.get());
             });
         }
+        if read && out.is_ok() {
+            self.pause.store_read(&self.who, &self.data, &self.monitor);
+        }
+        self.pause.gate().await;
         out
     }
 }

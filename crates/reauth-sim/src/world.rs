@@ -15,6 +15,7 @@ use reauth_server::{PasswordHashing, Server, ServerConfig, ServerKeys};
 
 use crate::monitor::{self, Monitor, Shared};
 use crate::net::{self, HttpReq, HttpResp, SimStore, StoreData};
+use crate::pause::{PausableSleep, Pause};
 
 /// What a seed runs with.
 #[derive(Clone, Debug)]
@@ -124,6 +125,8 @@ struct SimRefresher {
     /// A fault: refresh requests go out this many ms late (a slow
     /// connection to the replica), inside the refresh timeout.
     slow_ms: Arc<AtomicI64>,
+    /// A fault: the process pauses (no request goes out while it does).
+    pause: Pause,
 }
 
 impl SimRefresher {
@@ -147,6 +150,8 @@ impl reauth::Refresher for SimRefresher {
         let Some(rt) = &current.refresh_token else {
             return Err(RefreshError::rejected("no refresh token"));
         };
+        self.pause.gate().await;
+        let _out = self.pause.calling();
         let late = u64::try_from(self.slow_ms.load(Ordering::Relaxed)).unwrap_or(0);
         tokio::time::sleep(Duration::from_millis(late)).await;
         let now = self.clock.now_ms.load(Ordering::Relaxed);
@@ -255,6 +260,8 @@ struct ClientCtx {
     /// A fault: store calls and refresh requests of this host go out late.
     slow_store_ms: Arc<AtomicI64>,
     slow_refresh_ms: Arc<AtomicI64>,
+    /// A fault: the process pauses.
+    pause: Pause,
 }
 
 fn note(m: &Shared, line: String) {
@@ -263,12 +270,17 @@ fn note(m: &Shared, line: String) {
 
 async fn timed<T>(ctx: &ClientCtx, what: &str, f: impl std::future::Future<Output = T>) -> T {
     let t0 = tokio::time::Instant::now();
+    let paused_before = ctx.pause.paused_so_far();
     let out = f.await;
-    let waited = t0.elapsed();
+    // A paused process keeps no deadline: its time paused is not waiting.
+    let paused = ctx.pause.paused_so_far() - paused_before;
+    let waited = t0
+        .elapsed()
+        .saturating_sub(Duration::from_millis(paused.unsigned_abs()));
     if waited > WAIT_TIMEOUT + TICK * 2 {
         monitor::with(&ctx.monitor, |m| {
             m.violate(format!(
-                "deadline: {} waited {waited:?} in {what} (wait_timeout {WAIT_TIMEOUT:?})",
+                "deadline: {} waited {waited:?} in {what} (wait_timeout {WAIT_TIMEOUT:?}), not counting {paused}ms paused",
                 ctx.name
             ));
         });
@@ -298,6 +310,7 @@ fn answered(ctx: &ClientCtx, session: &Session, b: &Bearer) {
 /// A request to the protected resource with `b`; `Some(status)`.
 async fn resource(ctx: &ClientCtx, rng: &mut fastrand::Rng, b: &Bearer) -> Option<u16> {
     let host = format!("replica{}", rng.usize(0..ctx.replicas));
+    ctx.pause.gate().await;
     let req = HttpReq {
         method: "GET".into(),
         path: "/api/resources".into(),
@@ -417,7 +430,7 @@ async fn client(mut ctx: ClientCtx) -> turmoil::Result {
     let jitter = SeededJitter(Mutex::new(rng.fork()));
     let runtime = Runtime::new(
         ctx.clock.clone(),
-        reauth::TokioSleep,
+        PausableSleep(ctx.pause.clone()),
         reauth::TokioSpawn,
         jitter,
     );
@@ -429,6 +442,7 @@ async fn client(mut ctx: ClientCtx) -> turmoil::Result {
         store: Arc::clone(&ctx.store),
         monitor: Arc::clone(&ctx.monitor),
         slow_ms: Arc::clone(&ctx.slow_refresh_ms),
+        pause: ctx.pause.clone(),
     };
     let lineage: Arc<Mutex<String>> = Arc::default();
     let (cb_lineage, cb_monitor, cb_name) = (
@@ -442,6 +456,8 @@ async fn client(mut ctx: ClientCtx) -> turmoil::Result {
             who: ctx.who.clone(),
             monitor: Arc::clone(&ctx.monitor),
             slow_ms: Arc::clone(&ctx.slow_store_ms),
+            pause: ctx.pause.clone(),
+            data: Arc::clone(&ctx.store),
         })
         .runtime(runtime)
         .refresh_timeout(REFRESH_TIMEOUT)
@@ -689,6 +705,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
     let slow_offsets: Vec<(Arc<AtomicI64>, Arc<AtomicI64>)> = (0..opts.clients)
         .map(|_| (Arc::default(), Arc::default()))
         .collect();
+    let pauses: Vec<Pause> = (0..opts.clients).map(|_| Pause::new(&now_ms)).collect();
     for (i, name) in names.iter().enumerate() {
         let ctx = ClientCtx {
             name: name.clone(),
@@ -704,6 +721,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
             who: name.clone(),
             slow_store_ms: Arc::clone(&slow_offsets[i].0),
             slow_refresh_ms: Arc::clone(&slow_offsets[i].1),
+            pause: pauses[i].clone(),
         };
         let first = (i == 0).then(|| first_login.clone());
         sim.host(name.as_str(), move || {
@@ -721,6 +739,8 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
                                 who: format!("{}#boot", ctx.name),
                                 monitor: Arc::clone(&ctx.monitor),
                                 slow_ms: Arc::default(),
+                                pause: Pause::default(),
+                                data: Arc::clone(&ctx.store),
                             })
                             .runtime(Runtime::new(
                                 ctx.clock.clone(),
@@ -741,6 +761,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
     let workload_steps = opts.workload_secs * 1000 / TICK_MS;
     let steps_of = |ms: u64| ms / TICK_MS;
     let mut crashed: Vec<(usize, u64)> = Vec::new();
+    let mut crashed_replicas: Vec<(usize, u64)> = Vec::new();
     let mut slow: Vec<(usize, u64)> = Vec::new();
     let mut slow_clients: Vec<(usize, u64)> = Vec::new();
     let mut links: Vec<(String, String, u64, bool)> = Vec::new(); // (a, b, until step, held)
@@ -819,6 +840,33 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
                     slow_offsets[c].1.store(refresh_ms, Ordering::Relaxed);
                     slow_clients.push((c, steps + d));
                 }
+                38..44 => {
+                    // A process pause (GC, suspended VM), armed to start
+                    // right after a re-read under the lease: often longer
+                    // than the lease (2 s) — the holder must notice.
+                    let ms = rng.i64(500..6000);
+                    if pauses[c].arm(ms) {
+                        monitor::with(&monitor, |m| {
+                            m.note(format!(
+                                "fault: {client} will pause for {ms}ms after its next read under the lease"
+                            ));
+                        });
+                    }
+                }
+                44..47 => {
+                    // A replica crashes: requests it was serving lose their
+                    // answers (a rotation may have committed), new ones are
+                    // refused until it restarts on the same database.
+                    let r = rng.usize(0..opts.replicas);
+                    if !crashed_replicas.iter().any(|(i, _)| *i == r) {
+                        let d = steps_of(rng.u64(200..2500));
+                        monitor::with(&monitor, |m| {
+                            m.note(format!("fault: crash replica{r} for {}ms", d * TICK_MS));
+                        });
+                        sim.crash(format!("replica{r}").as_str());
+                        crashed_replicas.push((r, steps + d));
+                    }
+                }
                 11..25 => {
                     let jump = rng.i64(-20_000..20_000);
                     let (who, off) = if rng.bool() {
@@ -845,6 +893,9 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
             for (_, until) in &mut crashed {
                 *until = steps;
             }
+            for (_, until) in &mut crashed_replicas {
+                *until = steps;
+            }
             for (_, until) in &mut slow {
                 *until = steps;
             }
@@ -853,6 +904,9 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
             }
             for off in &replica_offsets {
                 off.store(0, Ordering::Relaxed);
+            }
+            for p in &pauses {
+                p.disarm();
             }
         }
         links.retain(|(a, b, until, held)| {
@@ -881,11 +935,20 @@ pub fn run_seed(seed: u64, opts: &Options) -> Report {
             slow_offsets[*c].1.store(0, Ordering::Relaxed);
             false
         });
+        crashed_replicas.retain(|(r, until)| {
+            if *until > steps {
+                return true;
+            }
+            monitor::with(&monitor, |m| m.note(format!("restart replica{r}")));
+            sim.bounce(format!("replica{r}").as_str());
+            false
+        });
         crashed.retain(|(c, until)| {
             if *until > steps {
                 return true;
             }
             monitor::with(&monitor, |m| m.note(format!("restart {}", names[*c])));
+            pauses[*c].clear();
             sim.bounce(names[*c].as_str());
             false
         });
