@@ -302,10 +302,11 @@ impl Held {
             if self.released.load(Ordering::Acquire) {
                 return futures::future::pending().await;
             }
-            if !self.renew_once(terms, ttl, deadline).await && self.lost.load(Ordering::Acquire) {
-                return AttemptFailure::LeaseLost;
-            }
-            // Renewed, or unknown (the store failed): try again until the deadline.
+            // Renewed, lost, or unknown (the store failed: try again until the
+            // deadline). The checks above decide, the release first: a renewal
+            // that was out when the lease was given back finds it gone, and
+            // must not drop the work that goes on after the release.
+            self.renew_once(terms, ttl, deadline).await;
         }
     }
 
@@ -345,7 +346,8 @@ impl Drop for Held {
     }
 }
 
-#[cfg(all(test, feature = "tokio"))]
+#[cfg(test)]
+#[cfg(feature = "tokio")] // TokioSleep: tokio's paused clock
 mod tests {
     //! The lease a holder takes, keeps and gives back (C18), against a
     //! scripted store on tokio's paused clock: no test sleeps for real.
@@ -365,6 +367,7 @@ mod tests {
     /// What the scripted store answers a renewal.
     #[derive(Clone, Copy)]
     enum Renew {
+        /// Extends the lease if it is still this holder's.
         Yes,
         Lost,
         Fails,
@@ -376,6 +379,8 @@ mod tests {
         lease: Mutex<Option<(String, Instant)>>,
         /// How long a `try_acquire` takes to answer.
         acquire_takes: Duration,
+        /// How long a `renew` takes to answer.
+        renew_takes: Duration,
         renew: Renew,
         /// When each `try_acquire` was asked, since the test began.
         asked: Mutex<Vec<Duration>>,
@@ -389,6 +394,7 @@ mod tests {
             Self {
                 lease: Mutex::new(None),
                 acquire_takes: Duration::ZERO,
+                renew_takes: Duration::ZERO,
                 renew: Renew::Yes,
                 asked: Mutex::new(Vec::new()),
                 renewals: AtomicUsize::new(0),
@@ -435,7 +441,13 @@ mod tests {
     #[async_trait]
     impl Coordinator for Scripted {
         async fn try_acquire(&self, ttl: Duration) -> Result<Option<Lease>, StoreError> {
-            self.asked.lock().unwrap().push(self.began.elapsed());
+            {
+                let mut asked = self.asked.lock().unwrap();
+                asked.push(self.began.elapsed());
+                // A waiter that does not back off floods the store (and, on
+                // a paused clock, never lets time pass): fail, do not hang.
+                assert!(asked.len() < 1000, "a waiter polls without backing off");
+            }
             tokio::time::sleep(self.acquire_takes).await;
             if !self.is_free() {
                 return Ok(None);
@@ -447,10 +459,18 @@ mod tests {
 
         async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
             self.renewals.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(self.renew_takes).await;
             match self.renew {
                 Renew::Yes => {
-                    *self.lease.lock().unwrap() =
-                        Some((lease.owner().into(), Instant::now() + ttl));
+                    let mut slot = self.lease.lock().unwrap();
+                    let now = Instant::now();
+                    if !slot
+                        .as_ref()
+                        .is_some_and(|(owner, until)| owner == lease.owner() && *until > now)
+                    {
+                        return Ok(false);
+                    }
+                    *slot = Some((lease.owner().into(), now + ttl));
                     Ok(true)
                 }
                 Renew::Lost => Ok(false),
@@ -632,6 +652,85 @@ mod tests {
         assert!(!held.ensure(&terms(), MS).await);
         assert_eq!(store.renewals.load(Ordering::SeqCst), 0);
         held.release(SEC).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn c18_the_holder_renews_every_third_of_the_ttl_while_it_works() {
+        let store = Arc::new(Scripted::new());
+        let rt = runtime(NoJitter);
+        let held = take(&store, &rt).await;
+        // 12 s of work under a 15 s lease: renewed at 5 s and 10 s.
+        let done = held.hold(&terms(), tokio::time::sleep(12 * SEC)).await;
+        assert!(done.is_ok());
+        assert_eq!(store.renewals.load(Ordering::SeqCst), 2);
+        assert_eq!(held.deadline(), Some(rt.mono() - 2 * SEC + 15 * SEC));
+        held.release(SEC).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn c18_work_after_the_refresher_call_is_dropped_when_the_lease_is_lost() {
+        let store = Arc::new(Scripted {
+            renew: Renew::Lost,
+            ..Scripted::new()
+        });
+        let rt = runtime(NoJitter);
+        let held = take(&store, &rt).await;
+        let began = Instant::now();
+        // The call is back after 1 s; what follows it (a slow write) is not
+        // a refresher call and stops when the renewal at 5 s finds the lease
+        // gone.
+        let work = async {
+            held.call(tokio::time::sleep(SEC)).await;
+            tokio::time::sleep(3600 * SEC).await;
+        };
+        assert_eq!(
+            held.hold(&terms(), work).await,
+            Err(AttemptFailure::LeaseLost)
+        );
+        assert_eq!(began.elapsed(), 5 * SEC);
+        held.release(SEC).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn c18_a_store_that_cannot_renew_is_retried_until_the_deadline_then_the_work_stops() {
+        let store = Arc::new(Scripted {
+            renew: Renew::Fails,
+            ..Scripted::new()
+        });
+        let rt = runtime(NoJitter);
+        let held = take(&store, &rt).await;
+        let began = Instant::now();
+        let work = tokio::time::sleep(3600 * SEC);
+        assert_eq!(
+            held.hold(&terms(), work).await,
+            Err(AttemptFailure::LeaseLost)
+        );
+        // Tried at 5 s and 10 s; a failed renewal is not a lost lease, but
+        // nothing runs on past the 15 s deadline.
+        assert_eq!(began.elapsed(), 15 * SEC);
+        assert_eq!(store.renewals.load(Ordering::SeqCst), 2);
+        held.release(SEC).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn c18_a_renewal_out_when_the_lease_is_released_does_not_drop_the_work_after_it() {
+        // The renewal asked at 5 s answers at 6 s, after the release at 5.5 s:
+        // the store says the lease is gone. The work after the release (a
+        // revocation, say) is not the lease's and runs to its end.
+        let store = Arc::new(Scripted {
+            renew_takes: SEC,
+            ..Scripted::new()
+        });
+        let rt = runtime(NoJitter);
+        let held = take(&store, &rt).await;
+        let work = async {
+            tokio::time::sleep(5500 * MS).await;
+            held.release(SEC).await;
+            tokio::time::sleep(10 * SEC).await;
+            "revoked"
+        };
+        assert_eq!(held.hold(&terms(), work).await, Ok("revoked"));
+        assert_eq!(store.renewals.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test(start_paused = true)]
