@@ -565,7 +565,7 @@ mod tests {
         let held = take(&store, &rt).await;
         // Polls at 0, 10, 30 (busy), 70 ms (free since 50 ms).
         assert_eq!(store.asked(), [0, 10, 30, 70].map(|ms| ms * MS));
-        assert!(held.lease().ttl() == Some(15 * SEC));
+        assert_eq!(held.lease().ttl(), Some(15 * SEC));
         held.release(SEC).await;
     }
 
