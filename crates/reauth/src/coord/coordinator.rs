@@ -130,10 +130,13 @@ impl Lease {
     }
 }
 
+/// The owner token is redacted: whoever bears it can renew, release or write
+/// through the lease (a lapsed holder's log line must not hand it to anyone).
+/// Read it with [`Lease::owner`].
 impl fmt::Debug for Lease {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lease")
-            .field("owner", &self.owner)
+            .field("owner", &format_args!("[redacted]"))
             .field("ttl", &self.ttl)
             .finish()
     }
@@ -234,6 +237,30 @@ mod tests {
         assert_eq!(lease_poll_delay(5), Duration::from_millis(160));
         assert_eq!(lease_poll_delay(6), Duration::from_millis(200));
         assert_eq!(lease_poll_delay(u32::MAX), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn lease_ttls_are_capped_at_a_day() {
+        let day = Duration::from_secs(24 * 3600);
+        assert_eq!(clamp_lease_ttl(day * 2, Duration::from_secs(10)), day);
+        assert_eq!(
+            clamp_lease_ttl(day - Duration::from_secs(1), Duration::from_secs(10)),
+            day - Duration::from_secs(1)
+        );
+        assert_eq!(lease_ttl(Duration::from_secs(30 * 3600)), day);
+    }
+
+    #[test]
+    fn lease_debug_shows_the_ttl_and_redacts_the_owner_token() {
+        let owner = new_owner_token();
+        let timed = format!(
+            "{:?}",
+            Lease::expiring(owner.clone(), Duration::from_secs(15))
+        );
+        assert_eq!(timed, "Lease { owner: [redacted], ttl: Some(15s) }");
+        let held = format!("{:?}", Lease::until_released(owner.clone()));
+        assert_eq!(held, "Lease { owner: [redacted], ttl: None }");
+        assert!(!timed.contains(&owner) && !held.contains(&owner));
     }
 
     #[test]

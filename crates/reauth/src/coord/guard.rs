@@ -302,10 +302,11 @@ impl Held {
             if self.released.load(Ordering::Acquire) {
                 return futures::future::pending().await;
             }
-            if !self.renew_once(terms, ttl, deadline).await && self.lost.load(Ordering::Acquire) {
-                return AttemptFailure::LeaseLost;
-            }
-            // Renewed, or unknown (the store failed): try again until the deadline.
+            // Renewed, lost, or unknown (the store failed: try again until the
+            // deadline). The checks above decide, the release first: a renewal
+            // that was out when the lease was given back finds it gone, and
+            // must not drop the work that goes on after the release.
+            self.renew_once(terms, ttl, deadline).await;
         }
     }
 
@@ -342,5 +343,445 @@ impl Drop for Held {
                 let _ = coord.release(&lease).await;
             }
         }));
+    }
+}
+
+#[cfg(test)]
+#[cfg(feature = "tokio")] // TokioSleep: tokio's paused clock
+mod tests {
+    //! The lease a holder takes, keeps and gives back (C18), against a
+    //! scripted store on tokio's paused clock: no test sleeps for real.
+
+    use std::sync::atomic::AtomicUsize;
+
+    use async_trait::async_trait;
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::runtime::{Jitter, NoJitter, SystemClock, TokioSleep, TokioSpawn};
+    use crate::token::{Stamp, TokenSet};
+
+    const MS: Duration = Duration::from_millis(1);
+    const SEC: Duration = Duration::from_secs(1);
+
+    /// What the scripted store answers a renewal.
+    #[derive(Clone, Copy)]
+    enum Renew {
+        /// Extends the lease if it is still this holder's.
+        Yes,
+        Lost,
+        Fails,
+    }
+
+    /// A store whose lease lives on tokio's clock. It records every request.
+    struct Scripted {
+        /// `(owner, until)`; someone else's while `owner` is `"other"`.
+        lease: Mutex<Option<(String, Instant)>>,
+        /// How long a `try_acquire` takes to answer.
+        acquire_takes: Duration,
+        /// How long a `renew` takes to answer.
+        renew_takes: Duration,
+        renew: Renew,
+        /// When each `try_acquire` was asked, since the test began.
+        asked: Mutex<Vec<Duration>>,
+        renewals: AtomicUsize,
+        releases: AtomicUsize,
+        began: Instant,
+    }
+
+    impl Scripted {
+        fn new() -> Self {
+            Self {
+                lease: Mutex::new(None),
+                acquire_takes: Duration::ZERO,
+                renew_takes: Duration::ZERO,
+                renew: Renew::Yes,
+                asked: Mutex::new(Vec::new()),
+                renewals: AtomicUsize::new(0),
+                releases: AtomicUsize::new(0),
+                began: Instant::now(),
+            }
+        }
+
+        /// Another process holds the lease for `ttl`.
+        fn held_by_another(self, ttl: Duration) -> Self {
+            *self.lease.lock().unwrap() = Some(("other".into(), Instant::now() + ttl));
+            self
+        }
+
+        fn is_free(&self) -> bool {
+            self.lease
+                .lock()
+                .unwrap()
+                .as_ref()
+                .is_none_or(|(_, until)| *until <= Instant::now())
+        }
+
+        fn asked(&self) -> Vec<Duration> {
+            self.asked.lock().unwrap().clone()
+        }
+    }
+
+    #[async_trait]
+    impl TokenStore for Scripted {
+        async fn load(&self) -> Result<Option<TokenSet>, StoreError> {
+            Ok(None)
+        }
+        async fn store(&self, _: &TokenSet) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn clear(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn coordinator(&self) -> Option<&dyn Coordinator> {
+            Some(self)
+        }
+    }
+
+    #[async_trait]
+    impl Coordinator for Scripted {
+        async fn try_acquire(&self, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+            {
+                let mut asked = self.asked.lock().unwrap();
+                asked.push(self.began.elapsed());
+                // A waiter that does not back off floods the store (and, on
+                // a paused clock, never lets time pass): fail, do not hang.
+                assert!(asked.len() < 1000, "a waiter polls without backing off");
+            }
+            tokio::time::sleep(self.acquire_takes).await;
+            if !self.is_free() {
+                return Ok(None);
+            }
+            let lease = Lease::generate(ttl);
+            *self.lease.lock().unwrap() = Some((lease.owner().into(), Instant::now() + ttl));
+            Ok(Some(lease))
+        }
+
+        async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
+            self.renewals.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(self.renew_takes).await;
+            match self.renew {
+                Renew::Yes => {
+                    let mut slot = self.lease.lock().unwrap();
+                    let now = Instant::now();
+                    if !slot
+                        .as_ref()
+                        .is_some_and(|(owner, until)| owner == lease.owner() && *until > now)
+                    {
+                        return Ok(false);
+                    }
+                    *slot = Some((lease.owner().into(), now + ttl));
+                    Ok(true)
+                }
+                Renew::Lost => Ok(false),
+                Renew::Fails => Err(StoreError::Io(std::io::Error::other("store down"))),
+            }
+        }
+
+        async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+            self.releases.fetch_add(1, Ordering::SeqCst);
+            let mut slot = self.lease.lock().unwrap();
+            if slot
+                .as_ref()
+                .is_some_and(|(owner, _)| owner == lease.owner())
+            {
+                *slot = None;
+            }
+            Ok(())
+        }
+
+        async fn compare_and_swap(
+            &self,
+            _: Option<&Lease>,
+            _: Option<&Stamp>,
+            _: Option<&TokenSet>,
+        ) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+    }
+
+    /// Always the most jitter allowed; records the allowance asked for.
+    #[derive(Default)]
+    struct MaxJitter(Arc<Mutex<Vec<Duration>>>);
+
+    impl Jitter for MaxJitter {
+        fn jitter(&self, max: Duration) -> Duration {
+            self.0.lock().unwrap().push(max);
+            max
+        }
+    }
+
+    fn runtime(jitter: impl Jitter) -> Runtime {
+        Runtime::new(SystemClock, TokioSleep, TokioSpawn, jitter)
+    }
+
+    /// A 15 s lease, for a 10 s refresh timeout.
+    fn terms() -> Terms {
+        Terms::new(15 * SEC, 10 * SEC)
+    }
+
+    async fn take(store: &Arc<Scripted>, rt: &Runtime) -> Held {
+        let dyn_store: Arc<dyn TokenStore> = Arc::clone(store) as _;
+        acquire(&dyn_store, rt, &terms(), || true)
+            .await
+            .expect("the store answers")
+            .expect("the lease is free")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn c18_a_waiter_backs_off_from_10ms_doubling_to_200ms_plus_half_jitter_then_gives_up() {
+        let store = Arc::new(Scripted::new().held_by_another(3600 * SEC));
+        let asked_jitter = Arc::new(Mutex::new(Vec::new()));
+        let rt = runtime(MaxJitter(Arc::clone(&asked_jitter)));
+        let terms = Terms {
+            wait: SEC,
+            ..terms()
+        };
+        let dyn_store: Arc<dyn TokenStore> = Arc::clone(&store) as _;
+        let began = Instant::now();
+
+        let Err(e) = acquire(&dyn_store, &rt, &terms, || true).await else {
+            panic!("a lease held for an hour is not granted");
+        };
+
+        assert!(e.is_transient());
+        assert_eq!(e.attempt_failure(), Some(&AttemptFailure::LeaseBusy(SEC)));
+        // Pauses of 10, 20, 40, 80, 160, 200, 200 ms, each plus half of it
+        // (the most jitter allowed): 15, 30, 60, 120, 240, 300, 300 ms.
+        let polls = [0, 15, 45, 105, 225, 465, 765, 1065].map(|ms| ms * MS);
+        assert_eq!(store.asked(), polls);
+        assert_eq!(
+            *asked_jitter.lock().unwrap(),
+            [5, 10, 20, 40, 80, 100, 100].map(|ms| ms * MS)
+        );
+        // It gave up at the first poll after the wait, not later.
+        assert_eq!(began.elapsed(), 1065 * MS);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn c18_a_waiter_takes_the_lease_at_the_first_poll_after_it_is_freed() {
+        let store = Arc::new(Scripted::new().held_by_another(50 * MS));
+        let rt = runtime(NoJitter);
+        let held = take(&store, &rt).await;
+        // Polls at 0, 10, 30 (busy), 70 ms (free since 50 ms).
+        assert_eq!(store.asked(), [0, 10, 30, 70].map(|ms| ms * MS));
+        assert_eq!(held.lease().ttl(), Some(15 * SEC));
+        held.release(SEC).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn c18_the_deadline_is_counted_from_before_the_acquire_request() {
+        // The store takes 2 s to grant a 15 s lease: its expiry is 15 s after
+        // the request reached it, so never earlier than 15 s after it was sent.
+        let store = Arc::new(Scripted {
+            acquire_takes: 2 * SEC,
+            ..Scripted::new()
+        });
+        let rt = runtime(NoJitter);
+        let sent = rt.mono();
+        let held = take(&store, &rt).await;
+        assert_eq!(held.deadline(), Some(sent + 15 * SEC));
+        // 13 s are left, not 15: a 14 s call is not started on it unrenewed.
+        assert!(held.ensure(&terms(), 13 * SEC).await);
+        assert_eq!(store.renewals.load(Ordering::SeqCst), 0);
+        assert!(held.ensure(&terms(), 14 * SEC).await);
+        assert_eq!(store.renewals.load(Ordering::SeqCst), 1);
+        held.release(SEC).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn c18_ensure_starts_a_call_on_a_lease_with_enough_left_without_asking_the_store() {
+        // The store is down: only what is known of the lease counts.
+        let store = Arc::new(Scripted {
+            renew: Renew::Fails,
+            ..Scripted::new()
+        });
+        let rt = runtime(NoJitter);
+        let held = take(&store, &rt).await;
+        assert!(held.ensure(&terms(), 10 * SEC).await);
+        tokio::time::advance(5 * SEC).await;
+        // Exactly the 10 s a call may take are left: enough.
+        assert!(held.ensure(&terms(), 10 * SEC).await);
+        assert_eq!(store.renewals.load(Ordering::SeqCst), 0);
+        // Less is left, and the store cannot renew it: no call starts.
+        tokio::time::advance(MS).await;
+        assert!(!held.ensure(&terms(), 10 * SEC).await);
+        assert_eq!(store.renewals.load(Ordering::SeqCst), 1);
+        held.release(SEC).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn c18_ensure_renews_first_when_less_than_the_call_is_left() {
+        let store = Arc::new(Scripted::new());
+        let rt = runtime(NoJitter);
+        let held = take(&store, &rt).await;
+        tokio::time::advance(6 * SEC).await;
+        let renewed_at = rt.mono();
+        assert!(held.ensure(&terms(), 10 * SEC).await);
+        assert_eq!(store.renewals.load(Ordering::SeqCst), 1);
+        assert_eq!(held.deadline(), Some(renewed_at + 15 * SEC));
+        // A renewal that still leaves too little is no licence either.
+        assert!(!held.ensure(&terms(), 16 * SEC).await);
+        held.release(SEC).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn c18_ensure_refuses_a_lease_the_store_says_is_gone() {
+        let store = Arc::new(Scripted {
+            renew: Renew::Lost,
+            ..Scripted::new()
+        });
+        let rt = runtime(NoJitter);
+        let held = take(&store, &rt).await;
+        tokio::time::advance(6 * SEC).await;
+        assert!(!held.ensure(&terms(), 10 * SEC).await);
+        assert_eq!(store.renewals.load(Ordering::SeqCst), 1);
+        // Lost for good: even a short call does not start, and the store is
+        // not asked again.
+        assert!(!held.ensure(&terms(), MS).await);
+        assert_eq!(store.renewals.load(Ordering::SeqCst), 1);
+        held.release(SEC).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn c18_ensure_refuses_a_lapsed_lease_without_renewing_it() {
+        let store = Arc::new(Scripted::new());
+        let rt = runtime(NoJitter);
+        let held = take(&store, &rt).await;
+        tokio::time::advance(15 * SEC).await;
+        assert!(!held.ensure(&terms(), MS).await);
+        assert_eq!(store.renewals.load(Ordering::SeqCst), 0);
+        held.release(SEC).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn c18_the_holder_renews_every_third_of_the_ttl_while_it_works() {
+        let store = Arc::new(Scripted::new());
+        let rt = runtime(NoJitter);
+        let held = take(&store, &rt).await;
+        // 12 s of work under a 15 s lease: renewed at 5 s and 10 s.
+        let done = held.hold(&terms(), tokio::time::sleep(12 * SEC)).await;
+        assert!(done.is_ok());
+        assert_eq!(store.renewals.load(Ordering::SeqCst), 2);
+        assert_eq!(held.deadline(), Some(rt.mono() - 2 * SEC + 15 * SEC));
+        held.release(SEC).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn c18_work_after_the_refresher_call_is_dropped_when_the_lease_is_lost() {
+        let store = Arc::new(Scripted {
+            renew: Renew::Lost,
+            ..Scripted::new()
+        });
+        let rt = runtime(NoJitter);
+        let held = take(&store, &rt).await;
+        let began = Instant::now();
+        // The call is back after 1 s; what follows it (a slow write) is not
+        // a refresher call and stops when the renewal at 5 s finds the lease
+        // gone.
+        let work = async {
+            held.call(tokio::time::sleep(SEC)).await;
+            tokio::time::sleep(3600 * SEC).await;
+        };
+        assert_eq!(
+            held.hold(&terms(), work).await,
+            Err(AttemptFailure::LeaseLost)
+        );
+        assert_eq!(began.elapsed(), 5 * SEC);
+        held.release(SEC).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn c18_a_store_that_cannot_renew_is_retried_until_the_deadline_then_the_work_stops() {
+        let store = Arc::new(Scripted {
+            renew: Renew::Fails,
+            ..Scripted::new()
+        });
+        let rt = runtime(NoJitter);
+        let held = take(&store, &rt).await;
+        let began = Instant::now();
+        let work = tokio::time::sleep(3600 * SEC);
+        assert_eq!(
+            held.hold(&terms(), work).await,
+            Err(AttemptFailure::LeaseLost)
+        );
+        // Tried at 5 s and 10 s; a failed renewal is not a lost lease, but
+        // nothing runs on past the 15 s deadline.
+        assert_eq!(began.elapsed(), 15 * SEC);
+        assert_eq!(store.renewals.load(Ordering::SeqCst), 2);
+        held.release(SEC).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn c18_a_renewal_out_when_the_lease_is_released_does_not_drop_the_work_after_it() {
+        // The renewal asked at 5 s answers at 6 s, after the release at 5.5 s:
+        // the store says the lease is gone. The work after the release (a
+        // revocation, say) is not the lease's and runs to its end.
+        let store = Arc::new(Scripted {
+            renew_takes: SEC,
+            ..Scripted::new()
+        });
+        let rt = runtime(NoJitter);
+        let held = take(&store, &rt).await;
+        let work = async {
+            tokio::time::sleep(5500 * MS).await;
+            held.release(SEC).await;
+            tokio::time::sleep(10 * SEC).await;
+            "revoked"
+        };
+        assert_eq!(held.hold(&terms(), work).await, Ok("revoked"));
+        assert_eq!(store.renewals.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn c18_the_lease_is_free_for_the_next_process_as_soon_as_it_is_released() {
+        let store = Arc::new(Scripted::new());
+        let rt = runtime(NoJitter);
+        let held = take(&store, &rt).await;
+        assert!(!store.is_free());
+        held.release(SEC).await;
+        // Given back by the time `release` returns, not after the TTL.
+        assert!(store.is_free());
+        drop(held);
+        tokio::task::yield_now().await;
+        assert_eq!(store.releases.load(Ordering::SeqCst), 1, "released once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn c18_a_holder_dropped_midway_gives_the_lease_back_at_once() {
+        let store = Arc::new(Scripted::new());
+        let rt = runtime(NoJitter);
+        let holder = {
+            let (store, rt) = (Arc::clone(&store), rt.clone());
+            tokio::spawn(async move {
+                let held = take(&store, &rt).await;
+                held.hold(&terms(), futures::future::pending::<()>()).await
+            })
+        };
+        tokio::time::sleep(MS).await;
+        assert!(!store.is_free());
+        holder.abort();
+        let _ = holder.await;
+        // The release is spawned by the drop; no virtual time passes.
+        tokio::task::yield_now().await;
+        assert!(store.is_free());
+        assert_eq!(store.releases.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn held_debug_shows_the_ttl_and_deadline_but_not_the_owner_token() {
+        let store = Arc::new(Scripted::new());
+        let rt = runtime(NoJitter);
+        let held = take(&store, &rt).await;
+        let shown = format!("{held:?}");
+        let deadline = format!("{:?}", held.deadline().unwrap());
+        assert_eq!(
+            shown,
+            format!(
+                "Held {{ lease: Lease {{ owner: [redacted], ttl: Some(15s) }}, deadline: Some({deadline}), .. }}"
+            )
+        );
+        assert!(!shown.contains(held.lease().owner()));
+        held.release(SEC).await;
     }
 }
