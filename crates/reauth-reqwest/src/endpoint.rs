@@ -123,9 +123,24 @@ impl Default for Transport {
 /// or hostile endpoint, refused as misconfiguration before it fills memory.
 pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
+/// How long the default client waits for a token endpoint's whole answer.
+/// A session bounds its refreshes by its own (shorter, by default) refresh
+/// timeout; this bounds the calls nothing else bounds — a login
+/// (`password_grant`, `exchange_code`, `JsonRefresher::login`) or a
+/// revocation against an endpoint that accepts the connection and never
+/// answers.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long the default client waits for a connection to a token endpoint.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The default client for token endpoints: it does **not** follow redirects,
 /// so a refresh token or a client secret is never re-sent to wherever a
-/// `Location` header points (C23). In a browser the page's `fetch` follows
+/// `Location` header points (C23), and it gives up on a connection after
+/// `DEFAULT_CONNECT_TIMEOUT` and on an answer after `DEFAULT_REQUEST_TIMEOUT`
+/// (outside a browser, whose `fetch` has its own limits). In a browser the page's `fetch` follows
 /// redirects by itself; a redirected answer is then refused (see
 /// [`Transport::send`]).
 fn token_client() -> Result<reqwest::Client, Arc<reqwest::Error>> {
@@ -133,6 +148,8 @@ fn token_client() -> Result<reqwest::Client, Arc<reqwest::Error>> {
     {
         reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(DEFAULT_CONNECT_TIMEOUT)
+            .timeout(DEFAULT_REQUEST_TIMEOUT)
             .build()
             .map_err(|e| {
                 tracing::error!(error = %e, "the token endpoint's HTTP client could not be built");
@@ -322,7 +339,9 @@ macro_rules! transport_setters {
     () => {
         /// The HTTP client for calls to the endpoint (proxies, TLS roots,
         /// timeouts). Default: a `reqwest::Client` that does not follow
-        /// redirects. Build yours with
+        /// redirects and gives up after 10 s without a connection or 60 s
+        /// without a whole answer (a session whose `refresh_timeout` is
+        /// longer than that needs a client of its own). Build yours with
         /// `.redirect(reqwest::redirect::Policy::none())` too: a client that
         /// follows a redirect re-sends the refresh token and the client
         /// secret to wherever it points (the answer is then refused, but the

@@ -238,3 +238,42 @@ async fn c6_an_html_401_from_a_proxy_is_transient_not_a_rejection() {
     let err = refresher.refresh(&current()).await.unwrap_err();
     assert_eq!(err.kind(), RefreshErrorKind::Rejected, "a bare 401: {err}");
 }
+
+/// C23: an endpoint that accepts the connection and never answers. A login
+/// (`password_grant`) has no session timeout around it; the default client
+/// gives up after its own 60 s (virtual time here) with a transient error,
+/// instead of hanging its caller forever.
+#[tokio::test(start_paused = true)]
+async fn c23_a_login_against_an_endpoint_that_never_answers_times_out() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Accepts, reads the request, never answers; holds every connection.
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = socket.read(&mut buf).await;
+            held.push(socket);
+        }
+    });
+    let refresher = OAuth2Refresher::new(
+        format!("http://{addr}/oauth/token").parse().unwrap(),
+        "demo",
+    );
+    let began = tokio::time::Instant::now();
+    let login = refresher.password_grant("alice", "correct horse");
+    let err = tokio::time::timeout(Duration::from_secs(600), login)
+        .await
+        .expect("the client gives up by itself, well before 10 minutes")
+        .expect_err("no answer is not a login");
+    let waited = began.elapsed();
+    assert_eq!(err.kind(), RefreshErrorKind::Transient, "{err:?}");
+    let Error::Http(http) = cause(&err) else {
+        panic!("an HTTP error, not {err:?}");
+    };
+    assert!(http.is_timeout(), "{http:?}");
+    assert!(
+        (Duration::from_secs(60)..Duration::from_secs(61)).contains(&waited),
+        "gave up after {waited:?}"
+    );
+}
