@@ -2,7 +2,8 @@
 //! same server, served with its limits (`Server::spawn_local`: header, body,
 //! request and write timeouts, connection age, connection cap) or by plain
 //! `axum::serve` of the same router, answers `requests` sequential
-//! `GET /api/resources` over one keep-alive connection, on one thread.
+//! `GET /api/resources` over one keep-alive connection (after a sign-in on
+//! another), on one thread.
 //!
 //! Instruction counts do not depend on what else the machine runs, so the
 //! two can be compared where req/s cannot (BENCHMARKS.md, P7). Run each
@@ -21,12 +22,13 @@
 //! Without valgrind it prints the requests per second (one client, one
 //! thread): `cargo bench -p reauth-server --bench limits_cost -- limited 20000`.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::body::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use reauth_server::{KeySource, PasswordHashing, Server, ServerConfig, ServerKeys};
 
 async fn send(
@@ -41,11 +43,6 @@ async fn send(
         .await
         .expect("a body")
         .to_bytes()
-}
-
-fn access_token(body: &[u8]) -> String {
-    let v: serde_json::Value = serde_json::from_slice(body).expect("json");
-    v["access_token"].as_str().expect("a token").to_owned()
 }
 
 fn main() {
@@ -92,20 +89,8 @@ fn run(limited: bool, requests: u64) {
             tokio::spawn(async move { axum::serve(listener, router).await });
             addr
         };
-        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("handshake");
-        tokio::spawn(conn);
-        let login = http::Request::post("/auth/login")
-            .header("host", addr.to_string())
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from_static(
-                br#"{"username":"bench","password":"bench"}"#,
-            )))
-            .expect("a request");
-        let token = access_token(&send(&mut sender, login).await);
+        let (token, _) = common::login(addr).await;
+        let mut sender = common::connect(addr).await;
         let began = Instant::now();
         for _ in 0..requests {
             let request = http::Request::get("/api/resources")

@@ -39,12 +39,14 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::routing::get;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use reauth_server::store::{PostgresRepository, Repository, SqliteRepository};
 use reauth_server::{
     KeySource, PasswordHashing, Server, ServerConfig, ServerKeys, SqliteSynchronous, SystemClock,
 };
+
+mod common;
+
+use common::{connect, json_field, login};
 
 const MAX_REQUESTS: u64 = 10_000_000;
 
@@ -72,16 +74,6 @@ fn opts() -> Opts {
         }
     }
     Opts { secs, only }
-}
-
-async fn connect(addr: SocketAddr) -> SendRequest<Full<Bytes>> {
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream.set_nodelay(true).expect("nodelay");
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    sender
 }
 
 /// What one client sends next, given the previous answer.
@@ -117,14 +109,6 @@ impl Workload for Get {
 struct Rotate {
     addr: SocketAddr,
     refresh_token: String,
-}
-
-fn json_field<'a>(body: &'a [u8], field: &str) -> &'a str {
-    let text = std::str::from_utf8(body).expect("utf-8");
-    let key = format!("\"{field}\":\"");
-    let start = text.find(&key).expect("field present") + key.len();
-    let end = start + text[start..].find('"').expect("closing quote");
-    &text[start..end]
 }
 
 impl Workload for Rotate {
@@ -225,29 +209,6 @@ fn config(db: &str) -> ServerConfig {
     config.keys = KeySource::Provided(ServerKeys::generate());
     config.first_party_endpoints = true;
     config
-}
-
-async fn login(addr: SocketAddr) -> (String, String) {
-    let mut sender = connect(addr).await;
-    let request = http::Request::post("/auth/login")
-        .header("host", addr.to_string())
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from_static(
-            br#"{"username":"bench","password":"bench"}"#,
-        )))
-        .expect("request");
-    let response = sender.send_request(request).await.expect("login");
-    assert!(response.status().is_success());
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (
-        json_field(&body, "access_token").to_owned(),
-        json_field(&body, "refresh_token").to_owned(),
-    )
 }
 
 async fn start(server: Server) -> SocketAddr {
